@@ -1,0 +1,3 @@
+from keystone_agents.cli.agent import main
+
+main()

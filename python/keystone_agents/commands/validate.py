@@ -1,0 +1,44 @@
+"""keystone-agent validate: check every queue file and the configuration, print every problem."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from keystone_agents import queuefile
+from keystone_agents.cli.common import EXIT_PROBLEMS, agent_command, echo_json
+from keystone_agents.problems import ValidationFailed
+
+
+@click.command("validate")
+@click.option("--json", "as_json", is_flag=True, help="Print the problems as a JSON list.")
+@agent_command
+def validate_command(ctx, as_json):
+    """Check TASKS.yaml, PROJECTS.yaml, SCHEDULES.yaml, ISSUES.yaml, TASKS.archive.yaml and the
+    configuration. Prints every problem as FILE:LINE: FIELD: MESSAGE; exit 1 if there is any."""
+    problems = []
+    try:
+        config = ctx.config
+    except ValidationFailed as exc:
+        problems.extend(exc.problems)
+        config = None
+    space = ctx.space if config else None
+    if space is None:
+        from keystone_agents.space import AgentSpace
+
+        space = AgentSpace.from_home(ctx.home)
+    files = space.queue_files() + [(space.tasks_archive_file, queuefile.TASKS)]
+    for path, kind in files:
+        if path.exists():
+            problems.extend(queuefile.check(path, kind))
+    if as_json:
+        echo_json([p.as_dict() for p in problems])
+    else:
+        for problem in problems:
+            click.echo(str(problem))
+        checked = [p.name for p, _ in files if p.exists()] + (["config"] if ctx.config_path or config else [])
+        summary = f"{len(problems)} problem(s) in {', '.join(checked)}" if problems else f"ok: {', '.join(checked)}"
+        click.echo(summary, err=True)
+    if problems:
+        sys.exit(EXIT_PROBLEMS)

@@ -1,0 +1,239 @@
+"""The agent's configuration: one typed object loaded from the JSON file the NixOS module writes.
+
+Where the file is: `--config`, else `$KEYSTONE_AGENT_CONFIG`, else `<home>/.config/keystone-agent/config.json`
+when it exists, else built-in defaults. The JSON Schema `schemas/config.schema.json` is the contract (the Nix
+module's output is checked against it); the dataclasses below mirror it, and a test keeps their defaults equal
+to the schema's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keystone_agents.problems import Problem, ValidationFailed
+from keystone_agents.queuefile import _line_of, schema_problems
+
+CONFIG_ENV = "KEYSTONE_AGENT_CONFIG"
+HOME_CONFIG = Path(".config/keystone-agent/config.json")
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    profile: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    fallback_model: str | None = None
+    effort: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderProfile:
+    model: str | None = None
+    fallback_model: str | None = None
+    effort: str | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    command: str | list[str]
+    timeout: float | None = None
+    project: str | None = None
+
+
+@dataclass(frozen=True)
+class NotesSettings:
+    repo: str | None = None
+    commit_prefix: str = "vault sync"
+    keep_records: int = 10
+    signing_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int | None = None
+    security: str | None = None
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    address: str
+    user: str | None = None
+    password_file: str | None = None
+    imap: Endpoint | None = None
+    smtp: Endpoint | None = None
+    folders: list[str] = field(default_factory=lambda: ["INBOX"])
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True)
+class CalendarSettings:
+    url: str
+    user: str | None = None
+    password_file: str | None = None
+    window_hours: float = 24
+
+
+@dataclass(frozen=True)
+class GithubSettings:
+    username: str
+    token_file: str | None = None
+
+
+@dataclass(frozen=True)
+class ForgejoSettings:
+    url: str
+    username: str | None = None
+    token_file: str | None = None
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    horizon_days: float = 7
+    wake_command: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    agent_name: str
+    full_name: str | None = None
+    email: str | None = None
+    host: str | None = None
+    archetype: str = "engineer"
+    notes_dir: str = "~/notes"
+    max_tasks: int = 5
+    max_attempts: int = 3
+    task_timeout_seconds: float = 1800
+    stall_timeout_seconds: float = 600
+    archive_after_days: float = 30
+    keep_run_logs: int = 20
+    keep_task_log_days: float = 14
+    defaults: StageSettings = field(default_factory=StageSettings)
+    ingest: StageSettings = field(default_factory=StageSettings)
+    prioritize: StageSettings = field(default_factory=StageSettings)
+    execute: StageSettings = field(default_factory=StageSettings)
+    profiles: dict[str, dict[str, ProviderProfile]] = field(default_factory=dict)
+    sources: list[Source] = field(default_factory=list)
+    textfile_dir: str | None = None
+    notes: NotesSettings = field(default_factory=NotesSettings)
+    mail: MailSettings | None = None
+    calendar: CalendarSettings | None = None
+    github: GithubSettings | None = None
+    forgejo: ForgejoSettings | None = None
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    environment: dict[str, str] = field(default_factory=dict)
+    source_path: Path | None = field(default=None, compare=False)
+
+    def stage(self, name: str) -> StageSettings:
+        if name not in ("defaults", "ingest", "prioritize", "execute"):
+            raise KeyError(f"unknown stage {name!r}")
+        return getattr(self, name)
+
+
+def json_key(name: str) -> str:
+    """snake_case field → the camelCase key used in the JSON file."""
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _build(cls: type, data: Any) -> Any:
+    """Plain JSON (already schema-valid) → the dataclass tree of `cls`."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key = json_key(f.name)
+        if key not in data or f.name == "source_path":
+            continue
+        kwargs[f.name] = _convert(hints[f.name], data[key])
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            if dataclasses.is_dataclass(arg):
+                return _build(arg, value)
+        return value
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value)
+    if origin is list and args and dataclasses.is_dataclass(args[0]):
+        return [_build(args[0], item) for item in value]
+    if origin is dict and args and typing.get_origin(args[1]) is dict:
+        inner = typing.get_args(args[1])[1]
+        return {k: {kk: _build(inner, vv) for kk, vv in v.items()} for k, v in value.items()}
+    return value
+
+
+def default_agent_name() -> str:
+    user = os.environ.get("USER") or getpass.getuser()
+    name = user.removeprefix("agent-").lower()
+    cleaned = "".join(c if c.isalnum() or c == "-" else "-" for c in name).strip("-")
+    return cleaned if cleaned and cleaned[0].isalpha() else "agent"
+
+
+def find_config_path(explicit: str | os.PathLike | None, home: Path) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    candidate = home / HOME_CONFIG
+    return candidate if candidate.exists() else None
+
+
+def parse_config(data: Any, file: str = "<config>", text: str | None = None) -> Config:
+    """Validate plain JSON data against the config schema and build the typed object."""
+    if isinstance(data, dict) and "agentName" not in data:
+        data = {"agentName": default_agent_name(), **data}
+
+    def locate(path: list) -> int | None:
+        if text is None:
+            return None
+        try:  # JSON is YAML: ruamel's round-trip loader knows where every key is
+            from ruamel.yaml import YAML
+
+            return _line_of(YAML(typ="rt").load(text), path)
+        except Exception:  # noqa: BLE001 - position is a nicety
+            return None
+
+    problems = schema_problems("config", None, data, file, [], locate)
+    if problems:
+        raise ValidationFailed(problems)
+    return _build(Config, data)
+
+
+def load_config(explicit: str | os.PathLike | None = None, home: Path | None = None) -> Config:
+    """Load the configuration; raises ValidationFailed naming the file, line and key."""
+    home = home or Path(os.environ.get("HOME") or Path.home())
+    path = find_config_path(explicit, home)
+    if path is None:
+        return Config(agent_name=default_agent_name())
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValidationFailed([Problem(str(path), None, "", "configuration file does not exist")]) from None
+    except OSError as exc:
+        raise ValidationFailed([Problem(str(path), None, "", f"cannot read configuration: {exc.strerror}")]) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed(
+            [Problem(str(path), exc.lineno, "", f"not valid JSON: {exc.msg} (column {exc.colno})")]
+        ) from None
+    if not isinstance(data, dict):
+        raise ValidationFailed([Problem(str(path), 1, "", "expected a JSON object")])
+    config = parse_config(data, str(path), text)
+    return dataclasses.replace(config, source_path=path)

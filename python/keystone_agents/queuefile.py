@@ -1,0 +1,337 @@
+"""Load, validate and atomically save the human-edited queue files.
+
+TASKS.yaml, PROJECTS.yaml, SCHEDULES.yaml and ISSUES.yaml are loaded with ruamel.yaml in round-trip
+mode, so comments, key order, quoting and indentation of a hand-edited file survive a save. Problems
+come in two kinds:
+
+* file problems (not YAML, not a mapping, an unknown top-level key, the list is not a list): the file
+  cannot be used and is never overwritten;
+* entry problems (an empty name, an unknown status, a duplicate name, a wrong type): that entry is
+  reported and isolated — the runtime neither runs nor rewrites it, a save keeps it verbatim — and the
+  valid rest of the file stays usable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.util import load_yaml_guess_indent
+
+from keystone_agents.atomic import write_atomic
+from keystone_agents.problems import Problem, ValidationFailed
+from keystone_agents.schemas import load_schema, validator
+
+
+@dataclass(frozen=True)
+class QueueKind:
+    """One kind of queue file: its name, its schema, and its lists of entries."""
+
+    filename: str
+    schema: str
+    key: str  # the main list; the file must have it
+    lists: tuple[tuple[str, str, str], ...]  # (top-level key, $defs entry name, field that must be unique)
+
+    @property
+    def allowed_keys(self) -> tuple[str, ...]:
+        return tuple(key for key, _, _ in self.lists)
+
+
+TASKS = QueueKind("TASKS.yaml", "tasks", "tasks", (("tasks", "task", "name"),))
+PROJECTS = QueueKind(
+    "PROJECTS.yaml", "projects", "projects", (("projects", "project", "slug"), ("sources", "source", "name"))
+)
+SCHEDULES = QueueKind("SCHEDULES.yaml", "schedules", "schedules", (("schedules", "schedule", "name"),))
+ISSUES = QueueKind("ISSUES.yaml", "issues", "issues", (("issues", "issue", "name"),))
+KINDS = {kind.schema: kind for kind in (TASKS, PROJECTS, SCHEDULES, ISSUES)}
+
+
+def to_plain(value: Any) -> Any:
+    """ruamel/pyyaml node values as plain JSON types (timestamps become ISO 8601 strings)."""
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_plain(v) for v in value]
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _line_of(node: Any, path: list) -> int | None:
+    """1-based line of `path` inside a ruamel node, as deep as the node knows."""
+    line = None
+    for part in path:
+        lc = getattr(node, "lc", None)
+        if lc is None:
+            break
+        try:
+            if isinstance(node, CommentedSeq):
+                line = lc.item(part)[0] + 1
+            elif isinstance(node, CommentedMap):
+                line = lc.key(part)[0] + 1
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+    if not path:
+        lc = getattr(node, "lc", None)
+        if lc is not None:
+            line = lc.line + 1
+    return line
+
+
+def _field_path(parts: list) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _describe_error(error, instance_schema: dict) -> list[tuple[list, str]]:
+    """jsonschema error → [(relative path, message)] saying what was expected."""
+    path = list(error.absolute_path)
+    value = error.instance
+    expected = error.schema.get("description", "") if isinstance(error.schema, dict) else ""
+    kind = error.validator
+    if kind == "required":
+        missing = [name for name in error.validator_value if name not in (value or {})]
+        return [(path + [name], "required field is missing") for name in missing]
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extras = [k for k in value if k not in allowed]
+        return [
+            (path + [name], f"unknown field {name!r}; allowed fields: {', '.join(allowed)}") for name in extras
+        ]
+    if kind == "enum":
+        choices = " | ".join(str(c) for c in error.validator_value)
+        return [(path, f"{value!r} is not allowed; expected one of: {choices}")]
+    if kind == "type":
+        wanted = error.validator_value
+        wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
+        return [(path, f"expected {wanted}, got {_type_name(value)} {value!r}")]
+    if kind == "pattern":
+        hint = expected or f"a value matching {error.validator_value}"
+        return [(path, f"{value!r} does not have the expected format: {hint}")]
+    if kind == "minLength":
+        return [(path, "must not be empty")]
+    if kind in ("oneOf", "anyOf"):
+        hint = expected or "a value of another type"
+        return [(path, f"{value!r} is not valid: expected {hint}")]
+    if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        return [(path, f"{value!r} is out of range ({error.message})")]
+    return [(path, error.message)]
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+def schema_problems(
+    name: str, definition: str | None, plain: Any, file: str, prefix: list, locate: Callable[[list], int | None]
+) -> list[Problem]:
+    """Validate `plain` against a schema (or one of its $defs); problems positioned with `locate`."""
+    problems = []
+    schema = load_schema(name)
+    for error in sorted(validator(name, definition).iter_errors(plain), key=lambda e: list(e.absolute_path)):
+        for rel, message in _describe_error(error, schema):
+            full = prefix + rel
+            problems.append(Problem(file, locate(full), _field_path(full), message))
+    return problems
+
+
+# ---------------------------------------------------------------- documents
+
+
+@dataclass
+class QueueDocument:
+    """A loaded queue file: the round-trip data, the entry problems, and how to write it back."""
+
+    path: Path
+    kind: QueueKind
+    data: CommentedMap
+    problems: list[Problem] = field(default_factory=list)
+    invalid: set[int] = field(default_factory=set)  # id() of entries isolated at load
+    _yaml: YAML | None = None
+    exists: bool = True
+
+    def entries(self, key: str | None = None) -> CommentedSeq:
+        key = key or self.kind.key
+        seq = self.data.get(key)
+        if seq is None:
+            seq = CommentedSeq()
+            self.data[key] = seq
+        return seq
+
+    def valid_entries(self, key: str | None = None) -> Iterator[CommentedMap]:
+        """The entries that passed validation, in file order."""
+        for entry in self.entries(key):
+            if id(entry) not in self.invalid:
+                yield entry
+
+    def is_valid(self, entry: Any) -> bool:
+        return id(entry) not in self.invalid
+
+    def dumps(self) -> str:
+        stream = io.StringIO()
+        self._yaml.dump(self.data, stream)
+        return stream.getvalue()
+
+    def save(self) -> None:
+        """Validate, then replace the file atomically. Entries isolated at load are written back verbatim;
+        any other problem (a runtime bug) refuses the write and the old file stays."""
+        file_problems, entry_problems, bad = _validate(self.data, self.kind, self.path.name, self._locate)
+        new_bad = [p for p, entry in entry_problems if id(entry) not in self.invalid]
+        if file_problems or new_bad:
+            raise ValidationFailed(file_problems + new_bad)
+        write_atomic(self.path, self.dumps())
+        self.exists = True
+
+    def _locate(self, path: list) -> int | None:
+        return _line_of(self.data, path)
+
+
+def _yaml_for(text: str) -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never re-wrap a human's long lines
+    indent, offset = 2, 0
+    if text.strip():
+        try:
+            _, indent, offset = load_yaml_guess_indent(text)
+        except Exception:  # noqa: BLE001 - the real parse below reports the error
+            indent, offset = 2, 0
+        indent = indent or 2
+        offset = offset or 0
+    yaml.indent(mapping=max(indent - offset, 2), sequence=max(indent, offset + 2), offset=offset)
+    yaml.explicit_start = _has_document_start(text)
+    return yaml
+
+
+def _has_document_start(text: str) -> bool:
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        return stripped.startswith("---")
+    return False
+
+
+def _validate(data: Any, kind: QueueKind, file: str, locate) -> tuple[list[Problem], list[tuple[Problem, Any]], set]:
+    """→ (file problems, [(entry problem, entry)], ids of bad entries)."""
+    if not isinstance(data, dict):
+        return [Problem(file, locate([]), "", f"expected a mapping with the key {kind.key!r}, got {_type_name(to_plain(data))}")], [], set()
+    file_problems: list[Problem] = []
+    for key in data:
+        if key not in kind.allowed_keys:
+            allowed = ", ".join(kind.allowed_keys)
+            file_problems.append(
+                Problem(file, locate([key]), str(key), f"unknown top-level key; the only keys allowed are: {allowed}")
+            )
+    if kind.key not in data:
+        file_problems.append(Problem(file, 1, kind.key, f"required top-level key {kind.key!r} is missing"))
+    entry_problems: list[tuple[Problem, Any]] = []
+    bad: set[int] = set()
+    for key, definition, unique in kind.lists:
+        if key not in data:
+            continue
+        seq = data[key]
+        if seq is None:
+            continue  # `tasks:` with nothing under it is an empty list
+        if not isinstance(seq, list):
+            file_problems.append(
+                Problem(file, locate([key]), key, f"expected a list of entries, got {_type_name(to_plain(seq))}")
+            )
+            continue
+        seen: dict[str, int] = {}
+        for index, entry in enumerate(seq):
+            plain = to_plain(entry)
+            found = schema_problems(kind.schema, definition, plain, file, [key, index], locate)
+            ident = plain.get(unique) if isinstance(plain, dict) else None
+            if isinstance(ident, str) and ident:
+                if ident in seen:
+                    first = locate([key, seen[ident]])
+                    found.append(
+                        Problem(
+                            file,
+                            locate([key, index, unique]),
+                            _field_path([key, index, unique]),
+                            f"duplicate {unique} {ident!r} (first defined at line {first}); {unique}s must be unique",
+                        )
+                    )
+                else:
+                    seen[ident] = index
+            if found:
+                bad.add(id(entry))
+                entry_problems.extend((p, entry) for p in found)
+    return file_problems, entry_problems, bad
+
+
+def load(path: str | Path, kind: QueueKind, *, missing_ok: bool = True) -> QueueDocument:
+    """Load a queue file for reading and writing.
+
+    Raises ValidationFailed for file problems; entry problems are in `.problems` and those entries are
+    isolated. A missing file is an empty document (when `missing_ok`).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        exists = True
+    except FileNotFoundError:
+        if not missing_ok:
+            raise ValidationFailed([Problem(str(path), None, "", "file does not exist")]) from None
+        text, exists = "", False
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed([Problem(str(path), None, "", f"not UTF-8 text ({exc.reason})")]) from None
+    yaml = _yaml_for(text)
+    try:
+        data = yaml.load(text) if text.strip() else None
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise ValidationFailed([Problem(str(path), line, "", f"not valid YAML: {exc.problem or exc}")]) from None
+    if data is None:
+        data = CommentedMap()
+        data[kind.key] = CommentedSeq()
+    doc = QueueDocument(path=path, kind=kind, data=data, _yaml=yaml, exists=exists)
+    file_problems, entry_problems, bad = _validate(data, kind, str(path), doc._locate)
+    if file_problems:
+        raise ValidationFailed(file_problems + [p for p, _ in entry_problems])
+    doc.problems = [p for p, _ in entry_problems]
+    doc.invalid = bad
+    return doc
+
+
+def check(path: str | Path, kind: QueueKind) -> list[Problem]:
+    """Every problem of a queue file, file problems and entry problems alike (for `validate`)."""
+    try:
+        return load(path, kind).problems
+    except ValidationFailed as exc:
+        return exc.problems

@@ -1,0 +1,108 @@
+"""Every path of one agent, in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from keystone_agents import queuefile
+
+STATE_ROOT = Path(".local/state/agent-task-loop")
+
+
+@dataclass(frozen=True)
+class AgentSpace:
+    """The agent's home and everything in it that the runtime reads or writes.
+
+    The queue files live in the home (not in the notes repo): the notes repo is synced by git, the queue
+    is the runtime's working state.
+    """
+
+    home: Path
+    notes_dir_setting: str = "~/notes"
+
+    @classmethod
+    def from_home(cls, home: str | os.PathLike | None = None, notes_dir: str = "~/notes") -> "AgentSpace":
+        if home is None:
+            home = os.environ.get("HOME") or Path.home()
+        return cls(Path(home).expanduser().absolute(), notes_dir)
+
+    # queue files
+    @property
+    def tasks_file(self) -> Path:
+        return self.home / queuefile.TASKS.filename
+
+    @property
+    def tasks_archive_file(self) -> Path:
+        return self.home / "TASKS.archive.yaml"
+
+    @property
+    def projects_file(self) -> Path:
+        return self.home / queuefile.PROJECTS.filename
+
+    @property
+    def schedules_file(self) -> Path:
+        return self.home / queuefile.SCHEDULES.filename
+
+    @property
+    def issues_file(self) -> Path:
+        return self.home / queuefile.ISSUES.filename
+
+    def queue_files(self) -> list[tuple[Path, queuefile.QueueKind]]:
+        return [
+            (self.tasks_file, queuefile.TASKS),
+            (self.projects_file, queuefile.PROJECTS),
+            (self.schedules_file, queuefile.SCHEDULES),
+            (self.issues_file, queuefile.ISSUES),
+        ]
+
+    # notes repo
+    @property
+    def notes_dir(self) -> Path:
+        setting = self.notes_dir_setting
+        if setting == "~" or setting.startswith("~/"):
+            return self.home / setting[2:]
+        path = Path(setting)
+        return path if path.is_absolute() else self.home / path
+
+    # runtime state
+    @property
+    def state_root(self) -> Path:
+        return self.home / STATE_ROOT
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_root / "logs"
+
+    @property
+    def task_logs_dir(self) -> Path:
+        return self.logs_dir / "tasks"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.state_root / "state"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_dir / "task-loop.lock"
+
+    @property
+    def pause_file(self) -> Path:
+        return self.state_dir / "paused"
+
+    @property
+    def history_db(self) -> Path:
+        return self.state_dir / "history.sqlite3"
+
+    @property
+    def deepwork_dir(self) -> Path:
+        return self.home / ".deepwork"
+
+    @property
+    def sources_json(self) -> Path:
+        return self.deepwork_dir / "sources.json"
+
+    def ensure_state_dirs(self) -> None:
+        for directory in (self.logs_dir, self.task_logs_dir, self.state_dir):
+            directory.mkdir(parents=True, exist_ok=True)

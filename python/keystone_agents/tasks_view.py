@@ -1,0 +1,103 @@
+"""The `tasks` listing: the queue as a table (or JSON), in the order a human reads it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from keystone_agents.queuefile import QueueDocument, to_plain
+from keystone_agents.timeutil import human_duration, parse_time, utc_now
+
+STATUS_ORDER = ("in_progress", "pending", "blocked", "completed")
+COLUMNS = ("#", "STATUS", "NAME", "PROJECT", "SOURCE", "MODEL", "DATE", "WORKFLOW", "DUR", "DESCRIPTION")
+FOOTER_LABELS = (("in_progress", "running"), ("pending", "pending"), ("blocked", "blocked"), ("completed", "done"))
+DESCRIPTION_WIDTH = 60
+
+
+@dataclass(frozen=True)
+class Row:
+    position: int  # 1-based position in TASKS.yaml
+    task: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return self.task.get("status", "")
+
+    @property
+    def date(self) -> dt.datetime | None:
+        for key in ("completed_at", "started_at", "created_at"):
+            moment = parse_time(self.task.get(key))
+            if moment:
+                return moment
+        return None
+
+    def duration(self, now: dt.datetime) -> float | None:
+        started = parse_time(self.task.get("started_at"))
+        if not started:
+            return None
+        if self.status == "in_progress":
+            return (now - started).total_seconds()
+        finished = parse_time(self.task.get("completed_at"))
+        return (finished - started).total_seconds() if finished else None
+
+
+def ordered_rows(doc: QueueDocument, statuses: Iterable[str] = ()) -> list[Row]:
+    """Valid tasks ordered in_progress, pending, blocked, completed; newest first within a status."""
+    wanted = set(statuses)
+    rows = [
+        Row(index + 1, to_plain(entry))
+        for index, entry in enumerate(doc.entries())
+        if doc.is_valid(entry) and (not wanted or entry.get("status") in wanted)
+    ]
+    oldest = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    rows.sort(key=lambda r: r.date or oldest, reverse=True)
+    rows.sort(key=lambda r: STATUS_ORDER.index(r.status))  # stable: keeps newest-first within a status
+    return rows
+
+
+def counts(rows: Iterable[Row]) -> dict[str, int]:
+    result = {status: 0 for status in STATUS_ORDER}
+    for row in rows:
+        result[row.status] += 1
+    return result
+
+
+def footer(rows: list[Row]) -> str:
+    numbers = counts(rows)
+    return ", ".join(f"{numbers[status]} {label}" for status, label in FOOTER_LABELS)
+
+
+def _shorten(text: str, width: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render_table(rows: list[Row], now: dt.datetime | None = None) -> str:
+    now = now or utc_now()
+    table = [COLUMNS]
+    for row in rows:
+        task = row.task
+        date = row.date
+        table.append(
+            (
+                str(row.position),
+                row.status,
+                task.get("name", ""),
+                task.get("project", ""),
+                task.get("source", ""),
+                task.get("model", ""),
+                date.astimezone().strftime("%b %d %H:%M") if date else "",
+                task.get("workflow", ""),
+                human_duration(row.duration(now)),
+                _shorten(task.get("description", ""), DESCRIPTION_WIDTH),
+            )
+        )
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(COLUMNS))]
+    lines = []
+    for line in table:
+        cells = [str(cell).ljust(widths[i]) for i, cell in enumerate(line[:-1])] + [str(line[-1])]
+        lines.append("  ".join(cells).rstrip())
+    lines.append("")
+    lines.append(footer(rows))
+    return "\n".join(lines)
