@@ -21,7 +21,8 @@ from typing import Any, Callable, Iterator
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import CommentMark, MarkedYAMLError
+from ruamel.yaml.tokens import CommentToken
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from keystone_agents.atomic import write_atomic
@@ -71,6 +72,75 @@ def to_plain(value: Any) -> Any:
     return value
 
 
+# ---------------------------------------------------------------- editing
+
+
+def _trailing_slot(node: Any) -> tuple[dict, Any, int] | None:
+    """Where ruamel keeps the comment that follows the last line of `node` (the deepest last element)."""
+    if isinstance(node, CommentedMap) and node:
+        last = next(reversed(node))
+        value = node[last]
+        if isinstance(value, (CommentedMap, CommentedSeq)) and value:
+            return _trailing_slot(value)
+        return node.ca.items, last, 2
+    if isinstance(node, CommentedSeq) and node:
+        last = len(node) - 1
+        value = node[last]
+        if isinstance(value, (CommentedMap, CommentedSeq)) and value:
+            return _trailing_slot(value)
+        return node.ca.items, last, 0
+    return None
+
+
+def set_field(entry: CommentedMap, key: str, value: Any) -> None:
+    """Set `key` on an entry. A new key goes last, and the blank lines and comments that followed the old
+    last line (they belong to whatever comes next in the file) move below it instead of above it."""
+    if key in entry or not entry:
+        entry[key] = value
+        return
+    slot = _trailing_slot(entry)
+    entry[key] = value
+    if slot is None:
+        return
+    items, last, index = slot
+    tokens = items.get(last)
+    token = tokens[index] if tokens and len(tokens) > index else None
+    if token is None or "\n" not in token.value:
+        return
+    head, _, tail = token.value.partition("\n")
+    if not tail:
+        return
+    token.value = head + "\n"
+    entry.ca.items[key] = [None, None, CommentToken("\n" + tail, CommentMark(0), None), None]
+
+
+def delete_field(entry: CommentedMap, key: str) -> None:
+    """Remove `key`; comments and blank lines that followed it stay in the file."""
+    if key not in entry:
+        return
+    was_last = next(reversed(entry)) == key
+    slot = _trailing_slot(entry) if was_last else None
+    tail = ""
+    if slot is not None:
+        items, last, index = slot
+        tokens = items.get(last)
+        token = tokens[index] if tokens and len(tokens) > index else None
+        if token is not None and "\n" in token.value:
+            tail = token.value.partition("\n")[2]
+    del entry[key]
+    entry.ca.items.pop(key, None)
+    if not tail or not entry:
+        return
+    items, last, index = _trailing_slot(entry)
+    tokens = items.setdefault(last, [None, None, None, None])
+    while len(tokens) <= index:
+        tokens.append(None)
+    if tokens[index] is None:
+        tokens[index] = CommentToken("\n" + tail, CommentMark(0), None)
+    else:
+        tokens[index].value = tokens[index].value.rstrip("\n") + "\n" + tail
+
+
 # ---------------------------------------------------------------- validation
 
 
@@ -108,6 +178,8 @@ def _describe_error(error, instance_schema: dict) -> list[tuple[list, str]]:
     path = list(error.absolute_path)
     value = error.instance
     expected = error.schema.get("description", "") if isinstance(error.schema, dict) else ""
+    for marker in ("REQUIRED. ", "SHOULD. ", "MAY. "):  # RFC 2119 markers read oddly after "expected"
+        expected = expected.removeprefix(marker)
     kind = error.validator
     if kind == "required":
         missing = [name for name in error.validator_value if name not in (value or {})]
@@ -158,13 +230,13 @@ def schema_problems(
     name: str, definition: str | None, plain: Any, file: str, prefix: list, locate: Callable[[list], int | None]
 ) -> list[Problem]:
     """Validate `plain` against a schema (or one of its $defs); problems positioned with `locate`."""
-    problems = []
+    problems: list[Problem] = []
     schema = load_schema(name)
     for error in sorted(validator(name, definition).iter_errors(plain), key=lambda e: list(e.absolute_path)):
         for rel, message in _describe_error(error, schema):
             full = prefix + rel
             problems.append(Problem(file, locate(full), _field_path(full), message))
-    return problems
+    return sorted(problems, key=lambda p: p.line or 0)
 
 
 # ---------------------------------------------------------------- documents
@@ -195,6 +267,24 @@ class QueueDocument:
         for entry in self.entries(key):
             if id(entry) not in self.invalid:
                 yield entry
+
+    def append(self, entry: dict, key: str | None = None) -> CommentedMap:
+        """Append a new entry in block style (an empty `tasks: []` would otherwise stay flow style)."""
+        seq = self.entries(key)
+        if not seq:
+            seq.fa.set_block_style()
+        node = CommentedMap(entry)
+        seq.append(node)
+        return node
+
+    def find(self, value: str, key: str | None = None) -> CommentedMap | None:
+        """The valid entry whose unique field (name, slug) equals `value`."""
+        key = key or self.kind.key
+        unique = next(u for k, _, u in self.kind.lists if k == key)
+        for entry in self.valid_entries(key):
+            if entry.get(unique) == value:
+                return entry
+        return None
 
     def is_valid(self, entry: Any) -> bool:
         return id(entry) not in self.invalid

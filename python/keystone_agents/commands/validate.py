@@ -37,7 +37,9 @@ def validate_command(ctx, as_json):
     else:
         for problem in problems:
             click.echo(str(problem))
-        checked = [p.name for p, _ in files if p.exists()] + (["config"] if ctx.config_path or config else [])
+        checked = [p.name for p, _ in files if p.exists()]
+        if ctx.config_path or (config and config.source_path):
+            checked.append(str(ctx.config_path or config.source_path))
         summary = f"{len(problems)} problem(s) in {', '.join(checked)}" if problems else f"ok: {', '.join(checked)}"
         click.echo(summary, err=True)
     if problems:
