@@ -172,13 +172,6 @@ PROJECT_RULES = [
 ]
 
 
-@pytest.mark.parametrize("rule,body,line,field,message", PROJECT_RULES, ids=[r[0] for r in PROJECT_RULES])
-def test_projects_rules(tmp_path, rule, body, line, field, message):
-    path = write(tmp_path, "PROJECTS.yaml", body)
-    texts = problems_of(path, queuefile.PROJECTS)
-    assert any(t.startswith(f"{path}:{line}: {field}: ") and message in t for t in texts), texts
-
-
 SCHEDULE_RULES = [
     ("schedule format", "schedules:\n  - name: s\n    description: d\n    schedule: hourly\n",
      4, "schedules[0].schedule", "'hourly' does not have the expected format: daily | weekly:<day>"),
@@ -195,13 +188,6 @@ SCHEDULE_RULES = [
 ]
 
 
-@pytest.mark.parametrize("rule,body,line,field,message", SCHEDULE_RULES, ids=[r[0] for r in SCHEDULE_RULES])
-def test_schedules_rules(tmp_path, rule, body, line, field, message):
-    path = write(tmp_path, "SCHEDULES.yaml", body)
-    texts = problems_of(path, queuefile.SCHEDULES)
-    assert any(t.startswith(f"{path}:{line}: {field}: ") and message in t for t in texts), texts
-
-
 ISSUE_RULES = [
     ("discovered_during required", "issues:\n  - name: i\n    description: d\n    status: open\n",
      2, "issues[0].discovered_during", "required field is missing"),
@@ -213,10 +199,19 @@ ISSUE_RULES = [
 ]
 
 
-@pytest.mark.parametrize("rule,body,line,field,message", ISSUE_RULES, ids=[r[0] for r in ISSUE_RULES])
-def test_issues_rules(tmp_path, rule, body, line, field, message):
-    path = write(tmp_path, "ISSUES.yaml", body)
-    texts = problems_of(path, queuefile.ISSUES)
+OTHER_FILE_RULES = (
+    [(queuefile.PROJECTS, *rule) for rule in PROJECT_RULES]
+    + [(queuefile.SCHEDULES, *rule) for rule in SCHEDULE_RULES]
+    + [(queuefile.ISSUES, *rule) for rule in ISSUE_RULES]
+)
+
+
+@pytest.mark.parametrize(
+    "kind,rule,body,line,field,message", OTHER_FILE_RULES, ids=[f"{r[0].filename}: {r[1]}" for r in OTHER_FILE_RULES]
+)
+def test_projects_schedules_issues_rules(tmp_path, kind, rule, body, line, field, message):
+    path = write(tmp_path, kind.filename, body)
+    texts = problems_of(path, kind)
     assert any(t.startswith(f"{path}:{line}: {field}: ") and message in t for t in texts), texts
 
 
