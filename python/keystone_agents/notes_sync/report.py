@@ -52,10 +52,24 @@ def write_record(records_dir: Path, stem: str, record: SyncRecord, keep: int) ->
     return path
 
 
+STEM_FORMAT = "%Y-%m-%d_%H%M%S"  # UTC; fixed width, so names sort by time
+STEM_WIDTH = 17
+
+
+def run_order(path: Path) -> tuple[str, int]:
+    """Sort key of a record or log file: its second, then the `-N` suffix of later runs in that second."""
+    stem = path.name.split(".", 1)[0]
+    suffix = stem[STEM_WIDTH + 1 :]
+    return stem[:STEM_WIDTH], int(suffix) if suffix.isdigit() else 1
+
+
 def prune(records_dir: Path, keep: int) -> None:
-    """Keep the newest `keep` runs: their .json records and .log files (names sort by time)."""
+    """Keep the newest `keep` runs: their .json records and .log files."""
     for suffix in (".json", ".log"):
-        files = sorted(p for p in records_dir.iterdir() if p.name.endswith(suffix) and not p.name.startswith("."))
+        files = sorted(
+            (p for p in records_dir.iterdir() if p.name.endswith(suffix) and not p.name.startswith(".")),
+            key=run_order,
+        )
         for old in files[: max(len(files) - keep, 0)]:
             old.unlink(missing_ok=True)
 

@@ -81,7 +81,7 @@ def _locked_run(
     started_at = iso_z()
     records_dir = space.notes_sync_logs_dir
     records_dir.mkdir(parents=True, exist_ok=True)
-    stem = report.unique_stem(records_dir, dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d_%H%M%S"))
+    stem = report.unique_stem(records_dir, dt.datetime.now(dt.timezone.utc).strftime(report.STEM_FORMAT))
     run_id = f"{config.agent_name}-notes-sync-{stem}"
     unit = unit_name(config.agent_name)
     log = event_logger(
@@ -90,8 +90,10 @@ def _locked_run(
     record = report.SyncRecord(timestamp=started_at, run_id=run_id)
     log.info("run_start", msg="Notes sync started", status="started", notes_dir=str(space.notes_dir))
     try:
+        # ssh records accepted host keys there but does not create the directory itself
+        (space.home / ".ssh").mkdir(mode=0o700, parents=True, exist_ok=True)
         _Run(space, config, record, log, git_environment(config, space.home, env)).sync(resolved)
-    except (SyncFailed, GitError) as exc:
+    except (SyncFailed, GitError, OSError) as exc:
         record.status, record.exit_code = "error", EXIT_FAILED
         record.error = redact(str(exc))
         log.error("sync_error", msg=record.error, status="error")
