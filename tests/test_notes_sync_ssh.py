@@ -189,11 +189,14 @@ def test_conflict_keeps_local_work_on_a_remote_branch(ssh, run_agent, tmp_path):
     human_commit(human, "merge notes conflict")
     git("push", "--quiet", "origin", "main", cwd=human)
 
-    # ... and clears the marker; the next sync brings main and B together
+    # ... and clears the marker; the next sync brings main and B together (and pushes what B wrote since)
+    (notes_b / "after.md").write_text("written after the merge\n")
     result = sync(run_agent, home_b, "--resolved")
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["conflict_pending"] is False and not marker.exists()
+    assert record["committed"] and record["rebased"] and record["pushed"]
+    assert remote_show(bare, "main:after.md") == "written after the merge"
     assert remote_head(bare) == git("rev-parse", "HEAD", cwd=notes_b)
     assert remote_show(bare, "main:later.md") == "written while the conflict waits"
     assert "EDITED BY A AND B" in remote_show(bare, "main:TODO.md")

@@ -75,12 +75,9 @@ def prune(records_dir: Path, keep: int) -> None:
 
 
 def unique_stem(records_dir: Path, stem: str) -> str:
-    """`stem`, or `stem-2`, `stem-3`… when a run in the same second already wrote a record or log."""
-    candidate, n = stem, 1
-    while (records_dir / f"{candidate}.json").exists() or (records_dir / f"{candidate}.log").exists():
-        n += 1
-        candidate = f"{stem}-{n}"
-    return candidate
+    """`stem`, or `stem-N` after the latest run in the same second (never reusing a pruned name)."""
+    taken = [run_order(p)[1] for p in records_dir.glob(f"{stem}*") if run_order(p)[0] == stem]
+    return f"{stem}-{max(taken) + 1}" if taken else stem
 
 
 def last_success(history_db: Path) -> float | None:
