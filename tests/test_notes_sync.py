@@ -220,3 +220,17 @@ def test_https_password_never_reaches_records_or_metrics(run_agent, tmp_path):
     state = home / ".local" / "state"
     leaked = [p for p in [*state.rglob("*"), *(home / "metrics").rglob("*")] if p.is_file() and b"s3cr3t" in p.read_bytes()]
     assert leaked == [] and "s3cr3t" not in result.output
+
+
+def test_installed_script_exit_codes(agent_subprocess, tmp_path):
+    bare = make_remote(tmp_path)
+    home = make_home(tmp_path, "a", str(bare))
+    first = agent_subprocess("sync", "--home", str(home))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("cloned ") and 'event="run_finish"' in first.stderr
+    (home / "notes" / "new.md").write_text("new\n")
+    second = agent_subprocess("sync", "--home", str(home), "--json")
+    assert second.returncode == 0 and json.loads(second.stdout)["pushed"] is True
+    assert remote_show(bare, "main:new.md") == "new"
+    broken = make_home(tmp_path, "b", None)
+    assert agent_subprocess("sync", "--home", str(broken)).returncode == 1

@@ -56,7 +56,10 @@ def git_settings(config: Config) -> list[tuple[str, str]]:
         settings.append(("user.email", config.email))
     signing_key = (config.notes.signing_key or "").strip()
     if signing_key:
-        key = signing_key if signing_key.startswith("key::") or not signing_key.startswith(("ssh-", "sk-", "ecdsa-")) else f"key::{signing_key}"
+        # a literal public key must be marked `key::` (git then signs through the ssh-agent); anything else is
+        # a path to a key file, which git reads itself
+        is_literal = signing_key.startswith(("ssh-", "sk-", "ecdsa-"))
+        key = f"key::{signing_key}" if is_literal else signing_key
         settings += [
             ("gpg.format", "ssh"),
             ("user.signingkey", key),

@@ -14,11 +14,9 @@ Overlapping runs skip (flock); a skipped run writes no record and leaves the met
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping, TextIO
 
 from keystone_agents.config import Config
