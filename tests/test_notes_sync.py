@@ -234,3 +234,17 @@ def test_installed_script_exit_codes(agent_subprocess, tmp_path):
     assert remote_show(bare, "main:new.md") == "new"
     broken = make_home(tmp_path, "b", None)
     assert agent_subprocess("sync", "--home", str(broken)).returncode == 1
+
+
+def test_unwritable_metrics_dir_does_not_hide_the_sync(run_agent, tmp_path):
+    bare = make_remote(tmp_path)
+    home = make_home(tmp_path, "a", str(bare))
+    config_file = home / ".config" / "keystone-agent" / "config.json"
+    config = json.loads(config_file.read_text())
+    (home / "not-a-dir").write_text("")
+    config["textfileDir"] = str(home / "not-a-dir" / "metrics")
+    config_file.write_text(json.dumps(config))
+    result = sync(run_agent, home)
+    assert result.exit_code == 0
+    assert 'event="sync_report_failed"' in result.stderr and 'step="metrics"' in result.stderr
+    assert last_record(home)["cloned"] is True

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Mapping, TextIO
@@ -98,18 +99,7 @@ def _locked_run(
     record.duration_seconds = round(time.time() - started, 3)
     record.conflict_pending = record.conflict_pending or space.conflict_marker.exists()
 
-    report.write_record(records_dir, stem, record, config.notes.keep_records)
-    finished_at = iso_z()
-    report.record_history(space.history_db, record, started_at, finished_at)
-    labels = {"host": config.host or hostname(), "agent": config.agent_name, "unit": unit}
-    directory = textfile_dir(config.textfile_dir, space.state_dir / "metrics")
-    report.write_sync_metrics(
-        metrics_path(directory, "notes-sync", config.agent_name),
-        labels,
-        record,
-        started,
-        report.last_success(space.history_db),
-    )
+    _report(space, config, record, stem, started, started_at, log)
     log.info(
         "run_finish",
         msg=record.error or "Notes sync finished",
@@ -124,6 +114,26 @@ def _locked_run(
         branch=record.branch,
     )
     return SyncOutcome(record)
+
+
+def _report(space: AgentSpace, config: Config, record: report.SyncRecord, stem: str, started: float,
+            started_at: str, log) -> None:
+    """Record, history row, metrics: each attempted on its own, so one unwritable place does not hide the rest."""
+    labels = {"host": config.host or hostname(), "agent": config.agent_name, "unit": unit_name(config.agent_name)}
+    directory = textfile_dir(config.textfile_dir, space.state_dir / "metrics")
+    steps = (
+        ("record", lambda: report.write_record(space.notes_sync_logs_dir, stem, record, config.notes.keep_records)),
+        ("history", lambda: report.record_history(space.history_db, record, started_at, iso_z())),
+        ("metrics", lambda: report.write_sync_metrics(
+            metrics_path(directory, "notes-sync", config.agent_name), labels, record, started,
+            report.last_success(space.history_db),
+        )),
+    )
+    for name, step in steps:
+        try:
+            step()
+        except (OSError, sqlite3.Error) as exc:
+            log.error("sync_report_failed", msg=f"Could not write the run's {name}: {exc}", step=name)
 
 
 def _ref_safe(text: str) -> str:
