@@ -95,6 +95,21 @@ class AgentSpace:
     def history_db(self) -> Path:
         return self.state_dir / "history.sqlite3"
 
+    # notes sync
+    @property
+    def notes_sync_lock_file(self) -> Path:
+        return self.state_dir / "notes-sync.lock"
+
+    @property
+    def conflict_marker(self) -> Path:
+        """Present while a notes-sync rebase conflict waits for a human (`keystone-agent sync --resolved`)."""
+        return self.state_dir / "conflict_pending"
+
+    @property
+    def notes_sync_logs_dir(self) -> Path:
+        """One `<timestamp>.json` record and `<timestamp>.log` per notes-sync run."""
+        return self.logs_dir / "notes-sync"
+
     @property
     def deepwork_dir(self) -> Path:
         return self.home / ".deepwork"
