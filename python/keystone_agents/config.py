@@ -131,6 +131,7 @@ class Config:
     forgejo: ForgejoSettings | None = None
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     environment: dict[str, str] = field(default_factory=dict)
+    mcp_servers: dict[str, Any] = field(default_factory=dict)  # {name: {command, args, env}}, passed through
     source_path: Path | None = field(default=None, compare=False)
 
     def stage(self, name: str) -> StageSettings:

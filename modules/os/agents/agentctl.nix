@@ -1,0 +1,44 @@
+# agentctl on the host, and its host config: every known agent (local or on another host), where it lives,
+# its notes dir, its VNC port, and for local agents the sudo helper agentctl runs commands through.
+# Validated against python/keystone_agents/schemas/agentctl.schema.json by the tests.
+{ config, lib, pkgs, ... }:
+let
+  L = import ./lib.nix { inherit config lib pkgs; };
+  inherit (L) cfg;
+  rt = config.keystone.os.agentRuntime;
+
+  agentEntry = name:
+    let a = cfg.${name}; local = L.isLocal name; in
+    {
+      inherit name;
+      user = L.userOf name;
+      uid = L.uidOf name;
+      host = L.hostOf name;
+      inherit local;
+      inherit (a) fullName archetype;
+      email = if a.email != null then a.email else a.mail.address;
+      home = L.homeOf name;
+      notesDir = a.notes.path;
+      config = L.configPath name;
+      helper = if local then "${rt.helpers.${name}}" else null;
+      vncPort = L.vncPortOf name;
+      vncBind = if a.desktop.enable then a.desktop.vncBind else null;
+      chromeDebugPort = L.chromePortOf name;
+      units = L.unitNames name;
+    };
+
+  hostConfig = {
+    version = 1;
+    hostName = config.networking.hostName;
+    agents = lib.genAttrs L.names agentEntry;
+  };
+in
+{
+  config = lib.mkIf (cfg != { }) {
+    environment.systemPackages = [ rt.package ];
+    environment.etc.${lib.removePrefix "/etc/" L.hostConfigPath} = {
+      text = builtins.toJSON hostConfig;
+      mode = "0444";
+    };
+  };
+}

@@ -1,0 +1,85 @@
+# The runtime configuration of each local agent: one JSON file that `keystone-agent --config` reads. It must
+# validate against python/keystone_agents/schemas/config.schema.json (a test checks the module's output).
+# Readable by the agent and agent-admins only; it holds secret *paths*, never secrets.
+{ config, lib, pkgs, ... }:
+let
+  L = import ./lib.nix { inherit config lib pkgs; };
+  inherit (L) cfg localNames dropNulls;
+  inherit (lib) mkIf listToAttrs nameValuePair filterAttrs mapAttrs;
+
+  stage = s: dropNulls { inherit (s) profile provider model fallbackModel effort; };
+
+  profile = p: filterAttrs (_: v: v != { })
+    (mapAttrs (_: pp: dropNulls { inherit (pp) model fallbackModel effort; }) p);
+
+  source = s: dropNulls { inherit (s) name command timeout project; };
+
+  endpoint = e: { inherit (e) host port security; };
+
+  mcpServers = name:
+    let a = cfg.${name}; in
+    lib.optionalAttrs (L.chromeOn name && a.chrome.mcp.enable) {
+      chrome-devtools = {
+        command = if pkgs ? chrome-devtools-mcp then "${pkgs.chrome-devtools-mcp}/bin/chrome-devtools-mcp" else "chrome-devtools-mcp";
+        args = [ "--browserUrl" "http://127.0.0.1:${toString (L.chromePortOf name)}" ];
+        env = { };
+      };
+    }
+    // mapAttrs (_: s: { inherit (s) command args env; }) a.mcp.servers;
+
+  runtimeConfig = name:
+    let a = cfg.${name}; in
+    {
+      agentName = name;
+      inherit (a) fullName archetype;
+      email = if a.email != null then a.email else a.mail.address;
+      host = L.hostOf name;
+      notesDir = a.notes.path;
+      inherit (a.notes.taskLoop) maxTasks maxAttempts;
+      taskTimeoutSeconds = a.notes.taskLoop.timeout;
+      defaults = stage a.notes.taskLoop.defaults;
+      ingest = stage a.notes.taskLoop.ingest;
+      prioritize = stage a.notes.taskLoop.prioritize;
+      execute = stage a.notes.taskLoop.execute;
+      profiles = mapAttrs (_: profile) a.notes.taskLoop.profiles;
+      sources = map source a.notes.taskLoop.sources;
+      textfileDir = L.textfileDir;
+      notes = {
+        inherit (a.notes) repo;
+        inherit (a.notes.sync) commitPrefix;
+        signingKey = if a.ssh.signCommits then a.ssh.publicKey else null;
+      };
+      mail =
+        if a.mail.address == null then null
+        else {
+          inherit (a.mail) address user passwordFile folders caFile;
+          imap = endpoint a.mail.imap;
+          smtp = endpoint a.mail.smtp;
+        };
+      calendar =
+        if a.calendar.url == null then null
+        else { inherit (a.calendar) url user passwordFile windowHours; };
+      github =
+        if a.github.username == null then null
+        else { inherit (a.github) username tokenFile; };
+      forgejo =
+        if a.forgejo.url == null then null
+        else {
+          inherit (a.forgejo) url tokenFile;
+          username = if a.forgejo.username != null then a.forgejo.username else name;
+        };
+      scheduler = { inherit (a.notes.scheduler) horizonDays; };
+      environment = a.notes.taskLoop.environment;
+      mcpServers = mcpServers name;
+    };
+in
+{
+  config = mkIf (cfg != { }) {
+    environment.etc = listToAttrs (map (name: nameValuePair (lib.removePrefix "/etc/" (L.configPath name)) {
+      text = builtins.toJSON (runtimeConfig name);
+      mode = "0440";
+      user = L.userOf name;
+      group = "agent-admins";
+    }) localNames);
+  };
+}

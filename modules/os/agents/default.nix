@@ -1,0 +1,14 @@
+# keystone.os.agents.<name>: autonomous LLM agents as locked-down Linux users.
+# One file per concern; each reads the options declared in ./options.nix and the helpers of ./lib.nix.
+{ ... }:
+{
+  imports = [
+    ./options.nix
+    ./users.nix
+    ./services.nix
+    ./units.nix
+    ./config.nix
+    ./agentctl.nix
+    ./tmpfiles.nix
+  ];
+}

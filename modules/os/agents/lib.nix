@@ -1,0 +1,69 @@
+# Plain helpers shared by the agent modules (not a module): which agents live here, deterministic UIDs and
+# ports, unit names, paths, and the runtime config each agent's units read.
+{ config, lib, pkgs }:
+let
+  inherit (lib) filterAttrs attrNames sort lessThan length elemAt;
+
+  cfg = config.keystone.os.agents;
+  rt = config.keystone.os.agentRuntime;
+  hostName = config.networking.hostName;
+
+  indexOf = x: xs:
+    let go = i: if i >= length xs then null else if elemAt xs i == x then i else go (i + 1);
+    in go 0;
+
+  names = sort lessThan (attrNames cfg);
+  hostOf = name: if cfg.${name}.host == null then hostName else cfg.${name}.host;
+  isLocal = name: hostOf name == hostName;
+
+  # Ports are allocated per host: the n-th agent (by name) of a host gets base + n, unless set.
+  portOf = { enabled, explicit, base }: name:
+    let peers = builtins.filter (n: enabled n && hostOf n == hostOf name) names;
+    in
+    if !(enabled name) then null
+    else if explicit name != null then explicit name
+    else base + indexOf name peers;
+
+  desktopOn = name: cfg.${name}.desktop.enable;
+  chromeOn = name: cfg.${name}.desktop.enable && cfg.${name}.chrome.enable;
+in
+rec {
+  inherit cfg names hostOf isLocal indexOf;
+
+  localAgents = filterAttrs (name: _: isLocal name) cfg;
+  localNames = builtins.filter isLocal names;
+
+  userOf = name: "agent-${name}";
+  homeOf = name: "/home/agent-${name}";
+  uidOf = name: if cfg.${name}.uid != null then cfg.${name}.uid else 4001 + indexOf name names;
+
+  vncPortOf = portOf { enabled = desktopOn; explicit = n: cfg.${n}.desktop.vncPort; base = 5901; };
+  chromePortOf = portOf { enabled = chromeOn; explicit = n: cfg.${n}.chrome.debugPort; base = 9222; };
+  inherit desktopOn chromeOn;
+
+  configDir = rt.configDir;
+  configPath = name: "${rt.configDir}/agents/${name}.json";
+  hostConfigPath = "${rt.configDir}/agentctl.json";
+  sshSocketOf = name: "/run/agent-${name}-ssh-agent/agent.sock";
+  textfileDir = config.keystone.os.observability.nodeExporter.textfileDirectory;
+
+  unitNames = name: {
+    taskLoop = "agent-${name}-task-loop";
+    scheduler = "agent-${name}-scheduler";
+    notesSync = "agent-${name}-notes-sync";
+    sshAgent = "agent-${name}-ssh-agent";
+    labwc = "agent-${name}-labwc";
+    wayvnc = "agent-${name}-wayvnc";
+    chromium = "agent-${name}-chromium";
+  };
+
+  # The seed's "terminal environment requirement": units see the agent's whole profile, like its shell.
+  unitPath = name: lib.concatStringsSep ":" [
+    "/etc/profiles/per-user/agent-${name}/bin"
+    "/run/wrappers/bin"
+    "/run/current-system/sw/bin"
+    "${pkgs.nix}/bin"
+  ];
+
+  dropNulls = filterAttrs (_: v: v != null);
+}

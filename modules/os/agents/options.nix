@@ -1,0 +1,381 @@
+# Every option of keystone.os.agents.<name>, plus the few host-wide settings the agents share.
+# Secrets are always absolute file paths (agenix: /run/agenix/..., sops-nix: /run/secrets/...), never values:
+# a value would end up world-readable in the Nix store.
+{ config, lib, pkgs, ... }:
+let
+  inherit (lib) mkOption types literalExpression;
+
+  providers = [ "claude" "gemini" "codex" "command" "openai" ];
+  efforts = [ "low" "medium" "high" "max" ];
+
+  # An absolute path given as a string, so a Nix path literal (./secret) is refused instead of being copied into
+  # the world-readable store.
+  secretFile = description: mkOption {
+    type = types.nullOr (types.strMatching "/.+");
+    default = null;
+    example = "/run/agenix/agent-drago-secret";
+    inherit description;
+  };
+
+  nullStr = description: mkOption {
+    type = types.nullOr types.str;
+    default = null;
+    inherit description;
+  };
+
+  stageType = types.submodule {
+    options = {
+      profile = nullStr "Semantic profile (embedding, fast, medium, max, or one of `profiles`). null: inherit.";
+      provider = mkOption {
+        type = types.nullOr (types.enum providers);
+        default = null;
+        description = "Provider CLI that runs the stage. null: inherit.";
+      };
+      model = nullStr "Provider-specific model. null: from the profile.";
+      fallbackModel = nullStr "Model for one retry after a model error (Claude only today). null: from the profile.";
+      effort = mkOption {
+        type = types.nullOr (types.enum efforts);
+        default = null;
+        description = "Reasoning effort (Claude only today). null: from the profile.";
+      };
+    };
+  };
+
+  providerProfileType = types.submodule {
+    options = {
+      model = nullStr "Model this profile selects for the provider.";
+      fallbackModel = nullStr "Fallback model this profile selects for the provider.";
+      effort = mkOption {
+        type = types.nullOr (types.enum efforts);
+        default = null;
+        description = "Effort this profile selects for the provider.";
+      };
+    };
+  };
+
+  profileType = types.submodule {
+    options = lib.genAttrs providers (provider: mkOption {
+      type = providerProfileType;
+      default = { };
+      description = "What this profile means for the ${provider} provider.";
+    });
+  };
+
+  sourceType = types.submodule {
+    options = {
+      name = mkOption {
+        type = types.strMatching "[A-Za-z0-9][A-Za-z0-9._-]*";
+        description = "Name of the source (appears in task source fields and events).";
+      };
+      command = mkOption {
+        type = types.either (types.strMatching ".+") (types.nonEmptyListOf types.str);
+        description = "Command printing JSON: an argv list (preferred), or a string split like a shell would, without a shell.";
+      };
+      timeout = mkOption {
+        type = types.nullOr types.ints.positive;
+        default = null;
+        description = "Seconds before the source command is killed. null: the runtime's default.";
+      };
+      project = nullStr "Project slug given to this source's items.";
+    };
+  };
+
+  endpointOptions = defaultPort: kind: {
+    host = nullStr "${kind} server host name. Required when mail.address is set.";
+    port = mkOption {
+      type = types.port;
+      default = defaultPort;
+      description = "${kind} server port.";
+    };
+    security = mkOption {
+      type = types.enum [ "tls" "starttls" "none" ];
+      default = "tls";
+      description = "Transport security: tls (implicit TLS), starttls, or none (loopback tests only).";
+    };
+  };
+
+  mcpServerType = types.submodule {
+    options = {
+      command = mkOption {
+        type = types.str;
+        description = "Executable of the MCP server (stdio transport).";
+      };
+      args = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        description = "Arguments of the MCP server.";
+      };
+      env = mkOption {
+        type = types.attrsOf types.str;
+        default = { };
+        description = "Environment of the MCP server (no secrets: they would be world-readable in the store).";
+      };
+    };
+  };
+
+  agentModule = { name, config, ... }: {
+    options = {
+      uid = mkOption {
+        type = types.nullOr types.ints.positive;
+        default = null;
+        description = ''
+          UID of agent-<name>. null: 4001 + the agent's position among all agent names sorted alphabetically.
+          Adding an agent whose name sorts earlier renumbers the automatic UIDs of the agents after it, so pin
+          the UID once an agent's home holds data.
+        '';
+      };
+      fullName = mkOption {
+        type = types.str;
+        default = name;
+        defaultText = literalExpression "<name>";
+        description = "Display name (user description, SOUL.md, git author name).";
+      };
+      email = nullStr "The agent's email address (git identity, mail From). null: mail.address.";
+      host = nullStr "Host name the agent lives on. null: this host. On other hosts only agentctl knows the agent.";
+      archetype = mkOption {
+        type = types.enum [ "engineer" "product" ];
+        default = "engineer";
+        description = "Conventions archetype of the agent.";
+      };
+
+      ssh = {
+        publicKey = nullStr "The agent's SSH public key (commit signing key; documentation of which key it holds).";
+        keyFile = secretFile "Private SSH key (ed25519) loaded into the agent's ssh-agent; readable by agent-<name>.";
+        passphraseFile = secretFile "Passphrase of keyFile; readable by agent-<name>. null: the key has no passphrase.";
+        signCommits = mkOption {
+          type = types.bool;
+          default = true;
+          description = "Sign notes commits with ssh.publicKey (when set).";
+        };
+      };
+
+      desktop = {
+        enable = mkOption {
+          type = types.bool;
+          default = true;
+          description = "Headless Wayland desktop (labwc) reachable over VNC (wayvnc).";
+        };
+        resolution = mkOption {
+          type = types.strMatching "[0-9]+x[0-9]+";
+          default = "1920x1080";
+          description = "Resolution of the headless output.";
+        };
+        vncPort = mkOption {
+          type = types.nullOr types.port;
+          default = null;
+          description = "VNC port. null: 5901 + the agent's position among this host's desktop agents sorted by name.";
+        };
+        vncBind = mkOption {
+          type = types.str;
+          default = "127.0.0.1";
+          description = "Address wayvnc listens on. The default keeps VNC on loopback (reach it through SSH: agentctl <agent> vnc).";
+        };
+      };
+
+      chrome = {
+        enable = mkOption {
+          type = types.bool;
+          default = true;
+          description = "Chromium with remote debugging on 127.0.0.1 (needs desktop.enable).";
+        };
+        debugPort = mkOption {
+          type = types.nullOr types.port;
+          default = null;
+          description = "Remote debugging port. null: 9222 + the agent's position among this host's Chromium agents.";
+        };
+        mcp.enable = mkOption {
+          type = types.bool;
+          default = true;
+          description = "Offer the chrome-devtools MCP server (connected to this Chromium) to the provider CLIs.";
+        };
+      };
+
+      mail = {
+        address = nullStr "Mailbox address. null: no email source and no replies by mail.";
+        user = nullStr "IMAP/SMTP login. null: the address.";
+        passwordFile = secretFile "Mail password (trailing newline stripped); readable by agent-<name>.";
+        imap = endpointOptions 993 "IMAP";
+        smtp = endpointOptions 465 "SMTP";
+        folders = mkOption {
+          type = types.listOf types.str;
+          default = [ "INBOX" ];
+          description = "IMAP folders read by the email source.";
+        };
+        caFile = mkOption {
+          type = types.nullOr (types.strMatching "/.+");
+          default = null;
+          description = "Extra CA bundle for servers with a private CA.";
+        };
+      };
+
+      calendar = {
+        url = nullStr "CalDAV calendar URL. null: no calendar.";
+        user = nullStr "CalDAV login. null: anonymous or from the URL.";
+        passwordFile = secretFile "CalDAV password; readable by agent-<name>.";
+        windowHours = mkOption {
+          type = types.ints.positive;
+          default = 24;
+          description = "Calendar events starting within this many hours become tasks.";
+        };
+      };
+
+      github = {
+        username = nullStr "GitHub user whose notifications become tasks. null: no GitHub source.";
+        tokenFile = secretFile "GitHub token; readable by agent-<name>. null: gh's own login.";
+      };
+
+      forgejo = {
+        url = nullStr "Forgejo/Gitea base URL (https://git.example.com). null: no Forgejo source.";
+        username = nullStr "Forgejo user. null: the agent's name.";
+        tokenFile = secretFile "Forgejo API token; readable by agent-<name>.";
+      };
+
+      notes = {
+        repo = nullStr "Remote of the notes repo (Forgejo's built-in SSH server wants ssh://forgejo@host:2222/owner/repo.git). null: no sync.";
+        path = mkOption {
+          type = types.strMatching "/.+";
+          default = "/home/agent-${name}/notes";
+          defaultText = literalExpression ''"/home/agent-<name>/notes"'';
+          description = "Where the notes repo is checked out.";
+        };
+        sync = {
+          onCalendar = mkOption {
+            type = types.str;
+            default = "*:0/5";
+            description = "systemd OnCalendar of the notes sync timer.";
+          };
+          commitPrefix = mkOption {
+            type = types.str;
+            default = "vault sync";
+            description = "Prefix of the sync commits' messages.";
+          };
+        };
+        taskLoop = {
+          onCalendar = mkOption {
+            type = types.str;
+            default = "*:0/5";
+            description = "systemd OnCalendar of the task loop timer (Persistent=true: a missed run happens at boot).";
+          };
+          maxTasks = mkOption {
+            type = types.ints.unsigned;
+            default = 5;
+            description = "Tasks executed per loop run at most.";
+          };
+          maxAttempts = mkOption {
+            type = types.ints.positive;
+            default = 3;
+            description = "Failed executions before a task is marked blocked.";
+          };
+          timeout = mkOption {
+            type = types.ints.positive;
+            default = 1800;
+            description = "Seconds one task execution may take. The loop unit's TimeoutStartSec is maxTasks × timeout + 900.";
+          };
+          defaults = mkOption {
+            type = stageType;
+            default = { };
+            description = "Provider/profile/model defaults for every stage (all null: the runtime's built-ins, Claude).";
+          };
+          ingest = mkOption {
+            type = stageType;
+            default = { };
+            description = "Ingest stage settings (built-in profile: fast).";
+          };
+          prioritize = mkOption {
+            type = stageType;
+            default = { };
+            description = "Prioritize stage settings (built-in profile: fast).";
+          };
+          execute = mkOption {
+            type = stageType;
+            default = { };
+            description = "Execute stage settings (built-in profile: medium). Task fields override them.";
+          };
+          profiles = mkOption {
+            type = types.attrsOf profileType;
+            default = { };
+            example = literalExpression ''{ max.claude = { model = "opus"; effort = "max"; }; }'';
+            description = "Semantic profiles merged key by key over the built-in catalog (embedding, fast, medium, max).";
+          };
+          sources = mkOption {
+            type = types.listOf sourceType;
+            default = [ ];
+            description = "Extra pre-fetch sources, in addition to those of PROJECTS.yaml.";
+          };
+          environment = mkOption {
+            type = types.attrsOf types.str;
+            default = { };
+            description = "Extra environment variables given to provider processes (no secrets: use *File options).";
+          };
+        };
+        scheduler = {
+          onCalendar = mkOption {
+            type = types.str;
+            default = "*-*-* 05:00:00";
+            description = "systemd OnCalendar of the scheduler timer.";
+          };
+          horizonDays = mkOption {
+            type = types.ints.unsigned;
+            default = 7;
+            description = "Missed schedule occurrences older than this many days are not caught up.";
+          };
+        };
+      };
+
+      mcp.servers = mkOption {
+        type = types.attrsOf mcpServerType;
+        default = { };
+        example = literalExpression ''{ deepwork = { command = "deepwork"; args = [ "serve" "--path" "." ]; }; }'';
+        description = "MCP servers offered to the provider CLIs, in addition to chrome-devtools.";
+      };
+
+      extraPackages = mkOption {
+        type = types.listOf types.package;
+        default = [ ];
+        description = "Packages in the agent's profile, hence on the PATH of its shell and of its units.";
+      };
+    };
+  };
+in
+{
+  options.keystone.os = {
+    agents = mkOption {
+      type = types.attrsOf (types.submodule agentModule);
+      default = { };
+      description = "Autonomous agents, each a locked-down user agent-<name>.";
+    };
+
+    agentRuntime = {
+      package = mkOption {
+        type = types.package;
+        default = pkgs.callPackage ../../../nix/package.nix { };
+        defaultText = literalExpression "pkgs.callPackage ./nix/package.nix { }";
+        description = "The keystone-agents package (keystone-agent and agentctl).";
+      };
+      admins = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [ "alice" ];
+        description = "Human users added to agent-admins: they can read agent homes and steer agents with agentctl.";
+      };
+      helpers = mkOption {
+        type = types.attrsOf types.package;
+        default = { };
+        internal = true;
+        readOnly = false;
+        description = "Store path of each local agent's sudo helper (agent-svc-<name>), for agentctl's host config.";
+      };
+      configDir = mkOption {
+        type = types.strMatching "/etc/.+";
+        default = "/etc/keystone-agents";
+        description = "Where the agents' runtime configs (agents/<name>.json) and agentctl's host config (agentctl.json) are written.";
+      };
+    };
+
+    observability.nodeExporter.textfileDirectory = mkOption {
+      type = types.strMatching "/.+";
+      default = "/var/lib/prometheus-node-exporter";
+      description = "node_exporter textfile collector directory the agents write their .prom files to.";
+    };
+  };
+}

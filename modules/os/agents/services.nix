@@ -1,0 +1,126 @@
+# System services running as each local agent: its ssh-agent (key loaded from agenix/sops files), and when the
+# desktop is on, headless labwc + wayvnc and Chromium with remote debugging on 127.0.0.1. They are system
+# units with User= because a NixOS switch manages system units, not the units of a lingering user manager.
+{ config, lib, pkgs, ... }:
+let
+  L = import ./lib.nix { inherit config lib pkgs; };
+  inherit (L) cfg localNames userOf homeOf uidOf unitNames;
+  inherit (lib) mkIf listToAttrs nameValuePair concatMap optionals optional;
+
+  runtimeDir = name: "/run/user/${toString (uidOf name)}";
+
+  sshServices = name:
+    let
+      a = cfg.${name};
+      askpass = pkgs.writeShellScript "agent-${name}-ssh-askpass" ''
+        exec ${pkgs.coreutils}/bin/cat ${a.ssh.passphraseFile}
+      '';
+      # ssh-agent -D only creates the socket once it runs; wait for it, then load the key.
+      addKey = pkgs.writeShellScript "agent-${name}-ssh-add" ''
+        for _ in $(${pkgs.coreutils}/bin/seq 50); do
+          [ -S ${L.sshSocketOf name} ] && break
+          ${pkgs.coreutils}/bin/sleep 0.1
+        done
+        export SSH_AUTH_SOCK=${L.sshSocketOf name}
+        ${lib.optionalString (a.ssh.passphraseFile != null) ''
+          export SSH_ASKPASS=${askpass} SSH_ASKPASS_REQUIRE=force DISPLAY=none
+        ''}
+        exec ${pkgs.openssh}/bin/ssh-add ${a.ssh.keyFile} </dev/null
+      '';
+    in
+    optional (a.ssh.keyFile != null) (nameValuePair (unitNames name).sshAgent {
+      description = "SSH agent of agent ${name}";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "network.target" ];
+      serviceConfig = {
+        User = userOf name;
+        Group = "agents";
+        RuntimeDirectory = "agent-${name}-ssh-agent";
+        RuntimeDirectoryMode = "0700";
+        ExecStart = "${pkgs.openssh}/bin/ssh-agent -D -a ${L.sshSocketOf name}";
+        ExecStartPost = "${addKey}";
+        Restart = "always";
+        RestartSec = 5;
+      };
+    });
+
+  desktopServices = name:
+    let
+      a = cfg.${name};
+      u = unitNames name;
+      labwcConfig = pkgs.writeTextDir "autostart" ''
+        ${pkgs.wlr-randr}/bin/wlr-randr --output HEADLESS-1 --custom-mode ${a.desktop.resolution}
+      '';
+      waitForWayland = pkgs.writeShellScript "agent-${name}-wait-wayland" ''
+        for _ in $(${pkgs.coreutils}/bin/seq 100); do
+          [ -S ${runtimeDir name}/wayland-0 ] && exit 0
+          ${pkgs.coreutils}/bin/sleep 0.1
+        done
+        echo "wayland-0 did not appear in ${runtimeDir name} within 10 s" >&2
+        exit 1
+      '';
+      common = {
+        User = userOf name;
+        Group = "agents";
+        WorkingDirectory = homeOf name;
+        Restart = "on-failure";
+        RestartSec = 5;
+      };
+      waylandEnv = {
+        XDG_RUNTIME_DIR = runtimeDir name;
+        WAYLAND_DISPLAY = "wayland-0";
+      };
+    in
+    optionals a.desktop.enable ([
+      (nameValuePair u.labwc {
+        description = "Headless Wayland desktop (labwc) of agent ${name}";
+        wantedBy = [ "multi-user.target" ];
+        # the user manager (lingering) owns /run/user/<uid>
+        after = [ "user@${toString (uidOf name)}.service" ];
+        requires = [ "user@${toString (uidOf name)}.service" ];
+        environment = {
+          XDG_RUNTIME_DIR = runtimeDir name;
+          WLR_BACKENDS = "headless";
+          WLR_RENDERER = "pixman";
+          WLR_HEADLESS_OUTPUTS = "1";
+          WLR_LIBINPUT_NO_DEVICES = "1";
+        };
+        serviceConfig = common // { ExecStart = "${pkgs.labwc}/bin/labwc -C ${labwcConfig}"; };
+      })
+      (nameValuePair u.wayvnc {
+        description = "VNC server of agent ${name}'s desktop";
+        wantedBy = [ "multi-user.target" ];
+        after = [ "${u.labwc}.service" ];
+        bindsTo = [ "${u.labwc}.service" ];
+        environment = waylandEnv;
+        serviceConfig = common // {
+          ExecStartPre = "${waitForWayland}";
+          ExecStart = "${pkgs.wayvnc}/bin/wayvnc ${a.desktop.vncBind} ${toString (L.vncPortOf name)}";
+        };
+      })
+    ] ++ optional (L.chromeOn name) (nameValuePair u.chromium {
+      description = "Chromium of agent ${name} (remote debugging on 127.0.0.1)";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "${u.labwc}.service" ];
+      bindsTo = [ "${u.labwc}.service" ];
+      environment = waylandEnv;
+      serviceConfig = common // {
+        ExecStartPre = "${waitForWayland}";
+        ExecStart = lib.concatStringsSep " " [
+          "${pkgs.chromium}/bin/chromium"
+          "--user-data-dir=${homeOf name}/.config/chromium-agent"
+          "--remote-debugging-port=${toString (L.chromePortOf name)}"
+          "--remote-debugging-address=127.0.0.1"
+          "--no-first-run"
+          "--no-default-browser-check"
+          "--disable-gpu"
+          "--ozone-platform=wayland"
+        ];
+      };
+    }));
+in
+{
+  config = mkIf (cfg != { }) {
+    systemd.services = listToAttrs (concatMap (name: sshServices name ++ desktopServices name) localNames);
+  };
+}

@@ -1,0 +1,38 @@
+# Evaluate modules/os/agents with nixpkgs' lib.evalModules, the stand-in NixOS options (stubs.nix) and the
+# stand-in pkgs (pkgs.nix), for one scenario module; return what a switch would produce, as plain JSON.
+#   nix-instantiate --eval --strict --json tests/nix/eval.nix \
+#     --argstr nixpkgsLib "$NIXPKGS_LIB" --arg scenario ./tests/nix/scenarios/two-agents.nix [--argstr pkgsRoot DIR]
+{ nixpkgsLib, scenario, pkgsRoot ? "/stand-in" }:
+let
+  lib = import nixpkgsLib;
+  pkgs = import ./pkgs.nix { inherit lib; root = pkgsRoot; };
+  evaluated = lib.evalModules {
+    modules = [
+      ./stubs.nix
+      ../../modules/os/agents
+      scenario
+      { _module.args.pkgs = pkgs; }
+    ];
+  };
+  c = evaluated.config;
+  pick = attrs: names: lib.filterAttrs (n: _: builtins.elem n names) attrs;
+  pkgName = p: p.name;
+in
+{
+  failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) c.assertions);
+  warnings = c.warnings;
+  users = lib.mapAttrs (_: u:
+    (pick u [ "uid" "group" "extraGroups" "isNormalUser" "description" "home" "createHome" "linger" "hashedPassword" ])
+    // { packages = map pkgName u.packages; }) c.users.users;
+  groups = c.users.groups;
+  services = c.systemd.services;
+  userServices = c.systemd.user.services;
+  userTimers = c.systemd.user.timers;
+  tmpfiles = c.systemd.tmpfiles.rules;
+  sudoRules = c.security.sudo.extraRules;
+  etc = lib.mapAttrs (_: e: pick e [ "text" "mode" "user" "group" ]) c.environment.etc;
+  systemPackages = map pkgName c.environment.systemPackages;
+  activationScripts = c.system.activationScripts;
+  helpers = lib.mapAttrs (_: h: { path = h.outPath; inherit (h) text; }) c.keystone.os.agentRuntime.helpers;
+  package = pick c.keystone.os.agentRuntime.package [ "name" "pname" "version" "dependencies" "buildSystem" ];
+}

@@ -1,0 +1,337 @@
+"""The NixOS module, evaluated by nixpkgs' lib.evalModules with stand-in NixOS options (tests/nix/stubs.nix):
+users, units, timers, sudo, tmpfiles and the generated JSON (validated against the package's schemas and
+loaded by the runtime's own config loader)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keystone_agents import profiles
+from keystone_agents.config import parse_config
+from keystone_agents.schemas import validator
+
+import nixeval
+
+CONFIG = "/etc/keystone-agents/agents/{}.json"
+
+
+def schema_errors(name: str, data: dict) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator(name).iter_errors(data)]
+
+
+def valid_agent_config(ev, agent: str) -> dict:
+    data = ev.agent_config(agent)
+    assert schema_errors("config", data) == []
+    parse_config(data, CONFIG.format(agent))  # the runtime's loader accepts it too
+    return data
+
+
+def test_no_agents_produce_nothing(evaluate):
+    ev = evaluate('{ networking.hostName = "ocean"; }')
+    assert ev["failedAssertions"] == []
+    assert ev["users"] == {} and ev["services"] == {} and ev["userServices"] == {} and ev["userTimers"] == {}
+    assert ev["sudoRules"] == [] and ev["tmpfiles"] == [] and ev["etc"] == {} and ev["systemPackages"] == []
+    assert "agents" not in ev["groups"]
+
+
+def test_one_agent_with_defaults(evaluate):
+    ev = evaluate('{ networking.hostName = "ocean"; keystone.os.agents.drago = { }; }')
+    assert ev["failedAssertions"] == [] and ev["warnings"] == []
+
+    user = ev["users"]["agent-drago"]
+    assert user["uid"] == 4001 and user["group"] == "agents" and user["isNormalUser"]
+    assert user["home"] == "/home/agent-drago" and user["createHome"] is False  # created with group agent-admins
+    assert user["linger"] is True and user["hashedPassword"] == "!"
+    assert user["description"] == "drago" and "keystone-agents-0.1.0" in user["packages"]
+    assert set(ev["groups"]) == {"agents", "agent-admins"}
+    assert "d /home/agent-drago 2770 agent-drago agent-admins -" in ev["tmpfiles"]
+    assert "d /var/lib/prometheus-node-exporter 1775 root agents -" in ev["tmpfiles"]
+    assert "install -d -m 2770 -o agent-drago -g agent-admins /home/agent-drago" in ev["activationScripts"]["agentHomes"]["text"]
+
+    # user units: loop and scheduler on timers; no notes sync without a repo
+    assert set(ev["userServices"]) == {"agent-drago-task-loop", "agent-drago-scheduler"}
+    loop = ev["userServices"]["agent-drago-task-loop"]
+    assert loop["unitConfig"]["ConditionUser"] == "agent-drago"
+    assert loop["serviceConfig"]["Type"] == "oneshot"
+    assert loop["serviceConfig"]["ExecStart"] == (
+        "/stand-in/keystone-agents-0.1.0/bin/keystone-agent loop --config /etc/keystone-agents/agents/drago.json")
+    assert loop["serviceConfig"]["TimeoutStartSec"] == 5 * 1800 + 900
+    assert loop["environment"]["PATH"].split(":") == [
+        "/etc/profiles/per-user/agent-drago/bin", "/run/wrappers/bin", "/run/current-system/sw/bin", "/stand-in/nix/bin"]
+    assert loop["environment"]["KEYSTONE_AGENT_CONFIG"] == CONFIG.format("drago")
+    assert loop["environment"]["PROMETHEUS_TEXTFILE_DIR"] == "/var/lib/prometheus-node-exporter"
+    assert "SSH_AUTH_SOCK" not in loop["environment"]  # no key configured, no ssh-agent
+    schedule = ev["userServices"]["agent-drago-scheduler"]["serviceConfig"]["ExecStart"]
+    assert schedule.endswith("keystone-agent schedule --config /etc/keystone-agents/agents/drago.json")
+    timers = ev["userTimers"]
+    assert timers["agent-drago-task-loop"]["timerConfig"] == {
+        "OnCalendar": "*:0/5", "Persistent": True, "Unit": "agent-drago-task-loop.service"}
+    assert timers["agent-drago-scheduler"]["timerConfig"]["OnCalendar"] == "*-*-* 05:00:00"
+    assert all(t["wantedBy"] == ["timers.target"] and t["unitConfig"]["ConditionUser"] == "agent-drago"
+               for t in timers.values())
+
+    # desktop and browser by default; VNC on loopback
+    assert set(ev["services"]) == {"agent-drago-labwc", "agent-drago-wayvnc", "agent-drago-chromium"}
+    assert ev["services"]["agent-drago-wayvnc"]["serviceConfig"]["ExecStart"].endswith("wayvnc 127.0.0.1 5901")
+    chromium = ev["services"]["agent-drago-chromium"]["serviceConfig"]
+    assert "--remote-debugging-port=9222" in chromium["ExecStart"]
+    assert "--remote-debugging-address=127.0.0.1" in chromium["ExecStart"] and chromium["User"] == "agent-drago"
+    assert ev["services"]["agent-drago-labwc"]["environment"]["WLR_BACKENDS"] == "headless"
+
+    # sudo: agent-admins may run only the agent's helper, as the agent
+    assert ev["sudoRules"] == [{
+        "groups": ["agent-admins"], "users": [], "host": "ALL", "runAs": "agent-drago",
+        "commands": [{"command": "/stand-in/agent-svc-drago", "options": ["NOPASSWD"]}],
+    }]
+
+    config = valid_agent_config(ev, "drago")
+    assert config["agentName"] == "drago" and config["host"] == "ocean" and config["notesDir"] == "/home/agent-drago/notes"
+    assert (config["maxTasks"], config["maxAttempts"], config["taskTimeoutSeconds"]) == (5, 3, 1800)
+    assert config["mail"] is None and config["github"] is None and config["notes"]["repo"] is None
+    assert config["mcpServers"]["chrome-devtools"]["args"] == ["--browserUrl", "http://127.0.0.1:9222"]
+    etc = ev["etc"]["keystone-agents/agents/drago.json"]
+    assert (etc["mode"], etc["user"], etc["group"]) == ("0440", "agent-drago", "agent-admins")
+
+    host = ev.host_config()
+    assert schema_errors("agentctl", host) == []
+    assert host["agents"]["drago"]["helper"] == "/stand-in/agent-svc-drago"
+    assert "keystone-agents-0.1.0" in ev["systemPackages"]
+
+
+def test_two_agents_get_uids_and_ports_in_name_order(evaluate):
+    ev = evaluate('''{
+      networking.hostName = "ocean";
+      users.users.alice = { isNormalUser = true; uid = 1000; };
+      keystone.os.agentRuntime.admins = [ "alice" ];
+      keystone.os.agents.zed = { notes.repo = "ssh://forgejo@git.example.com:2222/zed/notes.git"; };
+      keystone.os.agents.alpha = { ssh.keyFile = "/run/agenix/agent-alpha-ssh-key"; };
+    }''')
+    assert ev["failedAssertions"] == []
+    assert ev["users"]["agent-alpha"]["uid"] == 4001 and ev["users"]["agent-zed"]["uid"] == 4002
+    assert ev["groups"]["agent-admins"]["members"] == ["alice"]
+    host = ev.host_config()
+    assert [(a, host["agents"][a]["vncPort"], host["agents"][a]["chromeDebugPort"]) for a in ("alpha", "zed")] == [
+        ("alpha", 5901, 9222), ("zed", 5902, 9223)]
+    assert {r["runAs"] for r in ev["sudoRules"]} == {"agent-alpha", "agent-zed"}
+    # only zed has a notes repo, only alpha a key (hence an ssh-agent and SSH_AUTH_SOCK)
+    assert "agent-zed-notes-sync" in ev["userServices"] and "agent-alpha-notes-sync" not in ev["userServices"]
+    sync = ev["userServices"]["agent-zed-notes-sync"]["serviceConfig"]["ExecStart"]
+    assert sync.endswith("keystone-agent sync --config /etc/keystone-agents/agents/zed.json")
+    assert "agent-alpha-ssh-agent" in ev["services"] and "agent-zed-ssh-agent" not in ev["services"]
+    ssh_agent = ev["services"]["agent-alpha-ssh-agent"]["serviceConfig"]
+    assert ssh_agent["ExecStart"].endswith("ssh-agent -D -a /run/agent-alpha-ssh-agent/agent.sock")
+    assert ev["userServices"]["agent-alpha-task-loop"]["environment"]["SSH_AUTH_SOCK"] == "/run/agent-alpha-ssh-agent/agent.sock"
+    for agent in ("alpha", "zed"):
+        valid_agent_config(ev, agent)
+
+
+def test_explicit_uid_clash_is_an_assertion_that_says_how_to_fix_it(evaluate):
+    ev = evaluate('''{
+      networking.hostName = "ocean";
+      keystone.os.agents.alpha.uid = 4002;
+      keystone.os.agents.zed = { };
+    }''')
+    [message] = ev["failedAssertions"]
+    assert "UID 4002 is used by several agents (alpha (set explicitly), zed (automatic))" in message
+    assert "keystone.os.agents.<name>.uid, e.g. 4001" in message
+
+
+def test_uid_clash_with_another_user_is_an_assertion(evaluate):
+    ev = evaluate('''{
+      networking.hostName = "ocean";
+      users.users.bob = { isNormalUser = true; uid = 4001; };
+      keystone.os.agents.drago = { };
+    }''')
+    [message] = ev["failedAssertions"]
+    assert "UID 4001 (automatic) of agent-drago is also the UID of users.users.bob" in message
+    assert "set keystone.os.agents.drago.uid to a free UID (e.g. 4002)" in message
+
+
+def test_desktop_off(evaluate):
+    ev = evaluate('''{
+      networking.hostName = "ocean";
+      keystone.os.agents.alpha.desktop.enable = false;
+      keystone.os.agents.beta = { };
+    }''')
+    assert ev["failedAssertions"] == []
+    assert not any(s.startswith("agent-alpha-") for s in ev["services"])
+    assert ev["warnings"] == [
+        "keystone.os.agents.alpha: chrome.enable needs desktop.enable; Chromium is not started. "
+        "Set chrome.enable = false to silence this."]
+    host = ev.host_config()
+    assert (host["agents"]["alpha"]["vncPort"], host["agents"]["alpha"]["chromeDebugPort"]) == (None, None)
+    # ports are allocated among the desktop agents only
+    assert (host["agents"]["beta"]["vncPort"], host["agents"]["beta"]["chromeDebugPort"]) == (5901, 9222)
+    assert "chrome-devtools" not in valid_agent_config(ev, "alpha")["mcpServers"]
+    assert "agent-alpha-task-loop" in ev["userServices"]  # the work goes on without a desktop
+
+
+def test_custom_profiles_and_stage_settings(evaluate):
+    ev = evaluate('''{
+      networking.hostName = "ocean";
+      keystone.os.agents.researcher = {
+        chrome.mcp.enable = false;
+        notes.taskLoop = {
+          onCalendar = "*:0/15";
+          maxTasks = 2;
+          maxAttempts = 4;
+          timeout = 600;
+          defaults = { provider = "claude"; profile = "medium"; };
+          ingest = { provider = "gemini"; profile = "fast"; };
+          execute = { profile = "max"; fallbackModel = "opus"; };
+          profiles.max = { claude = { model = "opus"; effort = "max"; }; gemini.model = "auto-gemini-3"; };
+          profiles.cheap.codex.model = "gpt-5-mini";
+          sources = [ { name = "ci"; command = [ "ci-report" "--json" ]; timeout = 30; project = "infra"; } ];
+          environment.TZ = "Europe/Berlin";
+        };
+        notes.scheduler = { onCalendar = "*-*-* 06:30:00"; horizonDays = 3; };
+        mcp.servers.deepwork = { command = "deepwork"; args = [ "serve" ]; };
+      };
+    }''')
+    assert ev["failedAssertions"] == []
+    config = valid_agent_config(ev, "researcher")
+    assert config["defaults"] == {"provider": "claude", "profile": "medium"}
+    assert config["ingest"] == {"provider": "gemini", "profile": "fast"}
+    assert config["prioritize"] == {}
+    assert config["execute"] == {"profile": "max", "fallbackModel": "opus"}
+    assert config["profiles"] == {
+        "max": {"claude": {"model": "opus", "effort": "max"}, "gemini": {"model": "auto-gemini-3"}},
+        "cheap": {"codex": {"model": "gpt-5-mini"}},
+    }
+    assert config["sources"] == [{"name": "ci", "command": ["ci-report", "--json"], "timeout": 30, "project": "infra"}]
+    assert (config["maxTasks"], config["maxAttempts"], config["taskTimeoutSeconds"]) == (2, 4, 600)
+    assert config["environment"] == {"TZ": "Europe/Berlin"} and config["scheduler"] == {"horizonDays": 3}
+    assert config["mcpServers"] == {"deepwork": {"command": "deepwork", "args": ["serve"], "env": {}}}
+
+    # the runtime resolves the seed's example the way the seed says
+    typed = parse_config(config)
+    assert profiles.resolve(typed, "ingest").as_dict() == {
+        "provider": "gemini", "profile": "fast", "model": "gemini-3-flash-preview", "fallback_model": None, "effort": None}
+    assert profiles.resolve(typed, "prioritize").provider == "claude"
+    execute = profiles.resolve(typed, "execute")
+    assert (execute.provider, execute.profile, execute.model, execute.fallback_model, execute.effort) == (
+        "claude", "max", "opus", "opus", "max")
+
+    assert ev["userTimers"]["agent-researcher-task-loop"]["timerConfig"]["OnCalendar"] == "*:0/15"
+    assert ev["userTimers"]["agent-researcher-scheduler"]["timerConfig"]["OnCalendar"] == "*-*-* 06:30:00"
+    assert ev["userServices"]["agent-researcher-task-loop"]["serviceConfig"]["TimeoutStartSec"] == 2 * 600 + 900
+
+
+def test_an_agent_on_another_host_is_known_to_agentctl_only(evaluate):
+    ev = evaluate('''{
+      networking.hostName = "ocean";
+      keystone.os.agents.drago = { };
+      keystone.os.agents.luce = { host = "vps1"; };
+    }''')
+    assert ev["failedAssertions"] == []
+    assert set(ev["users"]) == {"agent-drago"}
+    assert not any("luce" in name for name in [*ev["userServices"], *ev["services"], *ev["etc"]] if "agentctl" not in name)
+    luce = ev.host_config()["agents"]["luce"]
+    assert (luce["host"], luce["local"], luce["helper"], luce["uid"], luce["vncPort"]) == ("vps1", False, None, 4002, 5901)
+
+
+def test_mail_without_servers_is_an_assertion(evaluate):
+    ev = evaluate('{ networking.hostName = "h"; keystone.os.agents.drago.mail.address = "drago@example.com"; }')
+    [message] = ev["failedAssertions"]
+    assert message.startswith("keystone.os.agents.drago.mail.address is set, so mail.imap.host and mail.smtp.host")
+
+
+def test_mail_settings_reach_the_config(evaluate):
+    ev = evaluate('''{ networking.hostName = "h"; keystone.os.agents.drago.mail = {
+      address = "drago@example.com"; passwordFile = "/run/agenix/agent-drago-mail-password";
+      imap = { host = "127.0.0.1"; port = 10143; security = "starttls"; }; smtp.host = "mail.example.com"; }; }''')
+    mail = valid_agent_config(ev, "drago")["mail"]
+    assert mail["imap"] == {"host": "127.0.0.1", "port": 10143, "security": "starttls"}
+    assert mail["smtp"] == {"host": "mail.example.com", "port": 465, "security": "tls"}
+    assert mail["passwordFile"] == "/run/agenix/agent-drago-mail-password"
+    assert valid_agent_config(ev, "drago")["email"] == "drago@example.com"
+
+
+def test_secrets_are_paths_never_values(evaluate):
+    ev = evaluate('{ networking.hostName = "h"; keystone.os.agents.drago.github = { username = "d"; tokenFile = "/nix/store/abc-token"; }; }')
+    assert any("a secret file points into /nix/store" in m for m in ev["failedAssertions"])
+    # a Nix path literal would be copied into the world-readable store: refused by the option's type
+    with pytest.raises(nixeval.NixError, match="tokenFile"):
+        evaluate('{ keystone.os.agents.drago.github = { username = "d"; tokenFile = ./token; }; }')
+
+
+def test_the_package_is_built_from_pyproject(evaluate):
+    import tomllib
+
+    pyproject = tomllib.loads((nixeval.REPO / "pyproject.toml").read_text())["project"]
+    package = evaluate('{ keystone.os.agents.drago = { }; }')["package"]
+    assert (package["pname"], package["version"]) == (pyproject["name"], pyproject["version"])
+    expected = []
+    for requirement in pyproject["dependencies"]:
+        name = requirement.split(";")[0].strip()
+        for sep in "<>=!~[ ":
+            name = name.split(sep)[0]
+        expected.append("python3-" + name.lower().replace(".", "-").replace("_", "-"))
+    assert package["dependencies"] == expected
+    assert package["buildSystem"] == ["python3-hatchling"]
+
+
+def test_the_documented_example_evaluates_and_the_runtime_accepts_its_config(nixpkgs_lib, tmp_path):
+    ev = nixeval.evaluate(nixeval.HERE / "eval.nix", nixpkgsLib=nixpkgs_lib,
+                          scenario=nixeval.HERE / "scenarios/example.nix")
+    assert ev["failedAssertions"] == [] and ev["warnings"] == []
+    config_file = tmp_path / "drago.json"
+    config_file.write_text(ev["etc"]["keystone-agents/agents/drago.json"]["text"])
+    home = tmp_path / "home"
+    home.mkdir()
+    script = Path(sys.executable).parent / "keystone-agent"
+    result = subprocess.run([str(script), "validate", "--home", str(home), "--config", str(config_file)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture
+def recording_pkgs(tmp_path):
+    """A stand-in package root whose systemctl, journalctl and keystone-agent record their argv (one per line)."""
+    root = tmp_path / "pkgs"
+    log = tmp_path / "argv.log"
+    for rel in ("systemd/bin/systemctl", "systemd/bin/journalctl", "keystone-agents-0.1.0/bin/keystone-agent"):
+        exe = root / rel
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        exe.write_text(f'#!/bin/sh\nprintf "%s\\n" "{exe.name}" "$@" >> "{log}"\nprintf -- "--\\n" >> "{log}"\n')
+        exe.chmod(0o755)
+    return root, log
+
+
+def test_the_sudo_helper_allows_listed_verbs_only(evaluate, recording_pkgs, tmp_path):
+    root, log = recording_pkgs
+    ev = evaluate('{ networking.hostName = "h"; keystone.os.agents.drago = { }; }', pkgs_root=root)
+    helper = tmp_path / "agent-svc-drago"
+    helper.write_text("#!/bin/bash\n" + ev["helpers"]["drago"]["text"])
+    helper.chmod(0o755)
+    assert ev["helpers"]["drago"]["path"] == ev["sudoRules"][0]["commands"][0]["command"]
+
+    def run(*argv):
+        return subprocess.run([str(helper), *argv], capture_output=True, text=True, timeout=30)
+
+    hostile = "x'; touch /tmp/pwned-$((1+1)) #"
+    assert run("systemctl", "status", "agent-drago-task-loop.service").returncode == 0
+    assert run("journalctl", "-u", "agent-drago-task-loop", "-n", "5").returncode == 0
+    assert run("keystone-agent", "tasks", "--json", hostile).returncode == 0
+    calls = [c.strip("\n").split("\n") for c in log.read_text().split("--\n") if c.strip()]
+    assert calls == [
+        ["systemctl", "--user", "status", "agent-drago-task-loop.service"],
+        ["journalctl", "--user", "-u", "agent-drago-task-loop", "-n", "5"],
+        ["keystone-agent", "tasks", "--config", "/etc/keystone-agents/agents/drago.json", "--json", hostile],
+    ]
+    for argv, says in [
+        (("systemctl", "edit", "agent-drago-task-loop.service"), "'systemctl edit' is not allowed"),
+        (("systemctl", "set-environment", "A=1"), "'systemctl set-environment' is not allowed"),
+        (("systemctl", "import-environment"), "'systemctl import-environment' is not allowed"),
+        (("journalctl", "--vacuum-size=1K"), "'journalctl --vacuum-size=1K' is not allowed"),
+        (("keystone-agent", "init"), "'keystone-agent init' is not allowed"),
+        (("rm", "-rf", "/"), "'rm' is not allowed"),
+        ((), "usage: agent-svc-drago systemctl"),
+    ]:
+        result = run(*argv)
+        assert result.returncode == 2 and says in result.stderr, (argv, result.stderr)
+    assert len(calls) == 3 == len([c for c in log.read_text().split("--\n") if c.strip()])  # nothing else ran
