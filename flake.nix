@@ -1,10 +1,9 @@
 {
   description = "keystone-agents: autonomous LLM agents living as locked-down Linux users on NixOS";
 
-  # nixpkgs is deliberately left unpinned in flake.lock (no hash can be computed without fetching it, and a
-  # made-up one would break every consumer). A NixOS flake using this one makes it follow its own nixpkgs:
+  # flake.lock pins nixpkgs to a real nixos-unstable revision (929116e3, 2024-12-05) for standalone use
+  # (`nix build`, `nix flake check`). A NixOS flake using this one makes it follow its own nixpkgs:
   #   inputs.keystone-agents.inputs.nixpkgs.follows = "nixpkgs";
-  # Standalone use (`nix build`, `nix flake check`) locks it on first run; commit the updated flake.lock then.
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
 
   outputs = { self, nixpkgs }:

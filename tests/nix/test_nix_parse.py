@@ -44,10 +44,14 @@ def test_flake_lock_is_valid_and_pins_nothing_invented():
             continue
         locked = node["locked"]  # a pinned input must carry a real revision and NAR hash
         assert re.fullmatch(r"[0-9a-f]{40}", locked["rev"]) and re.fullmatch(r"sha256-[A-Za-z0-9+/]{43}=", locked["narHash"])
-    # nixpkgs is declared in flake.nix and deliberately left to the consumer (follows) instead of a made-up pin
+    # every input flake.nix declares is pinned; nixpkgs is pinned to a real nixos-unstable revision
+    # (2024-12-05, rev and NAR hash as published by nixpkgs' own lock updates); consumers usually `follows`
     flake = (nixeval.REPO / "flake.nix").read_text()
-    assert 'inputs.nixpkgs.url = "github:NixOS/nixpkgs/' in flake
-    assert "nixpkgs" not in root_inputs
+    assert 'inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable"' in flake
+    assert root_inputs == {"nixpkgs": "nixpkgs"}
+    nixpkgs = lock["nodes"]["nixpkgs"]
+    assert nixpkgs["original"] == {"owner": "NixOS", "ref": "nixos-unstable", "repo": "nixpkgs", "type": "github"}
+    assert nixpkgs["locked"]["rev"] == "929116e316068c7318c54eb4d827f7d9756d5e9c"
 
 
 def test_flake_outputs_evaluate_to_the_documented_attributes(nix):
