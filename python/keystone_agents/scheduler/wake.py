@@ -36,7 +36,7 @@ def wake_argv(agent: str, configured: list[str] | None) -> list[str] | None:
     return None
 
 
-def wake(argv: list[str] | None) -> WakeResult:
+def wake(argv: list[str] | None, report_wait: float = REPORT_WAIT_SECONDS) -> WakeResult:
     if not argv:
         return WakeResult(None, None)
     try:
@@ -50,7 +50,7 @@ def wake(argv: list[str] | None) -> WakeResult:
     except OSError as exc:
         return WakeResult(argv, None, f"cannot run {argv[0]}: {exc.strerror}")
     try:
-        code = process.wait(timeout=REPORT_WAIT_SECONDS)
+        code = process.wait(timeout=report_wait)
     except subprocess.TimeoutExpired:
         return WakeResult(argv, None)
     return WakeResult(argv, code, None if code == 0 else f"{argv[0]} exited {code}")
