@@ -474,7 +474,7 @@ def test_wakes_the_loop_only_when_tasks_were_created(schedule, agent_home, tmp_p
 
 def test_wake_command_does_not_wait_for_a_slow_command(tmp_path):
     started = dt.datetime.now()
-    outcome = wake.wake([sys.executable, "-c", "import time; time.sleep(30)"], report_wait=0.5)
+    outcome = wake.wake([sys.executable, "-c", "import time; time.sleep(3)"], report_wait=0.5)
     waited = (dt.datetime.now() - started).total_seconds()
     assert outcome.exit_code is None and outcome.error is None
     assert waited < 5

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import re
 import subprocess
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -49,8 +50,10 @@ class CalendarEvent:
 
 
 def slug(text: str, limit: int = 60) -> str:
-    """kebab-case of `text`: lowercase ASCII letters and digits joined by single dashes ('event' if none)."""
-    words = re.findall(r"[a-z0-9]+", text.lower())
+    """kebab-case of `text`: lowercase ASCII letters and digits joined by single dashes ('event' if none).
+    Accented letters lose their accents (Ü → u) rather than the whole letter."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    words = re.findall(r"[a-z0-9]+", ascii_text.lower())
     result = "-".join(words)[:limit].strip("-")
     return result or "event"
 
