@@ -513,3 +513,18 @@ def test_installed_script_runs_end_to_end(agent_subprocess, agent_home):
     assert "created daily-report-2025-06-02  (schedule-daily-report-2025-06-02)" in done.stdout
     assert 'event="run_finish"' in done.stderr
     assert refs(agent_home) == ["schedule-daily-report-2025-06-02"]
+
+
+def test_calendar_config_needs_a_url_or_a_command(tmp_path):
+    from keystone_agents.config import load_config
+    from keystone_agents.problems import ValidationFailed
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"agentName": "demo", "calendar": {"command": ["calendula", "--json", "events", "list"]}}))
+    config = load_config(path)
+    assert config.calendar.command == ["calendula", "--json", "events", "list"]
+    assert config.calendar.url is None and config.calendar.window_hours == 24
+    assert config.scheduler.horizon_days == 7 and config.scheduler.max_catch_up == 100
+    path.write_text(json.dumps({"agentName": "demo", "calendar": {"user": "x"}}))
+    with pytest.raises(ValidationFailed):
+        load_config(path)

@@ -313,3 +313,39 @@ def test_calendula_printing_garbage_is_one_error(schedule, agent_home, tmp_path,
     assert result.exit_code == 1
     assert "printed no JSON" in "\n".join(result.data["errors"])
     assert [t["source_ref"] for t in tasks(agent_home)] == ["schedule-daily-report-2025-06-02"]
+
+
+# ---------------------------------------------------------------- parsing without a server
+
+
+def test_timed_events_are_dated_in_local_time_and_all_day_events_by_their_date():
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from keystone_agents.scheduler.calendar_source import events_from_ical
+
+    body = """BEGIN:VEVENT
+UID:late-1
+DTSTAMP:20250101T000000Z
+DTSTART:20250602T223000Z
+DTEND:20250602T233000Z
+SUMMARY:Late call
+END:VEVENT
+BEGIN:VEVENT
+UID:berlin-1
+DTSTAMP:20250101T000000Z
+DTSTART;TZID=Europe/Berlin:20250603T090000
+DTEND;TZID=Europe/Berlin:20250603T100000
+RRULE:FREQ=DAILY;COUNT=3
+EXDATE;TZID=Europe/Berlin:20250604T090000
+SUMMARY:Berlin standup
+END:VEVENT"""
+    start = dt.datetime(2025, 6, 2, 12, tzinfo=dt.timezone.utc)
+    events = events_from_ical([vcalendar(body)], start, start + dt.timedelta(days=4), ZoneInfo("Europe/Berlin"))
+    assert [e.source_ref for e in events] == [
+        "calendar-late-1-2025-06-03",  # 22:30 UTC is 00:30 the next day in Berlin
+        "calendar-berlin-1-2025-06-03",
+        "calendar-berlin-1-2025-06-05",  # 06-04 excluded by EXDATE
+    ]
+    utc = events_from_ical([vcalendar(body)], start, start + dt.timedelta(days=1), ZoneInfo("UTC"))
+    assert utc[0].source_ref == "calendar-late-1-2025-06-02"
