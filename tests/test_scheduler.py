@@ -331,7 +331,8 @@ def test_bad_entries_are_reported_and_the_rest_still_runs(schedule, agent_home):
         "  - {name: good, description: Fine., schedule: daily}\n"
         "  - name: bad-zone\n    description: Zone typo.\n    schedule: daily\n    timezone: Europe/Berln\n"
         "  - name: bad-cron\n    description: Minute 61.\n    schedule: '61 * * * *'\n"
-        "  - name: bad-format\n    description: Unknown format.\n    schedule: fortnightly\n",
+        "  - name: bad-format\n    description: Unknown format.\n    schedule: fortnightly\n"
+        "  - name: cron-with-time\n    description: Two times.\n    schedule: '0 9 * * *'\n    time: '10:00'\n",
     )
     result = schedule("2025-06-02T12:00:00Z")
     assert result.exit_code == 1
@@ -341,6 +342,7 @@ def test_bad_entries_are_reported_and_the_rest_still_runs(schedule, agent_home):
     assert re.search(r"SCHEDULES\.yaml:6: schedules\[1\]\.timezone: unknown time zone 'Europe/Berln'", errors)
     assert re.search(r"SCHEDULES\.yaml:9: schedules\[2\]\.schedule: '61 \* \* \* \*' is not a valid", errors)
     assert re.search(r"SCHEDULES\.yaml:12: schedules\[3\]\.schedule: 'fortnightly'", errors)
+    assert re.search(r"SCHEDULES\.yaml:16: schedules\[4\]\.time: `time` applies to daily/weekly/monthly", errors)
 
 
 def test_unreadable_schedules_file_writes_nothing_and_keeps_the_catch_up_start(schedule, agent_home):
