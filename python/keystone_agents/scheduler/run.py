@@ -13,7 +13,6 @@ Deduplication looks at every entry of TASKS.yaml (valid or not) and at TASKS.arc
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import time
 from dataclasses import dataclass, field
