@@ -159,12 +159,18 @@ def _calendars(client: Any, url: str) -> list[Any]:
         calendars = client.principal().calendars()
     except Exception:  # noqa: BLE001 - no principal discovery: treat the URL as the calendar itself
         return [client.calendar(url=url)]
-    for calendar in calendars:
-        if str(calendar.url).rstrip("/") + "/" == wanted:
+    urls = [str(calendar.url).rstrip("/") + "/" for calendar in calendars]
+    for calendar, calendar_url in zip(calendars, urls):
+        if calendar_url == wanted:
             return [calendar]
-    if not calendars:
-        raise CalendarError(f"CalDAV {_safe_url(url)}: the account has no calendars")
-    return calendars
+    below = [calendar for calendar, calendar_url in zip(calendars, urls) if _path(calendar_url).startswith(_path(wanted))]
+    if below:  # the URL is the server, the principal or the calendar home: every calendar under it
+        return below
+    return [client.calendar(url=url)]  # a calendar the principal does not list (shared with the user)
+
+
+def _path(url: str) -> str:
+    return urlsplit(url).path
 
 
 # ---------------------------------------------------------------- command (calendula)
