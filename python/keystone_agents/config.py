@@ -77,10 +77,11 @@ class MailSettings:
 
 @dataclass(frozen=True)
 class CalendarSettings:
-    url: str
+    url: str | None = None
     user: str | None = None
     password_file: str | None = None
     window_hours: float = 24
+    command: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class ForgejoSettings:
 class SchedulerSettings:
     horizon_days: float = 7
     wake_command: list[str] | None = None
+    max_catch_up: int = 100
 
 
 @dataclass(frozen=True)

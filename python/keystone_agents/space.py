@@ -88,6 +88,18 @@ class AgentSpace:
         return self.state_dir / "task-loop.lock"
 
     @property
+    def scheduler_lock_file(self) -> Path:
+        return self.state_dir / "scheduler.lock"
+
+    @property
+    def scheduler_last_run_file(self) -> Path:
+        """When the scheduler last ran (ISO 8601 UTC): where its catch-up of missed occurrences starts."""
+        return self.state_dir / "scheduler-last-run"
+
+    def scheduler_log_file(self, stamp: str) -> Path:
+        return self.logs_dir / f"scheduler-{stamp}.log"
+
+    @property
     def pause_file(self) -> Path:
         return self.state_dir / "paused"
 

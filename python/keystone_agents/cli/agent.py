@@ -8,6 +8,7 @@ from keystone_agents import __version__
 from keystone_agents.commands.init import init_command
 from keystone_agents.commands.pause import pause_command, paused_command, resume_command
 from keystone_agents.commands.sync import sync_command
+from keystone_agents.commands.schedule import schedule_command
 from keystone_agents.commands.tasks import tasks_command
 from keystone_agents.commands.validate import validate_command
 
@@ -22,8 +23,17 @@ def cli():
     """
 
 
-for command in (init_command, validate_command, tasks_command, pause_command, resume_command, paused_command,
-                sync_command):
+COMMANDS = (
+    init_command,
+    validate_command,
+    tasks_command,
+    pause_command,
+    resume_command,
+    paused_command,
+    schedule_command,
+    sync_command,
+)
+for command in COMMANDS:
     cli.add_command(command)
 
 

@@ -1,0 +1,1 @@
+"""The scheduler: SCHEDULES.yaml and calendars become tasks, on time, once."""
