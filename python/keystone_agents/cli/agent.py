@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from keystone_agents import __version__
+from keystone_agents.commands.code import code_command
 from keystone_agents.commands.init import init_command
 from keystone_agents.commands.pause import pause_command, paused_command, resume_command
 from keystone_agents.commands.tasks import tasks_command
@@ -21,7 +22,7 @@ def cli():
     """
 
 
-for command in (init_command, validate_command, tasks_command, pause_command, resume_command, paused_command):
+for command in (init_command, validate_command, tasks_command, pause_command, resume_command, paused_command, code_command):
     cli.add_command(command)
 
 
