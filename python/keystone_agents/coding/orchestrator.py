@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,7 +26,7 @@ from keystone_agents.coding.forge import (
     FORGES, Forge, ForgeError, PullRequest, choose_forge, clone_url, make_forge, pr_title,
 )
 from keystone_agents.coding.providers import PROVIDERS, ProviderError, ProviderResult, run_provider
-from keystone_agents.coding.repo import PREFIXES, Git, RemoteAuth, RepoError, RepoId, branch_name, clone, url_host
+from keystone_agents.coding.repo import PREFIXES, Git, RemoteAuth, RepoError, RepoId, branch_name, clone
 from keystone_agents.coding.review import Review, parse_review
 from keystone_agents.config import Config
 from keystone_agents.events import event_logger
@@ -184,7 +185,9 @@ class Orchestrator:
         """HTTPS remotes get the forge's token through the credential helper; SSH needs nothing extra."""
         settings = self.config.github if forge == "github" else self.config.forgejo
         if url.startswith(("https://", "http://")) and settings and settings.token_file:
-            return RemoteAuth(token_file=settings.token_file, token_host=url_host(url))
+            # git's credential protocol names the host with its port, as in the URL
+            netloc = urllib.parse.urlsplit(url).netloc.rpartition("@")[2]
+            return RemoteAuth(token_file=settings.token_file, token_host=netloc)
         return RemoteAuth()
 
     # --- the run -----------------------------------------------------------------------------------

@@ -200,7 +200,10 @@ class Git:
         """Keep uncommitted work (nothing is lost) in a stash so the default branch can be checked out."""
         if not self.dirty_paths():
             return False
-        self.run("stash", "push", "--include-untracked", "--message", message)
+        identity = []
+        if not self.run("config", "user.email", check=False).stdout.strip():
+            identity = ["-c", "user.name=keystone-agent", "-c", "user.email=keystone-agent@localhost"]
+        self.run(*identity, "stash", "push", "--include-untracked", "--message", message)
         return True
 
     def reset_hard(self, ref: str) -> None:
