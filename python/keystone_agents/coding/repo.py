@@ -35,7 +35,7 @@ class RepoId:
             raise RepoError(f"--repo must be OWNER/REPO, got {text!r}")
         for part in parts:
             # first character alphanumeric: no '-' (option injection), no '.'/'..' (traversal)
-            if not _NAME.match(part) or ".." in part or part.endswith(".lock"):
+            if not _NAME.fullmatch(part) or ".." in part or part.endswith(".lock"):
                 raise RepoError(
                     f"--repo {text!r}: {part!r} is not a valid owner or repository name "
                     "(letters, digits, '.', '_', '-'; starting with a letter or digit; no '..')"
