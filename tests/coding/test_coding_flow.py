@@ -204,22 +204,29 @@ def test_hanging_provider_is_killed_with_its_children(coding_env, github):
 
 
 def test_uncommitted_leftovers_are_stashed_not_lost(coding_env, github):
-    coding_env.script([
-        commit({"README.md": "# demo\nHello!\n"}),
-    ])
-    # the provider commits, then (a second scripted step is not possible in one call) leaves a file behind:
-    coding_env.script([{"do": "commit", "files": {"README.md": "# demo\nHello!\n"}, "message": "Add greeting"}])
+    coding_env.script([{"do": "dirty", "files": {"notes.txt": "half done\n"}}])
     work = clone_dir(coding_env, github["repo"])
-    result, data = code(coding_env, "--repo", github["repo"], "--task", TASK, "--skip-review",
-                        config=github["config"])
-    assert data["outcome"] == "draft" and data["stashed"] == []
-    coding_env.script([{"do": "dirty", "files": {"notes.txt": "half done\n"}}, ])
-    # second run: the provider only leaves an uncommitted file → failed, but the file is kept in a stash
     result, data = code(coding_env, "--repo", github["repo"], "--task", "Another change", "--skip-review",
                         config=github["config"])
+    # no commit → failed, but the uncommitted file is kept in a stash, not thrown away
     assert data["outcome"] == "failed" and data["stashed"] == ["feature/another-change"]
-    assert "half done" in git("stash", "show", "-p", "--include-untracked", "stash@{0}", cwd=work)
+    assert "keystone coding: uncommitted work on feature/another-change" in git("stash", "list", cwd=work)
+    assert "half done" in git("show", "stash@{0}^3:notes.txt", cwd=work)
     assert_back_on_main(coding_env, github["repo"])
+
+
+def test_reviewer_changes_are_undone(coding_env, github):
+    coding_env.script([
+        commit({"README.md": "# demo\nHello!\n"}),
+        {"do": "commit", "files": {"README.md": "reviewer rewrote it\n"}, "message": "Reviewer sneaks a commit",
+         "stdout": "VERDICT: PASS\n"},
+    ])
+    result, data = code(coding_env, "--repo", github["repo"], "--task", TASK, config=github["config"])
+    assert data["outcome"] == "ready" and data["commits"] == 1
+    subjects = git("--git-dir", str(github["upstream"]), "log", "--format=%s", data["branch"])
+    assert "Reviewer sneaks a commit" not in subjects
+    work = clone_dir(coding_env, github["repo"])
+    assert "Reviewer sneaks a commit" not in git("log", "--format=%s", data["branch"], cwd=work)
 
 
 def test_dirty_clone_is_refused(coding_env, github):
