@@ -322,7 +322,7 @@ def test_review_only_prints_the_review_and_changes_nothing(coding_env, github):
 
 
 def test_no_token_in_logs_events_argv_or_output(coding_env, github, monkeypatch):
-    wrap_log = coding_env.root / "git-argv.jsonl"
+    wrap_log = coding_env.root / "git-argv.log"
     monkeypatch.setenv("REAL_GIT", shutil.which("git"))
     monkeypatch.setenv("GITWRAP_LOG", str(wrap_log))
     monkeypatch.setenv("PATH", f"{Path(__file__).parent / 'gitwrap'}{os.pathsep}{os.environ['PATH']}")
@@ -389,3 +389,21 @@ def test_forgejo_draft_title_and_comment_fallback(coding_env, forgejo):
     assert pull["title"] == f"WIP: {TASK}"
     (comment,) = forgejo["server"].comments  # inline refused (422) → one issue comment with everything
     assert "`README.md:2`" in comment["body"] and "Say hello to the world" in comment["body"]
+
+
+def test_installed_script_exit_code_and_json(coding_env, github):
+    """The real console script: JSON alone on stdout, events on stderr, exit 3 for blocked."""
+    import subprocess
+    import sys
+
+    coding_env.script([{"do": "blocked", "text": "No access to the staging database.\n"}])
+    script = Path(sys.executable).parent / "keystone-agent"
+    proc = subprocess.run(
+        [str(script), "code", "--home", str(coding_env.home), "--config", str(github["config"]), "--repo",
+         github["repo"], "--task", TASK, "--json"],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ),
+    )
+    assert proc.returncode == 3, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["outcome"] == "blocked" and data["blocked_reason"] == "No access to the staging database."
+    assert 'event="code_finish"' in proc.stderr and 'status="blocked"' in proc.stderr
