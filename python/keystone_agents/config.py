@@ -95,6 +95,21 @@ class ForgejoSettings:
     url: str
     username: str | None = None
     token_file: str | None = None
+    ssh_user: str = "forgejo"
+    ssh_port: int | None = None
+
+
+@dataclass(frozen=True)
+class CodingSettings:
+    forge: str | None = None
+    clone_url: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    review_provider: str | None = None
+    review_profile: str = "medium"
+    review_model: str | None = None
+    timeout_seconds: float = 600
+    max_review_cycles: int = 2
 
 
 @dataclass(frozen=True)
@@ -132,6 +147,7 @@ class Config:
     github: GithubSettings | None = None
     forgejo: ForgejoSettings | None = None
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    coding: CodingSettings = field(default_factory=CodingSettings)
     environment: dict[str, str] = field(default_factory=dict)
     mcp_servers: dict[str, Any] = field(default_factory=dict)  # {name: {command, args, env}}, passed through
     source_path: Path | None = field(default=None, compare=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from keystone_agents import __version__
+from keystone_agents.commands.code import code_command
 from keystone_agents.commands.init import init_command
 from keystone_agents.commands.pause import pause_command, paused_command, resume_command
 from keystone_agents.commands.sync import sync_command
@@ -32,6 +33,7 @@ COMMANDS = (
     paused_command,
     schedule_command,
     sync_command,
+    code_command,
 )
 for command in COMMANDS:
     cli.add_command(command)
