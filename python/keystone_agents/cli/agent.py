@@ -5,8 +5,11 @@ from __future__ import annotations
 import click
 
 from keystone_agents import __version__
+from keystone_agents.commands.compose import compose_command
+from keystone_agents.commands.info import info_command
 from keystone_agents.commands.init import init_command
 from keystone_agents.commands.pause import pause_command, paused_command, resume_command
+from keystone_agents.commands.session import session_command
 from keystone_agents.commands.tasks import tasks_command
 from keystone_agents.commands.validate import validate_command
 
@@ -21,7 +24,10 @@ def cli():
     """
 
 
-for command in (init_command, validate_command, tasks_command, pause_command, resume_command, paused_command):
+for command in (
+    init_command, validate_command, tasks_command, pause_command, resume_command, paused_command,
+    compose_command, info_command, session_command,
+):
     cli.add_command(command)
 
 
