@@ -31,6 +31,8 @@ STANDINS = Path(__file__).resolve().parent / "bin"
 def _home(root: Path, name: str) -> Path:
     home = root / f"home-{name}"
     scaffold.init(home, scaffold.context(name, f"Agent {name.capitalize()}", f"{name}@example.com"))
+    # Debian's nix would wrap sessions in `nix develop` (without flakes enabled); the wrap has its own test
+    (home / "notes" / "flake.nix").unlink()
     return home
 
 

@@ -46,9 +46,9 @@ class SessionError(Exception):
 
 
 def host_args(tool: str, role: str | None, roles: str | None, project: str | None, model: str | None,
-              tool_args: list[str]) -> list[str]:
+              tool_args: list[str], devshell: bool = True) -> list[str]:
     """The `keystone-agent session` arguments agentctl passes (after --home/--config)."""
-    args = [tool]
+    args = [tool] + ([] if devshell else ["--no-devshell"])
     for flag, value in (("--role", role), ("--roles", roles), ("--project", project), ("--model", model)):
         if value:
             args += [flag, value]
@@ -122,7 +122,7 @@ class Session:
 
 
 def prepare(space: AgentSpace, tool: str, role: str | None = None, roles: list[str] = (), project: str | None = None,
-            model: str | None = None, tool_args: list[str] = ()) -> Session:
+            model: str | None = None, tool_args: list[str] = (), devshell: bool = True) -> Session:
     if tool not in TOOLS:
         raise SessionError(f"unknown tool {tool!r} (tools: {', '.join(TOOLS)})")
     tool_args = list(tool_args)
@@ -137,7 +137,7 @@ def prepare(space: AgentSpace, tool: str, role: str | None = None, roles: list[s
         argv += ["-c", f"model_instructions_file={json.dumps(str(prompt_file(space, prompt)))}"]
     argv += tool_args
     cwd = space.notes_dir if space.notes_dir.is_dir() else space.home
-    if (cwd / "flake.nix").is_file() and shutil.which("nix"):
+    if devshell and (cwd / "flake.nix").is_file() and shutil.which("nix"):
         # the agent space's dev shell provides the tools (the seed's convention)
         argv = ["nix", "develop", str(cwd), "--no-update-lock-file", "--accept-flake-config", "--command", *argv]
     return Session(argv, cwd, prompt)

@@ -201,12 +201,13 @@ def _session_verb(tool: str) -> click.Command:
     @click.option("--role", "-r", help="Mode of the agent's manifests/modes.yaml to compose the prompt from.")
     @click.option("--roles", help="Extra role templates, comma-separated (R1,R2).")
     @click.option("--project", "-p", help="Project slug: its context and your per-project preferences.")
+    @click.option("--devshell/--no-devshell", default=True, help="Use the agent space's nix dev shell if it has one.")
     @click.argument("tool_args", nargs=-1, type=click.UNPROCESSED)
     @click.pass_context
-    def command(ctx, role, roles, project, tool_args):
+    def command(ctx, role, roles, project, devshell, tool_args):
         state, agent = _state(ctx), ctx.meta["agentctl.agent"]
         model = sessions.preferred_model(tool, state.prefs.get(agent.name, project))
-        args = sessions.host_args(tool, role, roles, project, model, list(tool_args))
+        args = sessions.host_args(tool, role, roles, project, model, list(tool_args), devshell)
         _run_as_agent(lambda: _runner(ctx).keystone_agent("session", args))
 
     command.help = (
