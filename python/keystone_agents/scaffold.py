@@ -18,13 +18,24 @@ SPACE_TEMPLATE = "agent-space"
 class Planned:
     template: str  # path relative to the templates dir
     target: Path
+    kind: str = "render"  # render (.j2, jinja2) | copy (verbatim) | symlink (.symlink: the file holds the target)
+    executable: bool = False
 
 
 def _target_name(part: str) -> str:
-    # Template files are stored without leading dots (packaging tools drop hidden files) and end in .j2.
+    # Template files are stored without leading dots (packaging tools drop hidden files); `.j2` files are
+    # rendered with jinja2, `.symlink` files become symlinks, anything else is copied as it is.
     if part.startswith("dot-"):
         part = "." + part[4:]
-    return part.removesuffix(".j2")
+    return part.removesuffix(".j2").removesuffix(".symlink")
+
+
+def _kind(path: Path) -> str:
+    if path.name.endswith(".j2"):
+        return "render"
+    if path.name.endswith(".symlink"):
+        return "symlink"
+    return "copy"
 
 
 def plan(home: Path) -> list[Planned]:
@@ -34,7 +45,8 @@ def plan(home: Path) -> list[Planned]:
         if path.is_file():
             rel = path.relative_to(root)
             target = home.joinpath(*(_target_name(p) for p in rel.parts))
-            planned.append(Planned(str(Path(SPACE_TEMPLATE) / rel), target))
+            executable = os.access(path, os.X_OK) or target.suffix == ".sh"
+            planned.append(Planned(str(Path(SPACE_TEMPLATE) / rel), target, _kind(path), executable))
     return planned
 
 
@@ -59,7 +71,7 @@ class ScaffoldExists(Exception):
 def init(home: Path, values: dict, force: bool = False) -> list[Path]:
     """Render every template under `home`. Refuses (writing nothing) if any target exists, unless `force`."""
     planned = plan(home)
-    existing = [p.target for p in planned if p.target.exists()]
+    existing = [p.target for p in planned if os.path.lexists(p.target)]
     if existing and not force:
         raise ScaffoldExists(existing)
     env = Environment(
@@ -70,8 +82,17 @@ def init(home: Path, values: dict, force: bool = False) -> list[Path]:
     )
     written = []
     for item in planned:
-        text = env.get_template(item.template).render(**values)
         item.target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(item.target, text, mode=0o600 if item.target.suffix == ".json" else 0o644)
+        source = templates_dir() / item.template
+        if item.kind == "symlink":
+            if os.path.lexists(item.target):
+                item.target.unlink()
+            item.target.symlink_to(source.read_text(encoding="utf-8").strip())
+        else:
+            data = env.get_template(item.template).render(**values) if item.kind == "render" else source.read_bytes()
+            mode = 0o755 if item.executable else 0o600 if item.target.suffix == ".json" else 0o644
+            write_atomic(item.target, data, mode=mode)
+            if force:
+                os.chmod(item.target, mode)  # write_atomic keeps an existing file's mode
         written.append(item.target)
     return written

@@ -10,6 +10,9 @@ from keystone_agents.commands.init import init_command
 from keystone_agents.commands.pause import pause_command, paused_command, resume_command
 from keystone_agents.commands.sync import sync_command
 from keystone_agents.commands.schedule import schedule_command
+from keystone_agents.commands.compose import compose_command
+from keystone_agents.commands.info import info_command
+from keystone_agents.commands.session import session_command
 from keystone_agents.commands.tasks import tasks_command
 from keystone_agents.commands.validate import validate_command
 
@@ -34,6 +37,9 @@ COMMANDS = (
     schedule_command,
     sync_command,
     code_command,
+    compose_command,
+    info_command,
+    session_command,
 )
 for command in COMMANDS:
     cli.add_command(command)

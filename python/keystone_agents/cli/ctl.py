@@ -1,16 +1,456 @@
-"""`agentctl`: the host-side CLI with which humans inspect and steer agents."""
+"""`agentctl`: the host-side CLI with which humans inspect and steer agents.
+
+    agentctl list [--json]
+    agentctl show AGENT [--project SLUG] [--json]
+    agentctl prefs get|set|clear AGENT [--project SLUG] [--host H] [--provider P] [--model M] [--fallback-model F]
+    agentctl completion bash|zsh|fish
+    agentctl AGENT VERB [ARGS…]
+
+`agentctl AGENT …` runs as the agent (directly when the agent is the current user, else through its sudo
+helper) or, for an agent living on another host, is forwarded there with ssh (except `vnc`).
+"""
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import click
+from click.shell_completion import get_completion_class
 
 from keystone_agents import __version__
+from keystone_agents.agentctl import remote, sessions, status
+from keystone_agents.agentctl.dispatch import (
+    REFUSED_VERBS,
+    SYSTEMCTL_VERBS,
+    AgentRunner,
+    DispatchError,
+    run_passthrough,
+)
+from keystone_agents.agentctl.hostconfig import AgentEntry, HostConfig, load
+from keystone_agents.agentctl.prefs import PROVIDERS, PrefsStore
+from keystone_agents.cli.common import EXIT_PROBLEMS, echo_json
+from keystone_agents.problems import ValidationFailed
+
+EXIT_REFUSED = 2  # a verb that is not allow-listed is bad usage
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@dataclass
+class State:
+    config_path: Path | None
+    _config: HostConfig | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> HostConfig:
+        if self._config is None:
+            try:
+                self._config = load(self.config_path)
+            except ValidationFailed as exc:
+                for problem in exc.problems:
+                    click.echo(f"error: {problem}", err=True)
+                sys.exit(EXIT_PROBLEMS)
+        return self._config
+
+    def quiet_config(self) -> HostConfig | None:
+        """The config, or None when it cannot be loaded (for shell completion and help)."""
+        if self._config is None:
+            try:
+                self._config = load(self.config_path)
+            except (ValidationFailed, OSError):
+                return None
+        return self._config
+
+    @property
+    def prefs(self) -> PrefsStore:
+        return PrefsStore()
+
+    def agent(self, name: str) -> AgentEntry:
+        entry = self.config.get(name)
+        if entry is None:
+            known = ", ".join(self.config.names()) or "none"
+            click.echo(f"Error: unknown agent '{name}'\nKnown agents: {known}", err=True)
+            sys.exit(EXIT_PROBLEMS)
+        return entry
+
+
+def _state(ctx: click.Context) -> State:
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State(root.params.get("config_path"))
+    return root.obj
+
+
+def _agent_names(ctx: click.Context, param, incomplete: str):
+    config = _state(ctx).quiet_config()
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(n) for n in (config.names() if config else []) if n.startswith(incomplete)]
+
+
+def _finish(code: int) -> None:
+    if code:
+        sys.exit(code)
+
+
+# ------------------------------------------------------------------ per-agent verbs
+
+
+def _runner(ctx: click.Context) -> AgentRunner:
+    return AgentRunner(ctx.meta["agentctl.agent"])
+
+
+def _run_as_agent(build) -> None:
+    try:
+        argv = build()
+    except DispatchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_PROBLEMS)
+    _finish(run_passthrough(argv))
+
+
+PASSTHROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": False, "help_option_names": []}
+
+
+def _keystone_verb(name: str, subcommand: str, help_text: str, separator: bool = False) -> click.Command:
+    @click.command(name, help=help_text, context_settings=PASSTHROUGH)
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    @click.pass_context
+    def command(ctx, args):
+        _run_as_agent(lambda: _runner(ctx).keystone_agent(subcommand, list(args), separator=separator))
+
+    return command
+
+
+def _systemctl_verb(verb: str) -> click.Command:
+    @click.command(verb, help=f"systemctl --user {verb} ARGS as the agent.", context_settings=PASSTHROUGH)
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    @click.pass_context
+    def command(ctx, args):
+        _run_as_agent(lambda: _runner(ctx).systemctl(verb, list(args)))
+
+    return command
+
+
+@click.command("journalctl", context_settings=PASSTHROUGH)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def journalctl_verb(ctx, args):
+    """journalctl --user ARGS as the agent (the journal of its user units)."""
+    _run_as_agent(lambda: _runner(ctx).journalctl(list(args)))
+
+
+@click.command("exec", context_settings=PASSTHROUGH)
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_verb(ctx, argv):
+    """Run CMD ARGS… as the agent, in its environment."""
+    _run_as_agent(lambda: _runner(ctx).exec(list(argv)))
+
+
+@click.command("shell")
+@click.pass_context
+def shell_verb(ctx):
+    """A login shell as the agent, in its notes directory."""
+    agent = ctx.meta["agentctl.agent"]
+    _run_as_agent(lambda: _runner(ctx).exec(["env", f"--chdir={agent.notes}", "bash", "-l"]))
+
+
+@click.command("email", context_settings=PASSTHROUGH)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def email_verb(ctx, args):
+    """The agent's inbox: himalaya envelope list ARGS, as the agent."""
+    _run_as_agent(lambda: _runner(ctx).exec(["himalaya", "envelope", "list", *args]))
+
+
+@click.command("vnc", context_settings=PASSTHROUGH)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def vnc_verb(ctx, args):
+    """Open the agent's desktop in remote-viewer (runs here, as you; never forwarded)."""
+    state, agent = _state(ctx), ctx.meta["agentctl.agent"]
+    if not agent.desktop or not agent.vnc_port:
+        click.echo(f"error: agent '{agent.name}' has no desktop (no vncPort in the host configuration)", err=True)
+        sys.exit(EXIT_PROBLEMS)
+    host = status.effective_host(state.config, agent, state.prefs.get(agent.name))
+    target = remote.target_host(host) if host else "localhost"
+    _finish(run_passthrough(["remote-viewer", f"vnc://{target}:{agent.vnc_port}", *args]))
+
+
+@click.command("run")
+@click.option("--task", "task_name", help="Run this one task now.")
+@click.option("--prompt", help="Run this ad-hoc prompt now (not added to TASKS.yaml).")
+@click.pass_context
+def run_verb(ctx, task_name, prompt):
+    """Trigger the task loop now (its systemd unit, without waiting), or run one task or one ad-hoc prompt
+    in the foreground."""
+    if task_name and prompt:
+        raise click.UsageError("--task and --prompt exclude each other")
+    runner, agent = _runner(ctx), ctx.meta["agentctl.agent"]
+    if task_name:
+        _run_as_agent(lambda: runner.keystone_agent("loop", ["--task", task_name]))
+    elif prompt:
+        _run_as_agent(lambda: runner.keystone_agent("loop", ["--prompt", prompt]))
+    else:
+        _run_as_agent(lambda: runner.systemctl("start", ["--no-block", f"{agent.task_loop_unit}.service"]))
+
+
+def _session_verb(tool: str) -> click.Command:
+    @click.command(tool, context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+    @click.option("--role", "-r", help="Mode of the agent's manifests/modes.yaml to compose the prompt from.")
+    @click.option("--roles", help="Extra role templates, comma-separated (R1,R2).")
+    @click.option("--project", "-p", help="Project slug: its context and your per-project preferences.")
+    @click.option("--devshell/--no-devshell", default=True, help="Use the agent space's nix dev shell if it has one.")
+    @click.argument("tool_args", nargs=-1, type=click.UNPROCESSED)
+    @click.pass_context
+    def command(ctx, role, roles, project, devshell, tool_args):
+        state, agent = _state(ctx), ctx.meta["agentctl.agent"]
+        model = sessions.preferred_model(tool, state.prefs.get(agent.name, project))
+        args = sessions.host_args(tool, role, roles, project, model, list(tool_args), devshell)
+        _run_as_agent(lambda: _runner(ctx).keystone_agent("session", args))
+
+    command.help = (
+        f"An interactive {tool} session as the agent, with the system prompt composed from its notes "
+        f"(AGENTS.md, --project context, --role/--roles composition). Arguments after the options go to {tool}."
+    )
+    return command
+
+
+VERBS: dict[str, click.Command] = {
+    "tasks": _keystone_verb("tasks", "tasks", "The agent's task queue (keystone-agent tasks ARGS)."),
+    "pause": _keystone_verb("pause", "pause", "Pause the task loop, with an optional REASON.", separator=True),
+    "resume": _keystone_verb("resume", "resume", "Resume the task loop."),
+    "paused": _keystone_verb("paused", "paused", "Is the task loop paused? Since when, by whom, why."),
+    "runs": _keystone_verb("runs", "runs", "Recent loop runs (keystone-agent runs [--limit N] [--json])."),
+    "logs": _keystone_verb("logs", "logs", "Run or task logs (keystone-agent logs [TASK] [--follow])."),
+    **{verb: _systemctl_verb(verb) for verb in SYSTEMCTL_VERBS},
+    "journalctl": journalctl_verb,
+    "exec": exec_verb,
+    "shell": shell_verb,
+    "email": email_verb,
+    "vnc": vnc_verb,
+    "run": run_verb,
+    **{tool: _session_verb(tool) for tool in sessions.TOOLS},
+}
+
+
+def _project_in(args: list[str]) -> str | None:
+    """--project/-p SLUG among the arguments (up to --): it selects per-project preferences (host)."""
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg in ("--project", "-p") and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith("--project="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def refusal(verb: str) -> str:
+    reason = REFUSED_VERBS.get(verb)
+    allowed = ", ".join(sorted(VERBS))
+    if reason:
+        return f"Error: verb '{verb}' is not allowed: {reason}.\nAllowed verbs: {allowed}"
+    return f"Error: verb '{verb}' is not allowed (not an agentctl verb).\nAllowed verbs: {allowed}"
+
+
+class AgentGroup(click.Group):
+    """`agentctl AGENT VERB …`: refuses what is not allow-listed, forwards to the agent's host if remote."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["agentctl.raw"] = list(args)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context):
+        state = _state(ctx)
+        agent = state.agent(self.name)
+        ctx.meta["agentctl.agent"] = agent
+        raw = ctx.meta.get("agentctl.raw", [])
+        if raw and raw[0] not in self.commands and raw[0] not in ("-h", "--help"):
+            click.echo(refusal(raw[0]), err=True)
+            sys.exit(EXIT_REFUSED)
+        if raw and raw[0] in self.commands and raw[0] not in remote.NOT_FORWARDED:
+            host = status.effective_host(state.config, agent, state.prefs.get(agent.name, _project_in(raw[1:])))
+            if host is not None:
+                _finish(run_passthrough(remote.ssh_argv(state.config, host, [agent.name, *raw])))
+                return None
+        return super().invoke(ctx)
+
+
+def _agent_group(name: str) -> AgentGroup:
+    group = AgentGroup(
+        name,
+        commands=VERBS,
+        help=f"Commands for agent '{name}' (run as agent, or forwarded to its host).",
+        invoke_without_command=False,
+        no_args_is_help=True,
+    )
+    return group
+
+
+class AgentctlGroup(click.Group):
+    """Built-in commands, plus one sub-group per agent of the host configuration."""
+
+    def list_commands(self, ctx):
+        config = _state(ctx).quiet_config()
+        return super().list_commands(ctx) + (config.names() if config else [])
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        state = _state(ctx)
+        config = state.quiet_config() if ctx.resilient_parsing else state.config
+        if config is not None and config.get(name) is not None:
+            return _agent_group(name)
+        return None
+
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else ""
+        if self.get_command(ctx, name) is None and not ctx.resilient_parsing and not name.startswith("-"):
+            known = ", ".join(_state(ctx).config.names()) or "none"
+            click.echo(f"Error: unknown agent '{name}'\nKnown agents: {known}", err=True)
+            sys.exit(EXIT_PROBLEMS)
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=AgentctlGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="agentctl")
-def cli():
-    """Inspect and steer the agents of this host (and, over SSH, of other hosts)."""
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Host configuration JSON (default: $AGENTCTL_CONFIG, else /etc/keystone/agentctl.json).",
+)
+@click.pass_context
+def cli(ctx, config_path):
+    """Inspect and steer the agents of this host (and, over SSH, of other hosts).
+
+    \b
+    agentctl list | show AGENT | prefs … | completion SHELL
+    agentctl AGENT VERB [ARGS…]   (agentctl AGENT --help lists the verbs)
+
+    Exit codes: the command's own when it ran as the agent or over ssh; 1 for an unknown agent, an invalid
+    host configuration or a failure; 2 for bad usage and refused verbs.
+    """
+    ctx.obj = State(config_path)
+
+
+# ------------------------------------------------------------------ top-level commands
+
+
+def _table(rows: list[dict]) -> str:
+    columns = ("AGENT", "HOST", "LOOP", "LAST RUN", "NEXT", "PENDING", "PROVIDER", "MODEL")
+    table = [columns]
+    for r in rows:
+        last = r.get("lastRun") or {}
+        counts = r.get("taskCounts") or {}
+        table.append((
+            r["agent"], r.get("preferredHost") or "local", (r.get("pause") or {}).get("state") or "?",
+            f"{last.get('status')} {last.get('startedAt')}" if last else "-", r.get("nextTimer") or "-",
+            str(counts.get("pending", "-")), r.get("provider") or "-", r.get("model") or "-",
+        ))
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(columns))]
+    return "\n".join("  ".join(str(c).ljust(widths[i]) for i, c in enumerate(line)).rstrip() for line in table)
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of `show` objects.")
+@click.pass_context
+def list_command(ctx, as_json):
+    """Every agent with its host, loop state, last run, next timer and pending tasks."""
+    state = _state(ctx)
+    rows = [status.show(state.config, agent, state.prefs.get(agent.name)) for agent in state.config.agents]
+    if as_json:
+        echo_json(rows)
+    else:
+        click.echo(_table(rows))
+
+
+@cli.command("show")
+@click.argument("agent", shell_complete=_agent_names)
+@click.option("--project", help="Apply your preferences for this project and count only its tasks.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON object.")
+@click.pass_context
+def show_command(ctx, agent, project, as_json):
+    """One agent: configured and preferred host, provider, model, fallback model, VNC port, pause state,
+    last run, next timer and task counts by status."""
+    state = _state(ctx)
+    entry = state.agent(agent)
+    report = status.show(state.config, entry, state.prefs.get(agent, project), project)
+    if as_json:
+        echo_json(report)
+        return
+    pause = report["pause"]
+    last = report["lastRun"]
+    lines = [
+        f"agent:          {report['agent']} ({report['user']})",
+        f"host:           {report['configuredHost'] or 'local'} (preferred: {report['preferredHost'] or 'local'})",
+        f"provider/model: {report['provider'] or '-'} / {report['model'] or '-'} (fallback {report['fallbackModel'] or '-'})",
+        f"vnc port:       {report['vncPort'] or '-'}",
+        f"loop:           {pause['state']}" + (f" since {pause['pausedAt']} by {pause['pausedBy']}" if pause["state"] == "paused" else "")
+        + (f" — {pause['reason']}" if pause.get("reason") else ""),
+        f"last run:       {last['status']} at {last['startedAt']}" if last else "last run:       never",
+        f"next timer:     {report['nextTimer'] or '-'}",
+        "tasks:          " + (", ".join(f"{n} {s}" for s, n in report["taskCounts"].items()) if report["taskCounts"] else "-"),
+    ]
+    click.echo("\n".join(lines))
+    for error in report["errors"]:
+        click.echo(f"warning: {error}", err=True)
+
+
+@cli.group("prefs")
+def prefs_group():
+    """Your preferences per agent (and per agent within a project): host, provider, model, fallback model.
+    Stored in $XDG_CONFIG_HOME/keystone/agentctl-prefs.json; used by `show` and interactive sessions."""
+
+
+@prefs_group.command("get")
+@click.argument("agent", shell_complete=_agent_names)
+@click.option("--project", help="The project's preferences over the agent's.")
+@click.pass_context
+def prefs_get(ctx, agent, project):
+    """Print the effective preferences as JSON."""
+    _state(ctx).agent(agent)
+    echo_json({"agent": agent, "project": project, **PrefsStore().get(agent, project).as_dict()})
+
+
+@prefs_group.command("set")
+@click.argument("agent", shell_complete=_agent_names)
+@click.option("--project", help="Set them for this project only.")
+@click.option("--host", help="Preferred host (commands are forwarded there).")
+@click.option("--provider", type=click.Choice(PROVIDERS), help="Preferred provider.")
+@click.option("--model", help="Preferred model.")
+@click.option("--fallback-model", help="Preferred fallback model.")
+@click.pass_context
+def prefs_set(ctx, agent, project, host, provider, model, fallback_model):
+    """Set preferences (only the given ones change)."""
+    _state(ctx).agent(agent)
+    if not any((host, provider, model, fallback_model)):
+        raise click.UsageError("nothing to set: give --host, --provider, --model or --fallback-model")
+    prefs = PrefsStore().set(agent, project, host=host, provider=provider, model=model, fallbackModel=fallback_model)
+    echo_json({"agent": agent, "project": project, **prefs.as_dict()})
+
+
+@prefs_group.command("clear")
+@click.argument("agent", shell_complete=_agent_names)
+@click.option("--project", help="Clear only the project's preferences for the agent.")
+@click.pass_context
+def prefs_clear(ctx, agent, project):
+    """Remove the agent's (or the project's) preferences."""
+    _state(ctx).agent(agent)
+    removed = PrefsStore().clear(agent, project)
+    click.echo(f"Cleared preferences for '{agent}'" + (f" in project '{project}'" if project else "") if removed
+               else f"No preferences for '{agent}'" + (f" in project '{project}'" if project else ""))
+
+
+@cli.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion_command(shell):
+    """Print the completion script for SHELL (see docs/agentctl.md for where to put it)."""
+    cls = get_completion_class(shell)
+    click.echo(cls(cli, {}, "agentctl", "_AGENTCTL_COMPLETE").source())
 
 
 def main() -> None:

@@ -19,14 +19,20 @@ from keystone_agents.config import default_agent_name
 @click.option("--email", help="The agent's email address.")
 @click.option("--human-name", help="The human operator's name (HUMAN.md, TEAM.md).")
 @click.option("--human-email", help="The human operator's email.")
+@click.option("--archetype", type=click.Choice(["engineer", "product"]), default="engineer", show_default=True,
+              help="Conventions archetype of manifests/modes.yaml.")
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 @click.option("--json", "as_json", is_flag=True, help="Print the written files as JSON.")
-def init_command(directory, agent_name, full_name, email, human_name, human_email, force, as_json):
-    """Scaffold an agent home in DIRECTORY: queue files with commented examples, notes/ with the identity
-    documents, and ~/.config/keystone-agent/config.json. Existing files are never overwritten without --force."""
+def init_command(directory, agent_name, full_name, email, human_name, human_email, archetype, force, as_json):
+    """Scaffold an agent home in DIRECTORY: queue files with commented examples, ~/.config/keystone-agent/
+    config.json, and the agent space in notes/ — identity docs (SOUL, TEAM, SERVICES, HUMAN, AGENTS.md and
+    CLAUDE.md), manifests/modes.yaml, the .agents/ library skeleton (shared fragments, roles, conventions,
+    archetypes.yaml), .cronjobs/ (shared lib.sh, config.sh, setup.sh and a sample job), flake.nix, .envrc,
+    .mcp.json and .claude/settings.json. Existing files are never overwritten without --force."""
     home = directory.expanduser().absolute()
     values = scaffold.context(
-        agent_name or default_agent_name(), full_name, email, human_name=human_name, human_email=human_email
+        agent_name or default_agent_name(), full_name, email, human_name=human_name, human_email=human_email,
+        archetype=archetype,
     )
     try:
         written = scaffold.init(home, values, force=force)

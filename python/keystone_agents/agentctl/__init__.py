@@ -1,0 +1,1 @@
+"""agentctl: host config, dispatch as the agent, SSH forwarding, preferences, interactive sessions."""

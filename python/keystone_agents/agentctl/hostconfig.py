@@ -1,0 +1,134 @@
+"""The host configuration agentctl reads: every agent of the fleet, where it lives and how to reach it.
+
+Where the file is: `--config`, else `$AGENTCTL_CONFIG`, else /etc/keystone/agentctl.json (what the NixOS
+module writes). The contract is `schemas/host-config.schema.json`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keystone_agents.problems import Problem, ValidationFailed
+from keystone_agents.queuefile import _line_of, schema_problems
+
+CONFIG_ENV = "AGENTCTL_CONFIG"
+DEFAULT_PATH = Path("/etc/keystone/agentctl.json")
+
+
+@dataclass(frozen=True)
+class AgentEntry:
+    name: str
+    user: str
+    home: str
+    host: str | None = None
+    notes_dir: str | None = None
+    config_path: str | None = None
+    vnc_port: int | None = None
+    desktop: bool = False
+    helper: str | None = None
+
+    @property
+    def notes(self) -> str:
+        return self.notes_dir or f"{self.home.rstrip('/')}/notes"
+
+    @property
+    def task_loop_unit(self) -> str:
+        return f"agent-{self.name}-task-loop"
+
+    def is_current_user(self) -> bool:
+        return self.user == current_user()
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    agents: list[AgentEntry]
+    host_name: str | None = None
+    ssh_command: list[str] = field(default_factory=lambda: ["ssh"])
+    source_path: Path | None = None
+
+    @property
+    def this_host(self) -> str:
+        return self.host_name or socket.gethostname()
+
+    def names(self) -> list[str]:
+        return [agent.name for agent in self.agents]
+
+    def get(self, name: str) -> AgentEntry | None:
+        return next((agent for agent in self.agents if agent.name == name), None)
+
+    def is_local_host(self, host: str | None) -> bool:
+        """True for null, `localhost`, this host's name, or its short name."""
+        this = self.this_host
+        return not host or host in ("localhost", this, this.split(".")[0])
+
+
+def current_user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return os.environ.get("USER") or getpass.getuser()
+
+
+def find_path(explicit: str | os.PathLike | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else DEFAULT_PATH
+
+
+def parse(data: object, file: str = "<host config>", text: str | None = None) -> HostConfig:
+    def locate(path: list) -> int | None:
+        if text is None:
+            return None
+        try:
+            from ruamel.yaml import YAML
+
+            return _line_of(YAML(typ="rt").load(text), path)
+        except Exception:  # noqa: BLE001 - a position is a nicety
+            return None
+
+    problems = schema_problems("host-config", None, data, file, [], locate)
+    if not problems:
+        seen: dict[str, int] = {}
+        for index, agent in enumerate(data["agents"]):  # type: ignore[index]
+            if agent["name"] in seen:
+                problems.append(
+                    Problem(file, locate(["agents", index, "name"]), f"agents[{index}].name",
+                            f"duplicate agent name {agent['name']!r} (first at agents[{seen[agent['name']]}])")
+                )
+            seen.setdefault(agent["name"], index)
+    if problems:
+        raise ValidationFailed(problems)
+    agents = [
+        AgentEntry(
+            name=a["name"], user=a["user"], home=a["home"], host=a.get("host"), notes_dir=a.get("notesDir"),
+            config_path=a.get("configPath"), vnc_port=a.get("vncPort"), desktop=a.get("desktop", False),
+            helper=a.get("helper"),
+        )
+        for a in data["agents"]  # type: ignore[index]
+    ]
+    return HostConfig(agents, data.get("hostName"), list(data.get("sshCommand") or ["ssh"]))  # type: ignore[union-attr]
+
+
+def load(explicit: str | os.PathLike | None = None) -> HostConfig:
+    """Load and validate the host configuration; ValidationFailed names the file, line and field."""
+    path = find_path(explicit)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValidationFailed([Problem(str(path), None, "", f"host configuration not found (use --config or ${CONFIG_ENV})")]) from None
+    except OSError as exc:
+        raise ValidationFailed([Problem(str(path), None, "", f"cannot read host configuration: {exc.strerror}")]) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed([Problem(str(path), exc.lineno, "", f"not valid JSON: {exc.msg} (column {exc.colno})")]) from None
+    config = parse(data, str(path), text)
+    return HostConfig(config.agents, config.host_name, config.ssh_command, path)
