@@ -8,7 +8,7 @@ from importlib import resources
 
 from jsonschema import Draft202012Validator
 
-SCHEMA_NAMES = ("tasks", "projects", "schedules", "issues", "config", "agentctl", "host-config", "modes")
+SCHEMA_NAMES = ("tasks", "projects", "schedules", "issues", "config", "host-config", "modes")
 
 
 @cache

@@ -22,8 +22,8 @@ from keystone_agents import scaffold
 from keystone_agents.agentctl.hostconfig import current_user
 from keystone_agents.cli.ctl import cli as ctl_cli
 
-from conftest import installed_script
-from agentctl.fixtures_ssh import SshServer, remote_agentctl, start_sshd
+from tests.conftest import installed_script
+from tests.agentctl.fixtures_ssh import SshServer, remote_agentctl, start_sshd
 
 STANDINS = Path(__file__).resolve().parent / "bin"
 

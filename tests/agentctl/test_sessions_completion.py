@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import installed_script
+from tests.conftest import installed_script
 
 PROJECTS = """projects:
   - name: Web Shop

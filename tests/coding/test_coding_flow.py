@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import FORGEJO_TOKEN, TOKEN, git, make_upstream  # type: ignore[import-not-found]
+from tests.coding.conftest import FORGEJO_TOKEN, TOKEN, git, make_upstream  # type: ignore[import-not-found]
 from keystone_agents.cli.agent import cli
 
 TASK = "Add a greeting to the README"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FORGEJO_TOKEN, make_upstream  # type: ignore[import-not-found]
+from tests.coding.conftest import FORGEJO_TOKEN, make_upstream  # type: ignore[import-not-found]
 from keystone_agents.coding import credential
 from keystone_agents.coding.forge import ForgeError, choose_forge, clone_url, pr_title
 from keystone_agents.coding.forge_forgejo import ForgejoForge

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import nixeval
+from tests.nix import nixeval
 
 
 @pytest.fixture(scope="session")

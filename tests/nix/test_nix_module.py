@@ -14,10 +14,15 @@ from keystone_agents import profiles
 from keystone_agents.config import parse_config
 from keystone_agents.schemas import validator
 
-import nixeval
+from tests.nix import nixeval
 
 CONFIG = "/etc/keystone-agents/agents/{}.json"
 
+
+
+def by_name(host_config: dict) -> dict:
+    """agentctl's host config lists agents; index them by name."""
+    return {agent["name"]: agent for agent in host_config["agents"]}
 
 def schema_errors(name: str, data: dict) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator(name).iter_errors(data)]
@@ -97,8 +102,13 @@ def test_one_agent_with_defaults(evaluate):
     assert (etc["mode"], etc["user"], etc["group"]) == ("0440", "agent-drago", "agent-admins")
 
     host = ev.host_config()
-    assert schema_errors("agentctl", host) == []
-    assert host["agents"]["drago"]["helper"] == "/stand-in/agent-svc-drago"
+    assert schema_errors("host-config", host) == []
+    drago = next(a for a in host["agents"] if a["name"] == "drago")
+    assert drago["helper"] == "/stand-in/agent-svc-drago" and drago["configPath"].endswith("/agents/drago.json")
+    # agentctl itself accepts what the module writes
+    from keystone_agents.agentctl import hostconfig
+    parsed = hostconfig.parse(host)
+    assert parsed.get("drago").helper == "/stand-in/agent-svc-drago" and parsed.is_local_host(parsed.get("drago").host)
     assert "keystone-agents-0.1.0" in ev["systemPackages"]
 
 
@@ -114,7 +124,7 @@ def test_two_agents_get_uids_and_ports_in_name_order(evaluate):
     assert ev["users"]["agent-alpha"]["uid"] == 4001 and ev["users"]["agent-zed"]["uid"] == 4002
     assert ev["groups"]["agent-admins"]["members"] == ["alice"]
     host = ev.host_config()
-    assert [(a, host["agents"][a]["vncPort"], host["agents"][a]["chromeDebugPort"]) for a in ("alpha", "zed")] == [
+    assert [(a, by_name(host)[a]["vncPort"], by_name(host)[a]["chromeDebugPort"]) for a in ("alpha", "zed")] == [
         ("alpha", 5901, 9222), ("zed", 5902, 9223)]
     assert {r["runAs"] for r in ev["sudoRules"]} == {"agent-alpha", "agent-zed"}
     # only zed has a notes repo, only alpha a key (hence an ssh-agent and SSH_AUTH_SOCK)
@@ -163,9 +173,9 @@ def test_desktop_off(evaluate):
         "keystone.os.agents.alpha: chrome.enable needs desktop.enable; Chromium is not started. "
         "Set chrome.enable = false to silence this."]
     host = ev.host_config()
-    assert (host["agents"]["alpha"]["vncPort"], host["agents"]["alpha"]["chromeDebugPort"]) == (None, None)
+    assert (by_name(host)["alpha"]["vncPort"], by_name(host)["alpha"]["chromeDebugPort"]) == (None, None)
     # ports are allocated among the desktop agents only
-    assert (host["agents"]["beta"]["vncPort"], host["agents"]["beta"]["chromeDebugPort"]) == (5901, 9222)
+    assert (by_name(host)["beta"]["vncPort"], by_name(host)["beta"]["chromeDebugPort"]) == (5901, 9222)
     assert "chrome-devtools" not in valid_agent_config(ev, "alpha")["mcpServers"]
     assert "agent-alpha-task-loop" in ev["userServices"]  # the work goes on without a desktop
 
@@ -230,8 +240,11 @@ def test_an_agent_on_another_host_is_known_to_agentctl_only(evaluate):
     assert ev["failedAssertions"] == []
     assert set(ev["users"]) == {"agent-drago"}
     assert not any("luce" in name for name in [*ev["userServices"], *ev["services"], *ev["etc"]] if "agentctl" not in name)
-    luce = ev.host_config()["agents"]["luce"]
-    assert (luce["host"], luce["local"], luce["helper"], luce["uid"], luce["vncPort"]) == ("vps1", False, None, 4002, 5901)
+    luce = next(a for a in ev.host_config()["agents"] if a["name"] == "luce")
+    assert (luce["host"], luce["helper"], luce["uid"], luce["vncPort"]) == ("vps1", None, 4002, 5901)
+    from keystone_agents.agentctl import hostconfig
+    parsed = hostconfig.parse(ev.host_config())
+    assert not parsed.is_local_host(parsed.get("luce").host)
 
 
 def test_mail_without_servers_is_an_assertion(evaluate):

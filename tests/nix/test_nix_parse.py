@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import nixeval
+from tests.nix import nixeval
 
 NIX_FILES = sorted(
     p for p in nixeval.REPO.rglob("*.nix")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-import nixeval
+from tests.nix import nixeval
 
 DOC = nixeval.DOCS
 

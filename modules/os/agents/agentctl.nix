@@ -1,6 +1,6 @@
 # agentctl on the host, and its host config: every known agent (local or on another host), where it lives,
 # its notes dir, its VNC port, and for local agents the sudo helper agentctl runs commands through.
-# Validated against python/keystone_agents/schemas/agentctl.schema.json by the tests.
+# The format agentctl reads: python/keystone_agents/schemas/host-config.schema.json (checked by the tests).
 { config, lib, pkgs, ... }:
 let
   L = import ./lib.nix { inherit config lib pkgs; };
@@ -14,12 +14,12 @@ let
       user = L.userOf name;
       uid = L.uidOf name;
       host = L.hostOf name;
-      inherit local;
       inherit (a) fullName archetype;
       email = if a.email != null then a.email else a.mail.address;
       home = L.homeOf name;
       notesDir = a.notes.path;
-      config = L.configPath name;
+      configPath = L.configPath name;
+      desktop = a.desktop.enable;
       helper = if local then "${rt.helpers.${name}}" else null;
       vncPort = L.vncPortOf name;
       vncBind = if a.desktop.enable then a.desktop.vncBind else null;
@@ -30,7 +30,7 @@ let
   hostConfig = {
     version = 1;
     hostName = config.networking.hostName;
-    agents = lib.genAttrs L.names agentEntry;
+    agents = map agentEntry L.names;
   };
 in
 {

@@ -1,6 +1,6 @@
 """The host configuration agentctl reads: every agent of the fleet, where it lives and how to reach it.
 
-Where the file is: `--config`, else `$AGENTCTL_CONFIG`, else /etc/keystone/agentctl.json (what the NixOS
+Where the file is: `--config`, else `$AGENTCTL_CONFIG`, else /etc/keystone-agents/agentctl.json (what the NixOS
 module writes). The contract is `schemas/host-config.schema.json`.
 """
 
@@ -17,7 +17,7 @@ from keystone_agents.problems import Problem, ValidationFailed
 from keystone_agents.queuefile import _line_of, schema_problems
 
 CONFIG_ENV = "AGENTCTL_CONFIG"
-DEFAULT_PATH = Path("/etc/keystone/agentctl.json")
+DEFAULT_PATH = Path("/etc/keystone-agents/agentctl.json")
 
 
 @dataclass(frozen=True)

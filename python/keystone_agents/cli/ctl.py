@@ -321,7 +321,7 @@ class AgentctlGroup(click.Group):
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Host configuration JSON (default: $AGENTCTL_CONFIG, else /etc/keystone/agentctl.json).",
+    help="Host configuration JSON (default: $AGENTCTL_CONFIG, else /etc/keystone-agents/agentctl.json).",
 )
 @click.pass_context
 def cli(ctx, config_path):

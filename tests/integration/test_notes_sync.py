@@ -15,7 +15,7 @@ from keystone_agents.lock import try_lock
 from keystone_agents.notes_sync.git import Git, GitError, explain, redact
 from keystone_agents.notes_sync.identity import git_environment, git_settings, ssh_command
 from keystone_agents.space import AgentSpace
-from notes_sync_helpers import (
+from tests.support.notes_sync import (
     COMMIT_MESSAGE,
     git,
     last_record,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from keystone_agents import history, queuefile
-from notes_sync_helpers import (
+from tests.support.notes_sync import (
     COMMIT_MESSAGE,
     git,
     human_clone,
@@ -25,7 +25,7 @@ from notes_sync_helpers import (
     remote_show,
     run_logs,
 )
-from sshd_server import SshAgent, SshServer, sshd_unavailable_reason
+from tests.support.sshd import SshAgent, SshServer, sshd_unavailable_reason
 
 pytestmark = pytest.mark.slow
 

@@ -276,7 +276,7 @@ def test_an_unreachable_server_does_not_hang_or_crash(schedule, agent_home):
 
 # ---------------------------------------------------------------- calendula (command source)
 
-CALENDULA = Path(__file__).parent / "fakebin" / "calendula"
+CALENDULA = Path(__file__).parents[1] / "fakebin" / "calendula"
 
 
 def test_calendula_command_source(schedule, agent_home, tmp_path, monkeypatch):
