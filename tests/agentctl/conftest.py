@@ -65,11 +65,10 @@ def ssh_server(tmp_path_factory) -> SshServer:
         "AGENTCTL_TEST_REAL_KEYSTONE_AGENT": installed_script("keystone-agent"),
         "XDG_CONFIG_HOME": str(root / "xdg"),
     }
-    proc, server = start_sshd(root / "sshd", f"{remote_bin}{os.pathsep}{_base_path()}", env)
+    server = start_sshd(root / "sshd", f"{remote_bin}{os.pathsep}{_base_path()}", env)
     server.remote_home = remote_home  # type: ignore[attr-defined]
     yield server
-    proc.terminate()
-    proc.wait(timeout=10)
+    server.stop()
 
 
 @dataclass

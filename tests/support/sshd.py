@@ -46,7 +46,9 @@ def keygen(path: Path, comment: str) -> Path:
 
 
 class SshServer:
-    def __init__(self, root: Path):
+    """`extra_config` lines are appended to sshd_config (e.g. `SetEnv` for a simulated remote host)."""
+
+    def __init__(self, root: Path, extra_config: list[str] | None = None):
         self.root = root
         self.user = getpass.getuser()
         self.port = free_port()
@@ -78,6 +80,7 @@ class SshServer:
                     "X11Forwarding no",
                     "PrintMotd no",
                     "LogLevel VERBOSE",
+                    *(extra_config or []),
                     "",
                 ]
             )
@@ -87,6 +90,16 @@ class SshServer:
     @property
     def public_key(self) -> str:
         return Path(f"{self.client_key}.pub").read_text().strip()
+
+    def write_client_config(self, path: Path, alias: str) -> Path:
+        """An ssh_config naming this server `alias`, logging in with the client key (no agent needed)."""
+        path.write_text(
+            f"Host {alias}\n  HostName 127.0.0.1\n  Port {self.port}\n  User {self.user}\n"
+            f"  IdentityFile {self.client_key}\n  IdentitiesOnly yes\n"
+            f"  UserKnownHostsFile {self.root / 'known_hosts'}\n  StrictHostKeyChecking accept-new\n"
+            "  BatchMode yes\n  LogLevel ERROR\n"
+        )
+        return path
 
     def url(self, path: Path) -> str:
         return f"ssh://{self.user}@127.0.0.1:{self.port}{path}"
