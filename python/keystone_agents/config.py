@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from keystone_agents.problems import Problem, ValidationFailed
-from keystone_agents.queuefile import _line_of, schema_problems
 
 CONFIG_ENV = "KEYSTONE_AGENT_CONFIG"
 HOME_CONFIG = Path(".config/keystone-agent/config.json")
@@ -103,6 +102,32 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """A prioritize rule: conditions (keywords, source, project) → workflow or runtime fields."""
+
+    keywords: list[str] = field(default_factory=list)
+    source: str | None = None
+    project: str | None = None
+    workflow: str | None = None
+    profile: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    fallback_model: str | None = None
+    effort: str | None = None
+
+
+@dataclass(frozen=True)
+class CommandProviderSettings:
+    argv: list[str]
+
+
+@dataclass(frozen=True)
+class OpenAIProviderSettings:
+    base_url: str
+    api_key_file: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     agent_name: str
     full_name: str | None = None
@@ -130,6 +155,14 @@ class Config:
     github: GithubSettings | None = None
     forgejo: ForgejoSettings | None = None
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    source_timeout_seconds: float = 60
+    kill_grace_seconds: float = 10
+    task_token_budget: int | None = None
+    llm_triage: bool = False
+    workflow_rules: list[Rule] = field(default_factory=list)
+    runtime_rules: list[Rule] = field(default_factory=list)
+    command_provider: CommandProviderSettings | None = None
+    openai_provider: OpenAIProviderSettings | None = None
     environment: dict[str, str] = field(default_factory=dict)
     source_path: Path | None = field(default=None, compare=False)
 
@@ -196,6 +229,8 @@ def find_config_path(explicit: str | os.PathLike | None, home: Path) -> Path | N
 
 def parse_config(data: Any, file: str = "<config>", text: str | None = None) -> Config:
     """Validate plain JSON data against the config schema and build the typed object."""
+    from keystone_agents.queuefile import _line_of, schema_problems  # lazy: ruamel and jsonschema load slowly
+
     if isinstance(data, dict) and "agentName" not in data:
         data = {"agentName": default_agent_name(), **data}
 
