@@ -381,6 +381,9 @@ class TaskFile:
         if self.entries and not self.entries[-1].text.endswith("\n"):
             self.entries[-1].text += "\n"
         text = entry.text if entry.text.endswith("\n") else entry.text + "\n"
+        dash = re.search(r"(?m)^( *)-", text)
+        if isinstance(entry.data, dict) and (dash is None or len(dash.group(1)) != self.dash_col):
+            text = entry_lines(entry.data, self.dash_col, self.key_col)  # indentation must match the file's
         self.entries.append(Entry(text, entry.data, 0, entry.valid, entry.problems))
 
     def remove(self, entries: Iterable[Entry]) -> None:
