@@ -3,6 +3,7 @@
 They record every invocation (argv, task, stdin) as JSON lines in $FAKE_BIN_LOG, and act on directives
 written in the prompt (so one loop run can hold tasks that behave differently):
   [fake:sleep=N]            sleep N seconds before answering
+  [fake:sleep-first=N]      sleep N seconds only the first time this task is invoked
   [fake:ignore-term]        ignore SIGTERM, then sleep for a long time
   [fake:exit=N]             exit with status N (after printing a failure)
   [fake:report=completed]   write {"status": "completed", ...} to $KEYSTONE_TASK_RESULT
@@ -32,6 +33,16 @@ def record(tool, argv, **extra):
         os.close(fd)
 
 
+def invocations(task):
+    """How many invocations of `task` the log holds (this one included)."""
+    path = os.environ.get("FAKE_BIN_LOG")
+    if not path or not os.path.exists(path):
+        return 0
+    with open(path) as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    return sum(1 for r in rows if r.get("task") == task and not r.get("event"))
+
+
 def directives(prompt):
     return dict(re.findall(r"\[fake:([a-z-]+)(?:=([^\]]*))?\]", prompt or ""))
 
@@ -49,6 +60,8 @@ def behave(tool, prompt):
         time.sleep(3600)
     if "sleep" in d:
         time.sleep(float(d["sleep"]))
+    if "sleep-first" in d and invocations(os.environ.get("KEYSTONE_TASK_NAME")) <= 1:
+        time.sleep(float(d["sleep-first"]))
     answer = "Done: " + (prompt or "").splitlines()[-1][:80]
     if "pr" in d:
         answer += f"\nCreated pull request {d['pr']}"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from keystone_agents import history
+from keystone_agents.loop.runner import Counters
 from keystone_agents.loop.state import read_json, remove, write_json
 from keystone_agents.profiles import Runtime, resolve
 from keystone_agents.providers import ProviderError, ProviderResult, get
@@ -32,16 +33,6 @@ from keystone_agents.timeutil import iso_z
 NEEDS_MARK = "waiting on needs: "
 RESULT_ENV = "KEYSTONE_TASK_RESULT"
 REPORT_STATUSES = ("completed", "blocked")
-
-
-@dataclass
-class Counters:
-    completed: int = 0
-    failed: int = 0
-    blocked: int = 0
-    executed: int = 0
-    tokens: int = 0
-    cost_usd: float = 0.0
 
 
 @dataclass

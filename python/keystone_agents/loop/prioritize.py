@@ -60,7 +60,8 @@ def order(tf: TaskFile, ranks: dict[str, int]) -> bool:
     def key(item):
         index, entry = item
         created = parse_time(entry.get("created_at"))
-        return (ranks.get(entry.get("project"), last), created is None,
+        # a task without created_at was written by hand before anything dated: it counts as oldest
+        return (ranks.get(entry.get("project"), last), created is not None,
                 created.timestamp() if created else 0.0, index)
 
     ranked = [entry for _, entry in sorted(enumerate(pending), key=key)]

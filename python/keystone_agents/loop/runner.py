@@ -16,21 +16,30 @@ from keystone_agents import history
 from keystone_agents import pause as pausefile
 from keystone_agents.events import event_logger, hostname
 from keystone_agents.lock import try_lock
-from keystone_agents.loop import archive as archiving
-from keystone_agents.loop import ingest, prioritize
-from keystone_agents.loop.execute import Counters, ExecContext, execute_one, has_runnable, next_runnable, recover, unblock_ready
 from keystone_agents.loop.prefetch import PrefetchResult, build_sources, prefetch
 from keystone_agents.loop.rotate import rotate
 from keystone_agents.loop.settings import env_for_children, load_config_cached, load_projects
 from keystone_agents.loop.state import canonical_hash, read_json, read_text, remove, sha256_file, write_json, write_text
 from keystone_agents.problems import ValidationFailed
 from keystone_agents.space import AgentSpace
-from keystone_agents.taskfile import TaskFile, read_plain
 from keystone_agents.timeutil import iso_z, utc_now
+
+# The stage modules (YAML parsing, providers) are imported only when a run has work to do: an unchanged
+# tick (the common case, every five minutes) skips them, see docs/performance.md.
 
 EXIT_OK, EXIT_ERROR, EXIT_DEGRADED = 0, 1, 3
 STATUS_EXIT = {"success": EXIT_OK, "paused": EXIT_OK, "degraded": EXIT_DEGRADED, "error": EXIT_ERROR}
 QUIESCENT_VERSION = 1
+
+
+@dataclass
+class Counters:
+    completed: int = 0
+    failed: int = 0
+    blocked: int = 0
+    executed: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
 
 
 @dataclass
@@ -149,6 +158,11 @@ class Run:
                      "skipping ingest, prioritize and execute", step="check", status="skipped")
             return
 
+        from keystone_agents.loop import archive as archiving
+        from keystone_agents.loop import prioritize
+        from keystone_agents.loop.execute import has_runnable, recover
+        from keystone_agents.taskfile import TaskFile, read_plain
+
         self.step = "recover"
         tf = TaskFile.load(space.tasks_file)
         for problem in tf.problems:
@@ -238,6 +252,8 @@ class Run:
             import json
 
             write_text(space.sources_json, json.dumps(fetched.sources_json(), indent=2, ensure_ascii=False))
+        from keystone_agents.loop import ingest
+
         items, unusable = ingest.collect(fetched.fetched)
         known = {e.get("source_ref") for e in tf.entries if isinstance(e.data, dict) and e.get("source_ref")}
         known |= archived_refs
@@ -266,7 +282,9 @@ class Run:
                  status="ok", tasks_created=len(new), items_seen=len(items), items_unusable=unusable,
                  items_not_actionable=len(not_actionable), duration_seconds=round(time.monotonic() - t0, 3))
 
-    def execute_tasks(self, tf: TaskFile, archived_names: set[str]) -> TaskFile:
+    def execute_tasks(self, tf, archived_names: set[str]):
+        from keystone_agents.loop.execute import ExecContext, execute_one, next_runnable, unblock_ready
+
         log = self.log
         ctx = ExecContext(self.space, self.config, self.run_id, log, self.conn, self.env, archived_names,
                           dry_run=self.dry_run, counters=self.state.counters)
