@@ -72,6 +72,11 @@ def plain(value: Any) -> Any:
 
 _PLAIN_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
 _YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
+_YAML_BREAKS = re.compile("[\u2028\u2029\u0085\ufeff]")
+try:  # the C encoder behind json.dumps(ensure_ascii=False), without json.dumps' per-call overhead
+    from json.encoder import c_encode_basestring as _encode_string
+except ImportError:  # pragma: no cover
+    from json.encoder import py_encode_basestring as _encode_string
 
 
 def scalar(value: Any) -> str:
@@ -88,8 +93,10 @@ def scalar(value: Any) -> str:
     if _PLAIN_OK.match(text) and text.lower() not in _YAML_WORDS:
         return text
     # A JSON string is a YAML double-quoted scalar; escape what YAML would fold or reject.
-    out = json.dumps(text, ensure_ascii=False)
-    return out.replace("\u2028", "\\L").replace("\u2029", "\\P").replace("\u0085", "\\N").replace("\ufeff", "\\uFEFF")
+    out = _encode_string(text)
+    if _YAML_BREAKS.search(out):
+        out = out.replace("\u2028", "\\L").replace("\u2029", "\\P").replace("\u0085", "\\N").replace("\ufeff", "\\uFEFF")
+    return out
 
 
 def entry_lines(entry: dict, dash_col: int = 2, key_col: int = 4) -> str:

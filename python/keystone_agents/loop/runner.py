@@ -30,6 +30,7 @@ from keystone_agents.timeutil import iso_z, utc_now
 EXIT_OK, EXIT_ERROR, EXIT_DEGRADED = 0, 1, 3
 STATUS_EXIT = {"success": EXIT_OK, "paused": EXIT_OK, "degraded": EXIT_DEGRADED, "error": EXIT_ERROR}
 QUIESCENT_VERSION = 1
+INGEST_EVENTS_MAX = 100  # per-task ingest events per run; a flood of 10,000 lines helps nobody
 
 
 @dataclass
@@ -268,10 +269,14 @@ class Run:
                             space.task_logs_dir / f"{self.run_log.stem}_ingest-triage.log", self.env, space.home)
         names = {e.name for e in tf.entries if isinstance(e.name, str)} | {e.get("name") for e in archive_entries}
         new, not_actionable = ingest.new_tasks(items, known, ingest.Namer(n for n in names if n), iso_z(), triage)
-        for entry in new:
+        for number, entry in enumerate(new):
             tf.append(entry)
-            log.info("log", msg=f"ingested task {entry['name']}", step="ingest", task_name=entry["name"],
-                     source=entry["source"], source_ref=entry["source_ref"])
+            if number < INGEST_EVENTS_MAX:
+                log.info("log", msg=f"ingested task {entry['name']}", step="ingest", task_name=entry["name"],
+                         source=entry["source"], source_ref=entry["source_ref"])
+        if len(new) > INGEST_EVENTS_MAX:
+            log.info("log", msg=f"ingested {len(new) - INGEST_EVENTS_MAX} more task(s) (one event each only for "
+                     f"the first {INGEST_EVENTS_MAX})", step="ingest")
         if not self.dry_run:
             tf.save()
             if triage is not None and not_actionable:
