@@ -415,3 +415,70 @@ def test_agent_report_wins_and_runs_and_logs_commands_read_history(lh):
     metrics = lh.metrics()
     assert metrics["keystone_agent_task_loop_last_exit_code"] == 3
     assert metrics["keystone_agent_task_loop_tasks_blocked_total"] == 1
+
+
+def test_llm_triage_archive_token_budget_and_log_rotation(lh):
+    src = lh.script("mail.sh", """
+        cat <<'JSON'
+        ["Please send me the quarterly numbers",
+         "Newsletter: nothing to do here [fake:not-actionable]",
+         "Garbled request [fake:bad-triage]"]
+        JSON
+    """)
+    lh.write_projects(f"""
+        projects:
+          - {{name: Main, slug: main, description: Main project, status: active, priority: 1, updated: "2026-01-01"}}
+        sources:
+          - name: mail
+            command: ["{src}"]
+    """)
+    lh.config(llmTriage=True, maxTasks=0, keepRunLogs=2, keepTaskLogDays=1, taskTokenBudget=100)
+    lh.write_tasks("""
+        tasks:
+          - name: old-done
+            description: "Finished long ago"
+            status: completed
+            source_ref: "old-ref"
+            completed_at: "2020-01-01T00:00:00Z"
+          - name: recent-done
+            description: "Finished yesterday"
+            status: completed
+            completed_at: "2999-01-01T00:00:00Z"
+    """)
+    old_log = lh.home / ".local/state/agent-task-loop/logs/tasks/2000-01-01_000000_ancient.log"
+    old_log.parent.mkdir(parents=True, exist_ok=True)
+    old_log.write_text("old")
+    os.utime(old_log, (0, 0))
+    result = lh.loop()
+    assert result.returncode == 0, result.stderr
+    names = {t["name"]: t for t in lh.task_list()}
+    assert names["triaged-request"]["description"] == "Triaged: reply to it"
+    assert names["triaged-request"]["project"] == "main" and names["triaged-request"]["source"] == "mail"
+    assert "garbled-request-fake-bad-triage" in names  # invalid answer: deterministic ingest
+    assert not any("newsletter" in n for n in names)  # not actionable: skipped
+    assert any(e["msg"].startswith("triage answer invalid") for e in events(result.stderr, "log"))
+    assert len(lh.calls("claude")) == 3 and all(c["argv"][5] == "haiku" for c in lh.calls("claude"))
+    # archive: the old completed task moved, the recent one stayed
+    assert "old-done" not in names and "recent-done" in names
+    archived = yaml.safe_load((lh.home / "TASKS.archive.yaml").read_text())["tasks"]
+    assert [t["name"] for t in archived] == ["old-done"]
+    assert not old_log.exists()
+    # token budget: the fake claude reports 2,456 tokens > 100
+    lh.config(maxTasks=1, taskTokenBudget=100, keepRunLogs=2)
+    result = lh.loop()
+    assert executions(lh)[-1]["outcome"] == "token_budget"
+    assert lh.task("triaged-request")["status"] == "completed"
+    lh.loop()
+    lh.loop()
+    assert len(list((lh.home / ".local/state/agent-task-loop/logs").glob("*.log"))) == 2
+    # the archived item's source_ref still dedups: re-offering it creates nothing
+    again = lh.script("again.sh", """echo '[{"title": "Finished long ago", "source_ref": "old-ref"}]'""")
+    lh.write_projects(f"""
+        projects: []
+        sources:
+          - name: again
+            command: ["{again}"]
+    """)
+    lh.config(maxTasks=0)
+    result = lh.loop()
+    assert "Ingest created 0 task(s)" in result.stderr

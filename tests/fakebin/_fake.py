@@ -9,6 +9,8 @@ written in the prompt (so one loop run can hold tasks that behave differently):
   [fake:report=completed]   write {"status": "completed", ...} to $KEYSTONE_TASK_RESULT
   [fake:report=blocked]     write {"status": "blocked", "blocked_reason": "needs a human", ...}
   [fake:pr=URL]             mention URL in the answer (as a created pull request)
+A triage prompt ("You triage incoming items...") is answered with the triage JSON, unless the item holds
+[fake:not-actionable] (actionable: false) or [fake:bad-triage] (an answer that is not JSON).
 Models named in $FAKE_BAD_MODELS (comma-separated) fail with the CLI's model-not-found error.
 """
 
@@ -63,6 +65,14 @@ def behave(tool, prompt):
     if "sleep-first" in d and invocations(os.environ.get("KEYSTONE_TASK_NAME")) <= 1:
         time.sleep(float(d["sleep-first"]))
     answer = "Done: " + (prompt or "").splitlines()[-1][:80]
+    if (prompt or "").startswith("You triage incoming items"):
+        if "[fake:not-actionable]" in prompt:
+            answer = json.dumps({"actionable": False, "name": "x", "description": "x", "project": None})
+        elif "[fake:bad-triage]" in prompt:
+            answer = "I think this is actionable!"
+        else:
+            answer = json.dumps({"actionable": True, "name": "Triaged Request", "description": "Triaged: reply to it",
+                                 "project": "main"})
     if "pr" in d:
         answer += f"\nCreated pull request {d['pr']}"
     report = d.get("report")
