@@ -56,8 +56,8 @@ def set_items(root: Path, home: Path, count: int, offset: int) -> None:
     (home / "PROJECTS.yaml").write_text(f"projects: []\nsources:\n  - name: bench\n    command: [cat, \"{root / 'items.json'}\"]\n")
 
 
-def timed_run(home: Path) -> tuple[float, float, int]:
-    """(wall seconds, max RSS MiB, exit code) of one loop run."""
+def timed_run(home: Path) -> tuple[float, float, int, float]:
+    """(wall seconds, max RSS MiB, exit code, CPU seconds user+system) of one loop run."""
     env = {**os.environ, "HOME": str(home)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     started = time.perf_counter()
@@ -65,11 +65,11 @@ def timed_run(home: Path) -> tuple[float, float, int]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
-    return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
 
 
-def scenario(root: Path, size: int, kind: str, repeat: int) -> tuple[float, float]:
-    walls, rss = [], []
+def scenario(root: Path, size: int, kind: str, repeat: int) -> tuple[float, float, float]:
+    walls, rss, cpus = [], [], []
     for r in range(repeat):
         if kind.startswith("no-change"):
             if r == 0:
@@ -78,16 +78,17 @@ def scenario(root: Path, size: int, kind: str, repeat: int) -> tuple[float, floa
             if kind == "no-change, full":
                 (home / ".local/state/agent-task-loop/state/quiescent.json").unlink(missing_ok=True)
         else:
-            items = 10_000 if kind == "ingest 10,000" else 100
+            items = 10_000 if kind.startswith("ingest 10,000") else 100
             home = make_home(root, size, 0)
             timed_run(home)
             set_items(root, home, items, offset=1_000_000)
-        wall, mem, code = timed_run(home)
+        wall, mem, code, cpu = timed_run(home)
         if code not in (0, 3):
             raise SystemExit(f"{kind} {size}: exit code {code}")
         walls.append(wall)
         rss.append(mem)
-    return statistics.median(walls), max(rss)
+        cpus.append(cpu)
+    return statistics.median(walls), max(rss), statistics.median(cpus)
 
 
 def main() -> None:
@@ -98,20 +99,22 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(__file__).resolve().parents[1] / "python")],
                    check=False, stdout=subprocess.DEVNULL)
     sizes = [int(s) for s in args.sizes.split(",")]
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for kind in ("no-change", "no-change, full", "ingest 100"):
             for size in sizes:
-                wall, mem = scenario(root, size, kind, args.repeat)
-                rows.append((kind, size, wall, mem))
-                print(f"{kind:16} {size:>6} tasks  {wall:6.3f} s  {mem:6.1f} MiB", file=sys.stderr)
-        wall, mem = scenario(root, 10, "ingest 10,000", max(1, args.repeat // 2))
-        rows.append(("ingest 10,000", 10, wall, mem))
-    print("| scenario | queue size | wall time (median) | peak RSS |")
-    print("|---|---:|---:|---:|")
-    for kind, size, wall, mem in rows:
-        print(f"| {kind} | {size:,} | {wall:.3f} s | {mem:.0f} MiB |")
+                wall, mem, cpu = scenario(root, size, kind, args.repeat)
+                rows.append((kind, size, wall, cpu, mem))
+                print(f"{kind:16} {size:>6} tasks  {wall:6.3f} s  cpu {cpu:6.3f} s  {mem:6.1f} MiB", file=sys.stderr)
+        wall, mem, cpu = scenario(root, 10, "ingest 10,000", max(1, args.repeat // 2))
+        rows.append(("ingest 10,000 new items", 10, wall, cpu, mem))
+    print(f"load average before: {load}")
+    print("| scenario | queue size | wall time (median) | CPU time user+sys (median) | peak RSS |")
+    print("|---|---:|---:|---:|---:|")
+    for kind, size, wall, cpu, mem in rows:
+        print(f"| {kind} | {size:,} | {wall:.3f} s | {cpu:.3f} s | {mem:.0f} MiB |")
 
 
 if __name__ == "__main__":

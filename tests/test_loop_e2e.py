@@ -326,6 +326,8 @@ def test_sigkill_mid_execute_recovers_and_nothing_runs_twice(lh):
     assert TaskFile.load(lh.tasks).problems == []
     assert [(r["task"], r["outcome"]) for r in executions(lh)] == [
         ("long-one", "failed"), ("long-one", "completed"), ("short-one", "completed")]
+    runs = json.loads(lh.agent("runs", "--json").stdout)
+    assert [r["status"] for r in runs] == ["success", "error"]  # the killed run is not left "running"
     # a third run executes nothing again
     lh.loop()
     assert len(lh.calls("claude")) == 3

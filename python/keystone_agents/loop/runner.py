@@ -112,6 +112,9 @@ class Run:
             with closing(history.connect(space.history_db)) as conn:
                 self.conn = conn
                 if not self.dry_run:
+                    # a run still "running" in the history died (we hold the lock): it ended in error
+                    conn.execute("UPDATE runs SET status = 'error', exit_code = -9 WHERE kind = 'task-loop' "
+                                 "AND status = 'running' AND run_id != ?", (self.run_id,))
                     history.record_run(space.history_db, {"run_id": self.run_id, "kind": "task-loop",
                                                           "started_at": iso_z(), "status": "running"})
                 self.stages()
@@ -260,7 +263,7 @@ class Run:
         known |= archived_refs
         triaged_file = space.state_dir / "triage-skipped.json"
         triage = None
-        if self.config.llm_triage:
+        if self.config.llm_triage and not self.dry_run:
             from keystone_agents.loop.triage import Triage
 
             skipped_before = read_json(triaged_file) or []
