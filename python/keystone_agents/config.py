@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from keystone_agents.problems import Problem, ValidationFailed
-from keystone_agents.queuefile import _line_of, schema_problems
 
 CONFIG_ENV = "KEYSTONE_AGENT_CONFIG"
 HOME_CONFIG = Path(".config/keystone-agent/config.json")
@@ -120,6 +119,40 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """A prioritize rule's conditions: keywords in name/description, source, project (all given must match)."""
+
+    keywords: list[str] = field(default_factory=list)
+    source: str | None = None
+    project: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkflowRule(Rule):
+    workflow: str | None = None  # required by the schema
+
+
+@dataclass(frozen=True)
+class RuntimeRule(Rule):
+    profile: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    fallback_model: str | None = None
+    effort: str | None = None
+
+
+@dataclass(frozen=True)
+class CommandProviderSettings:
+    argv: list[str]
+
+
+@dataclass(frozen=True)
+class OpenAIProviderSettings:
+    base_url: str
+    api_key_file: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     agent_name: str
     full_name: str | None = None
@@ -148,6 +181,14 @@ class Config:
     forgejo: ForgejoSettings | None = None
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     coding: CodingSettings = field(default_factory=CodingSettings)
+    source_timeout_seconds: float = 60
+    kill_grace_seconds: float = 10
+    task_token_budget: int | None = None
+    llm_triage: bool = False
+    workflow_rules: list[WorkflowRule] = field(default_factory=list)
+    runtime_rules: list[RuntimeRule] = field(default_factory=list)
+    command_provider: CommandProviderSettings | None = None
+    openai_provider: OpenAIProviderSettings | None = None
     environment: dict[str, str] = field(default_factory=dict)
     mcp_servers: dict[str, Any] = field(default_factory=dict)  # {name: {command, args, env}}, passed through
     source_path: Path | None = field(default=None, compare=False)
@@ -215,6 +256,8 @@ def find_config_path(explicit: str | os.PathLike | None, home: Path) -> Path | N
 
 def parse_config(data: Any, file: str = "<config>", text: str | None = None) -> Config:
     """Validate plain JSON data against the config schema and build the typed object."""
+    from keystone_agents.queuefile import _line_of, schema_problems  # lazy: ruamel and jsonschema load slowly
+
     if isinstance(data, dict) and "agentName" not in data:
         data = {"agentName": default_agent_name(), **data}
 

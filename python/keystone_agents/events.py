@@ -51,6 +51,7 @@ class TeeLogger:
         self.stream = stream if stream is not None else sys.stderr
         self.log_file = log_file
         self.lines: list[str] = []  # what this logger emitted (tests and summaries read it)
+        self._handle = None
 
     def msg(self, message: str) -> None:
         self.lines.append(message)
@@ -60,8 +61,9 @@ class TeeLogger:
         except (OSError, ValueError):
             pass  # a closed stderr must not stop the run; the run log still has the line
         if self.log_file is not None:
-            with open(self.log_file, "a", encoding="utf-8") as handle:
-                handle.write(message + "\n")
+            if self._handle is None:  # opened once: a run can emit thousands of lines
+                self._handle = open(self.log_file, "a", encoding="utf-8", buffering=1)
+            self._handle.write(message + "\n")
 
     info = debug = warning = error = critical = msg
 

@@ -32,6 +32,41 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX runs_kind_started ON runs (kind, started_at);
     """,
+    # 2: the task loop's executions (one row per provider invocation) and per-task failure counters
+    """
+    CREATE TABLE task_executions (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        task TEXT NOT NULL,
+        source_ref TEXT,
+        attempt INTEGER NOT NULL DEFAULT 1,
+        provider TEXT,
+        model TEXT,
+        profile TEXT,
+        fallback_used INTEGER NOT NULL DEFAULT 0,
+        outcome TEXT NOT NULL,            -- completed | blocked | failed | timeout | model_error | token_budget
+        exit_code INTEGER,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        duration_seconds REAL,
+        input_tokens INTEGER,
+        output_tokens INTEGER,
+        total_tokens INTEGER,
+        cost_usd REAL,
+        pull_requests TEXT NOT NULL DEFAULT '[]',
+        issues TEXT NOT NULL DEFAULT '[]',
+        log_path TEXT,
+        message TEXT
+    );
+    CREATE INDEX task_executions_task ON task_executions (task, started_at);
+    CREATE INDEX task_executions_run ON task_executions (run_id);
+    CREATE TABLE task_attempts (
+        task TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL DEFAULT 0,
+        last_failure TEXT,
+        updated_at TEXT
+    )
+    """,
 ]
 
 
@@ -91,3 +126,66 @@ def recent_runs(path: Path, kind: str | None = None, limit: int = 20) -> list[di
         item.update(json.loads(item.pop("details") or "{}"))
         result.append(item)
     return result
+
+
+EXECUTION_COLUMNS = (
+    "run_id", "task", "source_ref", "attempt", "provider", "model", "profile", "fallback_used", "outcome",
+    "exit_code", "started_at", "finished_at", "duration_seconds", "input_tokens", "output_tokens", "total_tokens",
+    "cost_usd", "pull_requests", "issues", "log_path", "message",
+)
+
+
+def record_execution(conn: sqlite3.Connection, row: dict[str, Any]) -> None:
+    """One provider invocation of one task (lists are stored as JSON)."""
+    values = {k: row.get(k) for k in EXECUTION_COLUMNS}
+    for key in ("pull_requests", "issues"):
+        values[key] = json.dumps(list(values[key] or []))
+    values["fallback_used"] = 1 if values["fallback_used"] else 0
+    values["attempt"] = values["attempt"] or 1
+    columns = ", ".join(values)
+    conn.execute(
+        f"INSERT INTO task_executions ({columns}) VALUES ({', '.join(':' + k for k in values)})", values
+    )
+
+
+def executions(path: Path, task: str | None = None, run_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    where, args = [], []
+    if task:
+        where.append("task = ?")
+        args.append(task)
+    if run_id:
+        where.append("run_id = ?")
+        args.append(run_id)
+    query = "SELECT * FROM task_executions" + (" WHERE " + " AND ".join(where) if where else "")
+    query += " ORDER BY started_at DESC, id DESC LIMIT ?"
+    with closing(connect(path)) as conn:
+        rows = conn.execute(query, (*args, limit)).fetchall()
+    result = []
+    for row in rows:
+        item = dict(row)
+        for key in ("pull_requests", "issues"):
+            item[key] = json.loads(item[key] or "[]")
+        item["fallback_used"] = bool(item["fallback_used"])
+        result.append(item)
+    return result
+
+
+def failures(conn: sqlite3.Connection, task: str) -> int:
+    row = conn.execute("SELECT failures FROM task_attempts WHERE task = ?", (task,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def add_failure(conn: sqlite3.Connection, task: str, reason: str, now: str) -> int:
+    conn.execute(
+        "INSERT INTO task_attempts (task, failures, last_failure, updated_at) VALUES (?, 1, ?, ?) "
+        "ON CONFLICT(task) DO UPDATE SET failures = failures + 1, last_failure = excluded.last_failure, "
+        "updated_at = excluded.updated_at",
+        (task, reason, now),
+    )
+    return failures(conn, task)
+
+
+def reset_failures(conn: sqlite3.Connection, task: str) -> None:
+    conn.execute("DELETE FROM task_attempts WHERE task = ?", (task,))

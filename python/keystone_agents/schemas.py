@@ -6,7 +6,6 @@ import json
 from functools import cache
 from importlib import resources
 
-from jsonschema import Draft202012Validator
 
 SCHEMA_NAMES = ("tasks", "projects", "schedules", "issues", "config", "host-config", "modes")
 
@@ -20,8 +19,10 @@ def load_schema(name: str) -> dict:
 
 
 @cache
-def validator(name: str, definition: str | None = None) -> Draft202012Validator:
+def validator(name: str, definition: str | None = None) -> "Draft202012Validator":  # noqa: F821
     """A validator for a whole schema, or for one of its `$defs` (so entries validate one by one)."""
+    from jsonschema import Draft202012Validator  # lazy: importing jsonschema costs ~0.2 s at every start
+
     schema = load_schema(name)
     if definition is not None:
         schema = {"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]}

@@ -6,8 +6,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from keystone_agents import queuefile
-
 STATE_ROOT = Path(".local/state/agent-task-loop")
 
 
@@ -31,7 +29,7 @@ class AgentSpace:
     # queue files
     @property
     def tasks_file(self) -> Path:
-        return self.home / queuefile.TASKS.filename
+        return self.home / "TASKS.yaml"
 
     @property
     def tasks_archive_file(self) -> Path:
@@ -39,17 +37,19 @@ class AgentSpace:
 
     @property
     def projects_file(self) -> Path:
-        return self.home / queuefile.PROJECTS.filename
+        return self.home / "PROJECTS.yaml"
 
     @property
     def schedules_file(self) -> Path:
-        return self.home / queuefile.SCHEDULES.filename
+        return self.home / "SCHEDULES.yaml"
 
     @property
     def issues_file(self) -> Path:
-        return self.home / queuefile.ISSUES.filename
+        return self.home / "ISSUES.yaml"
 
-    def queue_files(self) -> list[tuple[Path, queuefile.QueueKind]]:
+    def queue_files(self) -> list[tuple[Path, "queuefile.QueueKind"]]:
+        from keystone_agents import queuefile  # lazy: ruamel is slow to import and the loop never needs it
+
         return [
             (self.tasks_file, queuefile.TASKS),
             (self.projects_file, queuefile.PROJECTS),

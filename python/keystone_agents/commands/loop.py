@@ -1,0 +1,30 @@
+"""keystone-agent loop: one run of the task loop (what the task-loop timer calls)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command("loop")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="KEYSTONE_AGENT_HOME",
+              help="The agent's home directory (default: $HOME).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Configuration JSON (default: $KEYSTONE_AGENT_CONFIG, else ~/.config/keystone-agent/config.json).")
+@click.option("--max-tasks", type=click.IntRange(min=0), default=None,
+              help="Execute at most N tasks this run (default: the config's maxTasks, 5).")
+@click.option("--dry-run", is_flag=True,
+              help="Do everything except start providers and write files: each prompt (and the argv that "
+                   "would run) goes to the task log; TASKS.yaml, history and metrics are untouched.")
+def loop_command(home, config_path, max_tasks, dry_run):
+    """Run the task loop once: lock, pause check, recover, pre-fetch sources, ingest new items,
+    prioritize, execute up to N pending tasks, then record history and metrics.
+
+    Exit codes: 0 success (also when another run holds the lock, when paused, and for a dry run);
+    1 error (invalid configuration or TASKS.yaml, or an unexpected failure); 3 degraded (a source, a task
+    or a queue entry failed; the rest of the queue went on). See docs/task-loop.md."""
+    from keystone_agents.loop.runner import run
+
+    sys.exit(run(home, config_path, max_tasks=max_tasks, dry_run=dry_run))

@@ -1,0 +1,1 @@
+"""The task loop: prefetch → ingest → prioritize → execute, one concern per module; `runner` ties them."""

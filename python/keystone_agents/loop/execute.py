@@ -1,0 +1,410 @@
+"""Execute: pick the next runnable task, run its provider with a timeout, record the outcome.
+
+* Runnable: a valid pending task whose `needs` are all completed (TASKS.yaml or the archive). A need on a
+  blocked or unknown task blocks the task with `blocked_reason: "waiting on needs: …"`; such a task goes
+  back to pending once its needs complete. A need on a pending/in-progress task just waits.
+* Before the provider starts, the task is saved `in_progress` with `started_at`, and state/running.json
+  records the run and the provider's process group (so a later run can recover and clean up).
+* Outcome: the agent's report in $KEYSTONE_TASK_RESULT wins; else exit 0 → completed; a model error →
+  one retry with the fallback model; failure or timeout → pending with the failure counted, blocked after
+  maxAttempts. Status `error` is never written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keystone_agents import history
+from keystone_agents.loop.runner import Counters
+from keystone_agents.loop.state import read_json, remove, write_json
+from keystone_agents.profiles import Runtime, resolve
+from keystone_agents.providers import ProviderError, ProviderResult, get
+from keystone_agents.providers.base import found_urls
+from keystone_agents.providers.process import RunOptions
+from keystone_agents.taskfile import Entry, TaskFile
+from keystone_agents.timeutil import iso_z
+
+NEEDS_MARK = "waiting on needs: "
+RESULT_ENV = "KEYSTONE_TASK_RESULT"
+REPORT_STATUSES = ("completed", "blocked")
+
+
+@dataclass
+class ExecContext:
+    space: Any
+    config: Any
+    run_id: str
+    log: Any
+    conn: Any  # sqlite3 connection (history)
+    env: dict[str, str]
+    archived: set[str]  # names of archived (completed) tasks
+    dry_run: bool = False
+    counters: Counters = field(default_factory=Counters)
+    attempted: set[str] = field(default_factory=set)
+
+
+# ---------------------------------------------------------------- needs
+
+
+def _needs(entry: Entry) -> list[str]:
+    needs = entry.get("needs") or []
+    return [n for n in needs if isinstance(n, str)]
+
+
+def _status_of(name: str, by_name: dict[str, Entry], archived: set[str]) -> str | None:
+    entry = by_name.get(name)
+    if entry is not None:
+        return entry.get("status")
+    return "completed" if name in archived else None
+
+
+def unblock_ready(tf: TaskFile, archived: set[str], log) -> int:
+    """Tasks the runtime blocked on needs go back to pending once every need is completed."""
+    by_name = tf.by_name()
+    count = 0
+    for entry in list(tf.valid()):
+        reason = entry.get("blocked_reason") or ""
+        if entry.get("status") != "blocked" or not reason.startswith(NEEDS_MARK):
+            continue
+        if all(_status_of(n, by_name, archived) == "completed" for n in _needs(entry)):
+            tf.set_fields(entry, {"status": "pending", "blocked_reason": None})
+            log.info("log", msg=f"task {entry.name} unblocked: its needs are completed", step="execute",
+                     task_name=entry.name, status="pending")
+            count += 1
+    return count
+
+
+def _cycle(entry: Entry, by_name: dict[str, Entry]) -> list[str] | None:
+    path, seen = [entry.name], {entry.name}
+
+    def walk(current: Entry) -> list[str] | None:
+        for need in _needs(current):
+            nxt = by_name.get(need)
+            if nxt is None or nxt.get("status") not in ("pending", "blocked"):
+                continue
+            if need == entry.name:
+                return path + [need]
+            if need in seen:
+                continue
+            seen.add(need)
+            path.append(need)
+            found = walk(nxt)
+            if found:
+                return found
+            path.pop()
+        return None
+
+    return walk(entry)
+
+
+def next_runnable(tf: TaskFile, attempted: set[str], archived: set[str], log) -> tuple[Entry | None, int]:
+    """→ (the first runnable pending task or None, how many tasks were blocked on needs meanwhile)."""
+    by_name = tf.by_name()
+    blocked = 0
+    for entry in list(tf.valid()):
+        if entry.get("status") != "pending" or entry.name in attempted:
+            continue
+        needs = _needs(entry)
+        states = {n: _status_of(n, by_name, archived) for n in needs}
+        bad = [f"{n} does not exist" if s is None else f"{n} is blocked" for n, s in states.items()
+               if s is None or s == "blocked"]
+        cycle = _cycle(entry, by_name) if needs and not bad else None
+        if cycle:
+            bad = ["cycle " + " -> ".join(cycle)]
+        if bad:
+            reason = NEEDS_MARK + "; ".join(bad)
+            tf.set_fields(entry, {"status": "blocked", "blocked_reason": reason})
+            log.info("task_finish", msg=f"task {entry.name} blocked: {reason}", step="execute",
+                     task_name=entry.name, status="blocked", blocked_reason=reason, duration_seconds=0)
+            blocked += 1
+            continue
+        if all(s == "completed" for s in states.values()):
+            return entry, blocked
+    return None, blocked
+
+
+def has_runnable(tf: TaskFile, archived: set[str]) -> bool:
+    """Whether a run would execute anything (read-only version of next_runnable)."""
+    by_name = tf.by_name()
+    for entry in tf.valid():
+        if entry.get("status") == "blocked" and (entry.get("blocked_reason") or "").startswith(NEEDS_MARK):
+            if all(_status_of(n, by_name, archived) == "completed" for n in _needs(entry)):
+                return True
+        if entry.get("status") != "pending":
+            continue
+        states = [_status_of(n, by_name, archived) for n in _needs(entry)]
+        if all(s == "completed" for s in states) or any(s in (None, "blocked") for s in states):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------- prompt and report
+
+
+def prompt_for(entry: Entry) -> str:
+    """The seed's prompts."""
+    name, description = entry.get("name"), entry.get("description")
+    workflow = entry.get("workflow")
+    if workflow:
+        return f"/deepwork {workflow}\n\nTask: {name}\nDescription: {description}"
+    return f"Execute this task.\n\nTask: {name}\nDescription: {description}"
+
+
+def read_report(path: Path, log, task: str) -> dict | None:
+    """The agent's outcome report, if it wrote a valid one."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        log.warning("log", msg=f"ignored invalid task report: {exc}", step="execute", task_name=task)
+        return None
+    problems = []
+    if not isinstance(data, dict):
+        problems.append("not a JSON object")
+    else:
+        if data.get("status") not in REPORT_STATUSES:
+            problems.append("status must be completed or blocked")
+        for key in ("message", "blocked_reason"):
+            if key in data and not isinstance(data[key], str):
+                problems.append(f"{key} must be a string")
+        for key in ("pull_requests_created", "issues_created"):
+            if key in data and not (isinstance(data[key], list) and all(isinstance(u, str) for u in data[key])):
+                problems.append(f"{key} must be a list of strings")
+    if problems:
+        log.warning("log", msg="ignored invalid task report: " + "; ".join(problems), step="execute", task_name=task)
+        return None
+    return data
+
+
+# ---------------------------------------------------------------- one task
+
+
+def task_log_path(space, name: str) -> Path:
+    stamp = dt.datetime.now().strftime("%Y-%m-%d_%H%M%S")
+    return space.task_logs_dir / f"{stamp}_{name}.log"
+
+
+def _running_file(space) -> Path:
+    return space.state_dir / "running.json"
+
+
+def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
+    """Run one task to an outcome; returns the (possibly reloaded) task file."""
+    space, config, log = ctx.space, ctx.config, ctx.log
+    name = entry.name
+    ctx.attempted.add(name)
+    runtime = resolve(config, "execute", entry.data)
+    prompt = prompt_for(entry)
+    log_path = task_log_path(space, name)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fields = dict(step="execute", task_name=name, workflow=entry.get("workflow") or "",
+                  source=entry.get("source") or "", source_ref=entry.get("source_ref") or "",
+                  provider=runtime.provider, profile=runtime.profile or "", model=runtime.model or "",
+                  task_log_path=str(log_path))
+    log.info("task_start", msg=f"Starting task {name}", status="started", **fields)
+
+    if ctx.dry_run:
+        return _dry_run(ctx, tf, entry, runtime, prompt, log_path, fields)
+
+    started_at = iso_z()
+    tf.set_fields(entry, {"status": "in_progress", "started_at": started_at})
+    tf.save()
+    running = {"task": name, "run_id": ctx.run_id, "pid": os.getpid(), "pgid": None, "started_at": started_at,
+               "source_ref": entry.get("source_ref"), "log_path": str(log_path)}
+    write_json(_running_file(space), running)
+
+    results_dir = space.state_dir / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    report_path = results_dir / f"{ctx.run_id}-{name}.json"
+    remove(report_path)
+    env = {**ctx.env, RESULT_ENV: str(report_path), "KEYSTONE_TASK_NAME": name, "KEYSTONE_RUN_ID": ctx.run_id}
+
+    def on_spawn(pgid: int) -> None:
+        running["pgid"] = pgid
+        write_json(_running_file(space), running)
+
+    attempts: list[tuple[Runtime, ProviderResult | None, str]] = []
+    current = runtime
+    while True:
+        try:
+            provider = get(current.provider, config)
+            with open(log_path, "a", encoding="utf-8") as handle:
+                handle.write(f"[keystone-agent] task={name} provider={current.provider} "
+                             f"profile={current.profile or 'none'} model={current.model or 'provider-default'} "
+                             f"fallback={current.fallback_model or 'none'} effort={current.effort or 'none'}\n")
+            result = provider.run(prompt, current, RunOptions(
+                log_path=log_path, timeout=config.task_timeout_seconds, kill_grace=config.kill_grace_seconds,
+                env=env, cwd=space.home, on_spawn=on_spawn))
+            attempts.append((current, result, ""))
+        except ProviderError as exc:
+            with open(log_path, "a", encoding="utf-8") as handle:
+                handle.write(f"[keystone-agent] provider error: {exc}\n")
+            attempts.append((current, None, str(exc)))
+            break
+        fallback = current.fallback_model
+        if result.model_error and fallback and fallback != current.model and len(attempts) == 1:
+            log.warning("log", msg=f"model error with {current.model or 'default model'}; retrying with {fallback}",
+                        step="execute", task_name=name, model=current.model or "", fallback_model=fallback)
+            _record(ctx, name, entry, current, result, "model_error", started_at, log_path, attempt=1)
+            current = dataclasses.replace(current, model=fallback, fallback_model=None)
+            continue
+        break
+
+    final_runtime, result, error = attempts[-1]
+    report = read_report(report_path, log, name)
+    remove(report_path)
+    now = iso_z()
+    outcome, updates, message = _decide(ctx, name, result, error, report, now)
+    # The agent may have edited TASKS.yaml meanwhile: apply our change to what is on disk now.
+    if tf.on_disk_changed():
+        tf = TaskFile.load(tf.path)
+    target = tf.find(name)
+    if target is not None:
+        tf.set_fields(target, updates)
+        tf.save()
+    else:
+        log.warning("log", msg=f"task {name} is gone from TASKS.yaml; outcome only recorded", step="execute",
+                    task_name=name)
+    remove(_running_file(space))
+    pull_requests, issues = found_urls(result.output if result else "")
+    if report:
+        pull_requests = sorted(set(pull_requests) | set(report.get("pull_requests_created") or []))
+        issues = sorted(set(issues) | set(report.get("issues_created") or []))
+    _record(ctx, name, entry, final_runtime, result, outcome, started_at, log_path,
+            attempt=len(attempts), fallback_used=len(attempts) > 1, message=message,
+            pull_requests=pull_requests, issues=issues)
+    usage = result.usage if result else None
+    tokens = usage.total() if usage else 0
+    ctx.counters.executed += 1
+    ctx.counters.tokens += tokens
+    ctx.counters.cost_usd += (usage.cost_usd or 0.0) if usage else 0.0
+    status = updates["status"]
+    if status == "completed":
+        ctx.counters.completed += 1
+    elif status == "blocked":
+        ctx.counters.blocked += 1
+    if outcome in ("failed", "timeout", "model_error") or (outcome == "token_budget" and status != "completed"):
+        ctx.counters.failed += 1
+    log.info("task_finish", msg=f"Finished task {name}: {outcome}", status=status, outcome=outcome,
+             **{**fields, "provider": final_runtime.provider, "model": final_runtime.model or ""},
+             duration_seconds=round(sum(r.duration_seconds for _, r, _ in attempts if r), 3),
+             exit_code=result.exit_code if result and result.exit_code is not None else -1,
+             token_total=tokens, cost_usd=(usage.cost_usd if usage and usage.cost_usd is not None else ""),
+             parsed_urls=pull_requests + issues, pr_urls=pull_requests, issue_urls=issues, message=message[:300])
+    return tf
+
+
+def _decide(ctx: ExecContext, name: str, result: ProviderResult | None, error: str, report: dict | None,
+            now: str) -> tuple[str, dict, str]:
+    """→ (outcome, field updates, message)."""
+    config, conn = ctx.config, ctx.conn
+    budget = config.task_token_budget
+    over_budget = bool(budget and result and result.usage.total() > budget)
+    if report is not None:
+        message = report.get("message") or ""
+        if report["status"] == "completed":
+            history.reset_failures(conn, name)
+            outcome = "token_budget" if over_budget else "completed"
+            return outcome, {"status": "completed", "completed_at": now, "blocked_reason": None}, message
+        reason = report.get("blocked_reason") or message or "blocked by the agent"
+        history.reset_failures(conn, name)
+        return "blocked", {"status": "blocked", "blocked_reason": reason}, message
+    if result is not None and result.succeeded:
+        history.reset_failures(conn, name)
+        outcome = "token_budget" if over_budget else "completed"
+        return outcome, {"status": "completed", "completed_at": now, "blocked_reason": None}, result.message
+    if over_budget:
+        reason = f"token budget exceeded: {result.usage.total()} > {budget} tokens"
+        return "token_budget", {"status": "blocked", "blocked_reason": reason}, reason
+    if result is None:
+        outcome, message = "failed", error
+    elif result.timed_out:
+        outcome, message = "timeout", f"timed out after {config.task_timeout_seconds:g}s"
+    elif result.model_error:
+        outcome, message = "model_error", result.message or "model error"
+    else:
+        outcome = "failed"
+        message = f"exit code {result.exit_code}" + (f": {result.message}" if result.message else "")
+    failures = history.add_failure(conn, name, f"{outcome}: {message}", now)
+    if failures >= config.max_attempts:
+        reason = f"failed {failures} times (maxAttempts {config.max_attempts}); last: {outcome}: {message}"[:500]
+        return outcome, {"status": "blocked", "blocked_reason": reason}, message
+    return outcome, {"status": "pending"}, message
+
+
+def _record(ctx, name, entry, runtime, result, outcome, started_at, log_path, attempt=1, fallback_used=False,
+            message="", pull_requests=(), issues=()) -> None:
+    usage = result.usage if result else None
+    history.record_execution(ctx.conn, {
+        "run_id": ctx.run_id, "task": name, "source_ref": entry.get("source_ref"), "attempt": attempt,
+        "provider": runtime.provider, "model": runtime.model, "profile": runtime.profile,
+        "fallback_used": fallback_used, "outcome": outcome,
+        "exit_code": result.exit_code if result else None, "started_at": started_at, "finished_at": iso_z(),
+        "duration_seconds": result.duration_seconds if result else 0.0,
+        "input_tokens": usage.input_tokens if usage else None,
+        "output_tokens": usage.output_tokens if usage else None,
+        "total_tokens": usage.total() if usage else None,
+        "cost_usd": usage.cost_usd if usage else None,
+        "pull_requests": list(pull_requests), "issues": list(issues), "log_path": str(log_path),
+        "message": (message or (result.message if result else ""))[:1000],
+    })
+
+
+def _dry_run(ctx, tf, entry, runtime, prompt, log_path, fields) -> TaskFile:
+    try:
+        inv = get(runtime.provider, ctx.config).invocation(prompt, runtime)
+        argv = inv.argv
+    except ProviderError as exc:
+        argv = [f"<{exc}>"]
+    with open(log_path, "a", encoding="utf-8") as handle:
+        handle.write("[keystone-agent] DRY RUN: the provider was not started. It would have run:\n")
+        handle.write(f"argv: {json.dumps(argv, ensure_ascii=False)}\n")
+        handle.write(f"prompt:\n{prompt}\n")
+    ctx.counters.executed += 1
+    ctx.log.info("task_finish", msg=f"dry run: prompt for {entry.name} written to {log_path}", status="dry_run",
+                 outcome="dry_run", duration_seconds=0, exit_code=0, token_total=0, **fields)
+    return tf
+
+
+# ---------------------------------------------------------------- recovery
+
+
+def recover(space, tf: TaskFile, conn, log, kill_grace: float) -> int:
+    """Tasks left in_progress by a run that died go back to pending (the lock is ours, so no other run is
+    alive); the dead run's provider process group, if still running, is killed first."""
+    from keystone_agents.providers.process import group_alive, kill_group
+
+    running = read_json(_running_file(space))
+    if isinstance(running, dict) and isinstance(running.get("pgid"), int) and running.get("pid") != os.getpid():
+        if group_alive(running["pgid"]):
+            log.warning("log", msg=f"killing leftover provider process group {running['pgid']} of run "
+                        f"{running.get('run_id')}", step="recover", task_name=running.get("task") or "")
+            kill_group(running["pgid"], kill_grace)
+    count = 0
+    now = iso_z()
+    for entry in list(tf.valid()):
+        if entry.get("status") != "in_progress":
+            continue
+        tf.set_fields(entry, {"status": "pending"})
+        dead_run = running.get("run_id") if isinstance(running, dict) and running.get("task") == entry.name else None
+        history.add_failure(conn, entry.name, "interrupted: the run executing it died", now)
+        history.record_execution(conn, {
+            "run_id": dead_run or "unknown", "task": entry.name, "source_ref": entry.get("source_ref"),
+            "outcome": "failed", "started_at": entry.get("started_at") or now, "finished_at": now,
+            "message": "interrupted: the run executing it died; recovered to pending",
+            "log_path": running.get("log_path") if dead_run else None,
+        })
+        log.warning("task_recovered", msg=f"task {entry.name} was left in_progress by a run that died; back to pending",
+                    step="recover", task_name=entry.name, status="pending", dead_run_id=dead_run or "")
+        count += 1
+    if count:
+        tf.save()
+    remove(_running_file(space))
+    return count

@@ -1,0 +1,37 @@
+"""Model providers behind one small interface: build the invocation, parse the output.
+
+`get(name, config)` → a Provider. Hosted CLIs (claude, gemini, codex) get their argv exactly as the seed
+specifies; `command` pipes the prompt to any CLI on stdin; `openai` talks to an OpenAI-compatible HTTP API.
+"""
+
+from __future__ import annotations
+
+from keystone_agents.providers.base import Invocation, Provider, ProviderError, ProviderResult, Usage
+
+__all__ = ["Invocation", "Provider", "ProviderError", "ProviderResult", "Usage", "get", "NAMES"]
+
+NAMES = ("claude", "gemini", "codex", "command", "openai")
+
+
+def get(name: str, config) -> Provider:
+    if name == "claude":
+        from keystone_agents.providers.claude import ClaudeProvider
+
+        return ClaudeProvider()
+    if name == "gemini":
+        from keystone_agents.providers.gemini import GeminiProvider
+
+        return GeminiProvider()
+    if name == "codex":
+        from keystone_agents.providers.codex import CodexProvider
+
+        return CodexProvider()
+    if name == "command":
+        from keystone_agents.providers.command import CommandProvider
+
+        return CommandProvider(config.command_provider)
+    if name == "openai":
+        from keystone_agents.providers.openai import OpenAIProvider
+
+        return OpenAIProvider(config.openai_provider)
+    raise ProviderError(f"unsupported provider {name!r}; expected one of: {', '.join(NAMES)}")

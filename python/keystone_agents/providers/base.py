@@ -1,0 +1,132 @@
+"""The provider interface and what every provider shares: usage numbers, model-error detection, URLs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from keystone_agents.profiles import Runtime
+    from keystone_agents.providers.process import ProcessResult, RunOptions
+
+
+class ProviderError(Exception):
+    """The provider cannot be used as configured (unknown name, missing setting)."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    argv: list[str]
+    stdin: str | None = None  # the prompt, for providers that read it on stdin
+
+
+@dataclass
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    cost_usd: float | None = None
+
+    def total(self) -> int:
+        if self.total_tokens is not None:
+            return self.total_tokens
+        return (self.input_tokens or 0) + (self.output_tokens or 0)
+
+
+@dataclass
+class ProviderResult:
+    """What one invocation produced, as the loop needs it."""
+
+    exit_code: int | None
+    timed_out: bool
+    duration_seconds: float
+    output: str  # stdout + stderr as written to the task log
+    usage: Usage = field(default_factory=Usage)
+    is_error: bool = False  # the provider reported failure even if it exited 0
+    model_error: bool = False  # the failure is about the model (unknown, overloaded, rate limited)
+    message: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.timed_out and self.exit_code == 0 and not self.is_error
+
+
+# A failure whose output says the model is the problem gets one retry with the fallback model.
+MODEL_ERROR_RE = re.compile(
+    r"(?i)(not_found_error|model_not_found|overloaded|rate[ _-]?limit|quota|\b(429|529)\b|"
+    r"(unknown|invalid|unsupported|unavailable) model|"
+    r"model\W[^\n]{0,80}(not found|does not exist|not exist|unknown|unavailable|not supported|invalid))"
+)
+
+URL_RE = re.compile(r"https?://[^\s)\"'<>\]]+")
+ISSUE_URL_RE = re.compile(r"/issues/\d+$")
+PR_URL_RE = re.compile(r"/pulls?/\d+$")
+
+
+def found_urls(text: str) -> tuple[list[str], list[str]]:
+    """(pull request URLs, issue URLs) mentioned in provider output, sorted, unique."""
+    urls = sorted({u.rstrip(".,;:") for u in URL_RE.findall(text)})
+    return [u for u in urls if PR_URL_RE.search(u)], [u for u in urls if ISSUE_URL_RE.search(u)]
+
+
+def generic_usage(text: str) -> Usage:
+    """Token counts from free text: `"total_tokens": N`, Ollama's `--verbose` counts, or `N tokens`."""
+    usage = Usage()
+    prompt = re.findall(r"prompt eval count:\s*(\d+)", text)
+    evals = re.findall(r"(?<!prompt )eval count:\s*(\d+)", text)
+    if prompt or evals:
+        usage.input_tokens = int(prompt[-1]) if prompt else None
+        usage.output_tokens = int(evals[-1]) if evals else None
+        return usage
+    totals = re.findall(r'"(?:total_tokens|totalTokens)"\s*:\s*(\d+)', text)
+    if totals:
+        usage.total_tokens = int(totals[-1])
+        return usage
+    loose = re.findall(r"([\d,]+)\s+tokens\b", text)
+    if loose:
+        usage.total_tokens = int(loose[-1].replace(",", ""))
+    return usage
+
+
+class Provider:
+    """Build an invocation for a prompt and a resolved runtime; parse what came back.
+
+    Subclasses override `invocation` and `parse`; `run` (process with timeout, tee to the task log) is
+    shared, and a provider that is not a process (HTTP) overrides `run` instead.
+    """
+
+    name = "provider"
+    supports_result_file = True  # whether the agent can write KEYSTONE_TASK_RESULT
+
+    def invocation(self, prompt: str, runtime: "Runtime") -> Invocation:
+        raise NotImplementedError
+
+    def parse(self, stdout: str, stderr: str, result: ProviderResult) -> None:
+        """Fill usage / is_error / model_error / message of `result` from the output."""
+        result.usage = generic_usage(stdout + "\n" + stderr)
+
+    def run(self, prompt: str, runtime: "Runtime", options: "RunOptions") -> ProviderResult:
+        from keystone_agents.providers.process import run_process
+
+        inv = self.invocation(prompt, runtime)
+        proc: ProcessResult = run_process(inv.argv, inv.stdin, options)
+        result = ProviderResult(
+            exit_code=proc.exit_code,
+            timed_out=proc.timed_out,
+            duration_seconds=proc.duration_seconds,
+            output=proc.stdout + proc.stderr,
+        )
+        self.parse(proc.stdout, proc.stderr, result)
+        if not result.succeeded and not result.timed_out and not result.model_error:
+            result.model_error = bool(MODEL_ERROR_RE.search(proc.stdout[-20000:] + proc.stderr[-20000:]))
+        if not result.message:
+            result.message = _last_line(proc.stderr) or _last_line(proc.stdout)
+        return result
+
+
+def _last_line(text: str) -> str:
+    for line in reversed(text.strip().splitlines()):
+        if line.strip():
+            return line.strip()[:300]
+    return ""

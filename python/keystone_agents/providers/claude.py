@@ -1,0 +1,71 @@
+"""Claude Code: `claude --print --output-format json --dangerously-skip-permissions [--model M]
+[--fallback-model F] [--effort E] <prompt>` (the seed's argv).
+
+The JSON result carries `is_error`, `result`, `total_cost_usd` and `usage` (`input_tokens`,
+`cache_creation_input_tokens`, `cache_read_input_tokens`, `output_tokens`); input tokens are the sum of
+the three input counts.
+"""
+
+from __future__ import annotations
+
+import json
+
+from keystone_agents.providers.base import MODEL_ERROR_RE, Invocation, Provider, ProviderResult, Usage
+
+
+def last_json_object(text: str) -> dict | None:
+    """The JSON object printed on stdout: the whole text, else the last line that is one."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+        return value if isinstance(value, dict) else None
+    except ValueError:
+        pass
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
+
+
+class ClaudeProvider(Provider):
+    name = "claude"
+
+    def invocation(self, prompt, runtime) -> Invocation:
+        argv = ["claude", "--print", "--output-format", "json", "--dangerously-skip-permissions"]
+        if runtime.model:
+            argv += ["--model", runtime.model]
+        if runtime.fallback_model and runtime.fallback_model != runtime.model:
+            argv += ["--fallback-model", runtime.fallback_model]
+        if runtime.effort:
+            argv += ["--effort", runtime.effort]
+        return Invocation(argv + [prompt])
+
+    def parse(self, stdout: str, stderr: str, result: ProviderResult) -> None:
+        data = last_json_object(stdout)
+        if data is None:
+            super().parse(stdout, stderr, result)
+            return
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        inputs = [usage.get(k) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")]
+        inputs = [int(v) for v in inputs if isinstance(v, (int, float))]
+        output = usage.get("output_tokens")
+        cost = data.get("total_cost_usd", data.get("cost_usd"))
+        result.usage = Usage(
+            input_tokens=sum(inputs) if inputs else None,
+            output_tokens=int(output) if isinstance(output, (int, float)) else None,
+            cost_usd=float(cost) if isinstance(cost, (int, float)) else None,
+        )
+        result.is_error = bool(data.get("is_error")) or data.get("subtype") not in (None, "success")
+        text = data.get("result") if isinstance(data.get("result"), str) else ""
+        result.message = text.strip().splitlines()[-1][:300] if text.strip() else ""
+        if result.is_error:
+            result.message = (text or str(data.get("subtype") or "error"))[:300]
+            result.model_error = bool(MODEL_ERROR_RE.search(text + "\n" + stderr[-5000:]))

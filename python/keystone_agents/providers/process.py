@@ -1,0 +1,163 @@
+"""Run one provider process: own process group, output teed to the task log, timeout kills the group.
+
+The child gets its own session (so a timeout can kill everything it started, grandchildren included) and
+PR_SET_PDEATHSIG=SIGKILL (so it does not outlive a loop that was killed itself). The pgid is reported
+through `on_spawn` before any output is read, so a later run can kill leftovers of a crashed one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+MAX_KEEP = 4 * 1024 * 1024  # characters of each stream kept in memory for parsing (the log has all)
+
+
+@dataclass
+class RunOptions:
+    log_path: Path
+    timeout: float
+    kill_grace: float = 10.0
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
+    on_spawn: Callable[[int], None] | None = None
+    echo: TextIO | None = None  # also copy output here (e.g. stderr for the journal)
+
+
+@dataclass
+class ProcessResult:
+    exit_code: int | None
+    timed_out: bool
+    duration_seconds: float
+    stdout: str = ""
+    stderr: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _pdeathsig() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux/glibc: the recorded pgid still lets recovery clean up
+        pass
+
+
+def kill_group(pgid: int, grace: float) -> None:
+    """SIGTERM the group, wait up to `grace`, then SIGKILL whatever is left."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not group_alive(pgid):
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> ProcessResult:
+    options.log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(options.log_path, "a", encoding="utf-8", errors="replace")
+    lock = threading.Lock()
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=options.env,
+            cwd=options.cwd,
+            start_new_session=True,
+            preexec_fn=_pdeathsig,
+        )
+    except OSError as exc:
+        message = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+        log.write(message + "\n")
+        log.close()
+        return ProcessResult(exit_code=127, timed_out=False, duration_seconds=0.0, stderr=message + "\n")
+    pgid = proc.pid  # start_new_session: the child leads its own group
+    if options.on_spawn:
+        options.on_spawn(pgid)
+    buffers: dict[str, list[str]] = {"stdout": [], "stderr": []}
+    sizes = {"stdout": 0, "stderr": 0}
+
+    def pump(stream, key: str) -> None:
+        for chunk in iter(lambda: stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536), b""):
+            text = chunk.decode("utf-8", errors="replace")
+            with lock:
+                log.write(text)
+                log.flush()
+                if options.echo is not None:
+                    try:
+                        options.echo.write(text)
+                    except (OSError, ValueError):
+                        pass
+                buffers[key].append(text)
+                sizes[key] += len(text)
+                while sizes[key] > MAX_KEEP and len(buffers[key]) > 1:
+                    sizes[key] -= len(buffers[key].pop(0))
+        stream.close()
+
+    threads = [
+        threading.Thread(target=pump, args=(proc.stdout, "stdout"), daemon=True),
+        threading.Thread(target=pump, args=(proc.stderr, "stderr"), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    if stdin is not None:
+        def feed() -> None:
+            try:
+                proc.stdin.write(stdin.encode("utf-8"))
+                proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+
+        threading.Thread(target=feed, daemon=True).start()
+    timed_out = False
+    try:
+        proc.wait(timeout=options.timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        with lock:
+            log.write(f"\n[keystone-agent] timeout after {options.timeout:g}s: killing process group {pgid}\n")
+            log.flush()
+        kill_group(pgid, options.kill_grace)
+        proc.wait()
+    # Whatever the provider left running in its group is done too (it holds our pipes open otherwise).
+    if group_alive(pgid):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for thread in threads:
+        thread.join(timeout=5)
+    log.close()
+    return ProcessResult(
+        exit_code=proc.returncode,
+        timed_out=timed_out,
+        duration_seconds=time.monotonic() - started,
+        stdout="".join(buffers["stdout"]),
+        stderr="".join(buffers["stderr"]),
+    )

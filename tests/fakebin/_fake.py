@@ -1,0 +1,91 @@
+"""Shared behaviour of the stand-in provider CLIs (claude, gemini, codex, fake-llm).
+
+They record every invocation (argv, task, stdin) as JSON lines in $FAKE_BIN_LOG, and act on directives
+written in the prompt (so one loop run can hold tasks that behave differently):
+  [fake:sleep=N]            sleep N seconds before answering
+  [fake:sleep-first=N]      sleep N seconds only the first time this task is invoked
+  [fake:ignore-term]        ignore SIGTERM, then sleep for a long time
+  [fake:exit=N]             exit with status N (after printing a failure)
+  [fake:report=completed]   write {"status": "completed", ...} to $KEYSTONE_TASK_RESULT
+  [fake:report=blocked]     write {"status": "blocked", "blocked_reason": "needs a human", ...}
+  [fake:pr=URL]             mention URL in the answer (as a created pull request)
+A triage prompt ("You triage incoming items...") is answered with the triage JSON, unless the item holds
+[fake:not-actionable] (actionable: false) or [fake:bad-triage] (an answer that is not JSON).
+Models named in $FAKE_BAD_MODELS (comma-separated) fail with the CLI's model-not-found error.
+"""
+
+import json
+import os
+import re
+import signal
+import sys
+import time
+
+
+def record(tool, argv, **extra):
+    path = os.environ.get("FAKE_BIN_LOG")
+    if not path:
+        return
+    line = json.dumps({"tool": tool, "argv": argv, "pid": os.getpid(), "task": os.environ.get("KEYSTONE_TASK_NAME"),
+                       "result_env": os.environ.get("KEYSTONE_TASK_RESULT"), "time": time.time(), **extra})
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def invocations(task):
+    """How many invocations of `task` the log holds (this one included)."""
+    path = os.environ.get("FAKE_BIN_LOG")
+    if not path or not os.path.exists(path):
+        return 0
+    with open(path) as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    return sum(1 for r in rows if r.get("task") == task and not r.get("event"))
+
+
+def directives(prompt):
+    return dict(re.findall(r"\[fake:([a-z-]+)(?:=([^\]]*))?\]", prompt or ""))
+
+
+def bad_model(model):
+    return bool(model) and model in [m for m in os.environ.get("FAKE_BAD_MODELS", "").split(",") if m]
+
+
+def behave(tool, prompt):
+    """Sleep / ignore SIGTERM / write the report as the prompt asks; returns (exit code, answer text)."""
+    d = directives(prompt)
+    if "ignore-term" in d:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        record(tool, [], event="ignoring-sigterm")
+        time.sleep(3600)
+    if "sleep" in d:
+        time.sleep(float(d["sleep"]))
+    if "sleep-first" in d and invocations(os.environ.get("KEYSTONE_TASK_NAME")) <= 1:
+        time.sleep(float(d["sleep-first"]))
+    answer = "Done: " + (prompt or "").splitlines()[-1][:80]
+    if (prompt or "").startswith("You triage incoming items"):
+        if "[fake:not-actionable]" in prompt:
+            answer = json.dumps({"actionable": False, "name": "x", "description": "x", "project": None})
+        elif "[fake:bad-triage]" in prompt:
+            answer = "I think this is actionable!"
+        else:
+            answer = json.dumps({"actionable": True, "name": "Triaged Request", "description": "Triaged: reply to it",
+                                 "project": "main"})
+    if "pr" in d:
+        answer += f"\nCreated pull request {d['pr']}"
+    report = d.get("report")
+    if report and os.environ.get("KEYSTONE_TASK_RESULT"):
+        body = {"status": report, "message": f"agent says {report}", "pull_requests_created": [], "issues_created": []}
+        if report == "blocked":
+            body["blocked_reason"] = "needs a human"
+        with open(os.environ["KEYSTONE_TASK_RESULT"], "w") as handle:
+            json.dump(body, handle)
+    code = int(d.get("exit", 0) or 0)
+    return code, answer
+
+
+def finish(tool, code):
+    record(tool, [], event="finished", exit_code=code)
+    sys.exit(code)
