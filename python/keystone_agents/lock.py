@@ -30,3 +30,65 @@ def try_lock(path: Path) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+class LockTimeout(Exception):
+    """The lock stayed held by another process for longer than the caller would wait."""
+
+
+class FileLock:
+    """An exclusive flock that waits (up to `timeout` seconds) and can be let go for a while.
+
+    Guards read-modify-write transactions on a shared file. TASKS.yaml is written by the loop, the scheduler
+    and humans' tools: the loop holds the lock for its whole run except while a provider executes a task
+    (`with lock.released(): ...`), the scheduler for its reload-append-save.
+    """
+
+    def __init__(self, path: Path, timeout: float = 60.0):
+        self.path, self.timeout = path, timeout
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        import time
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._fd = fd
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockTimeout(f"{self.path} is still locked after {self.timeout:.0f} s") from None
+                time.sleep(0.02)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        held = self._fd is not None
+        self.release()
+        try:
+            yield
+        finally:
+            if held:
+                self.acquire()
+
+    def __enter__(self) -> "FileLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def hold(path: Path, timeout: float = 60.0) -> FileLock:
+    """`with hold(path):` — a short transaction under the file's lock."""
+    return FileLock(path, timeout)

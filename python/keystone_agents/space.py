@@ -100,6 +100,11 @@ class AgentSpace:
         return self.logs_dir / f"scheduler-{stamp}.log"
 
     @property
+    def tasks_lock_file(self) -> Path:
+        """Held (briefly) by every read-modify-write of TASKS.yaml: the loop, the scheduler, `tasks` edits."""
+        return self.state_dir / "tasks.lock"
+
+    @property
     def pause_file(self) -> Path:
         return self.state_dir / "paused"
 

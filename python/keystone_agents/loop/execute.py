@@ -47,6 +47,7 @@ class ExecContext:
     dry_run: bool = False
     counters: Counters = field(default_factory=Counters)
     attempted: set[str] = field(default_factory=set)
+    tasks_lock: Any = None  # lock.FileLock of TASKS.yaml, let go while a provider runs
 
 
 # ---------------------------------------------------------------- needs
@@ -232,6 +233,8 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
 
     attempts: list[tuple[Runtime, ProviderResult | None, str]] = []
     current = runtime
+    if ctx.tasks_lock:  # a provider may run for half an hour: TASKS.yaml is free for others meanwhile
+        ctx.tasks_lock.release()
     while True:
         try:
             provider = get(current.provider, config)
@@ -256,6 +259,8 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
             current = dataclasses.replace(current, model=fallback, fallback_model=None)
             continue
         break
+    if ctx.tasks_lock:
+        ctx.tasks_lock.acquire()
 
     final_runtime, result, error = attempts[-1]
     report = read_report(report_path, log, name)

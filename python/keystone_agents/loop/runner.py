@@ -5,7 +5,6 @@ configuration or TASKS.yaml, or an unexpected failure), 3 degraded (a source, a 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 import time
 from contextlib import closing
@@ -15,7 +14,7 @@ from pathlib import Path
 from keystone_agents import history
 from keystone_agents import pause as pausefile
 from keystone_agents.events import event_logger, hostname
-from keystone_agents.lock import try_lock
+from keystone_agents.lock import FileLock, try_lock
 from keystone_agents.loop.prefetch import PrefetchResult, build_sources, prefetch
 from keystone_agents.loop.rotate import rotate
 from keystone_agents.loop.settings import env_for_children, load_config_cached, load_projects
@@ -95,6 +94,8 @@ class Run:
         self.state = RunState()
         self.step = "setup"
         self.env = env_for_children(config)
+        # TASKS.yaml is ours from loading it until the run ends, except while a provider executes a task
+        self.tasks_lock = FileLock(space.tasks_lock_file)
 
     # ------------------------------------------------------------ the run
 
@@ -117,7 +118,10 @@ class Run:
                                  "AND status = 'running' AND run_id != ?", (self.run_id,))
                     history.record_run(space.history_db, {"run_id": self.run_id, "kind": "task-loop",
                                                           "started_at": iso_z(), "status": "running"})
-                self.stages()
+                try:
+                    self.stages()
+                finally:
+                    self.tasks_lock.release()
         except ValidationFailed as exc:
             for problem in exc.problems:
                 log.error("log", msg=f"invalid file: {problem}", step=self.step, status="error",
@@ -168,6 +172,7 @@ class Run:
         from keystone_agents.taskfile import TaskFile, read_plain
 
         self.step = "recover"
+        self.tasks_lock.acquire()
         tf = TaskFile.load(space.tasks_file)
         for problem in tf.problems:
             log.warning("log", msg=f"invalid task entry skipped: {problem}", step="validate", status="error",
@@ -295,7 +300,7 @@ class Run:
 
         log = self.log
         ctx = ExecContext(self.space, self.config, self.run_id, log, self.conn, self.env, archived_names,
-                          dry_run=self.dry_run, counters=self.state.counters)
+                          dry_run=self.dry_run, counters=self.state.counters, tasks_lock=self.tasks_lock)
         t0 = time.monotonic()
         log.info("stage_start", msg="Executing tasks", step="execute", stage_name="execute", max_tasks=self.max_tasks)
         unblock_ready(tf, archived_names, log)

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml as pyyaml
-from ruamel.yaml.comments import CommentedMap
 from prometheus_client.parser import text_string_to_metric_families
 
 from keystone_agents import history, queuefile
 from keystone_agents.atomic import write_atomic
 from keystone_agents.config import Config
 from keystone_agents.events import event_logger, hostname
-from keystone_agents.lock import try_lock
+from keystone_agents.lock import hold, try_lock
 from keystone_agents.metrics import metrics_path, textfile_dir, write_metrics
 from keystone_agents.problems import Problem, ValidationFailed
 from keystone_agents.scheduler import calendar_source, schedules, wake
@@ -68,10 +67,10 @@ class RunResult:
 class _Queue:
     """TASKS.yaml plus what dedup needs: every source_ref and name already taken."""
 
-    doc: queuefile.QueueDocument
+    problems: list[Problem]  # isolated TASKS.yaml entries, reported (they stay as they are)
     refs: set[str]
     names: set[str]
-    new: list[CommentedMap] = field(default_factory=list)
+    new: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, task: dict[str, Any]) -> dict[str, Any] | None:
         if task["source_ref"] in self.refs:
@@ -82,7 +81,7 @@ class _Queue:
         task = {**task, "name": name}
         self.refs.add(task["source_ref"])
         self.names.add(name)
-        self.new.append(CommentedMap(task))
+        self.new.append(task)
         return task
 
 
@@ -99,30 +98,44 @@ def _archive_refs(path: Path) -> set[str]:
 
 
 def _load_queue(space: AgentSpace) -> _Queue:
-    doc = queuefile.load(space.tasks_file, queuefile.TASKS)
-    refs, names = set(), set()
-    for entry in doc.entries():
-        if isinstance(entry, dict):
-            if entry.get("source_ref"):
-                refs.add(str(entry["source_ref"]))
-            if entry.get("name"):
-                names.add(str(entry["name"]))
+    from keystone_agents.taskfile import TaskFile
+
+    tf = TaskFile.load(space.tasks_file)
+    refs = {str(e.get("source_ref")) for e in tf.entries if e.get("source_ref")}
+    names = {str(e.name) for e in tf.entries if e.name}
     try:
         refs |= _archive_refs(space.tasks_archive_file)
     except (pyyaml.YAMLError, UnicodeDecodeError) as exc:
         raise ValidationFailed(
             [Problem(str(space.tasks_archive_file), None, "", f"cannot read for deduplication: {exc}")]
         ) from None
-    return _Queue(doc, refs, names)
+    return _Queue(tf.problems, refs, names)
 
 
-def _save_queue(queue: _Queue) -> None:
-    seq = queue.doc.entries()
-    if seq.fa.flow_style():
-        seq.fa.set_block_style()
-    for task in queue.new:
-        seq.append(task)
-    queue.doc.save()
+def _save_queue(space: AgentSpace, queue: _Queue) -> list[dict[str, Any]]:
+    """Append the new tasks to TASKS.yaml as it is *now*: under the tasks lock, re-read the file (the loop or a
+    human may have written it since we read it, calendar fetches take seconds), dedup again, append, save.
+    Returns the tasks actually added."""
+    from keystone_agents.taskfile import TaskFile
+
+    with hold(space.tasks_lock_file):
+        tf = TaskFile.load(space.tasks_file)
+        refs = {str(e.get("source_ref")) for e in tf.entries if e.get("source_ref")}
+        names = {e.name for e in tf.entries if e.name}
+        added = []
+        for task in queue.new:
+            if task["source_ref"] in refs:
+                continue
+            name, n = task["name"], 2
+            while name in names:
+                name, n = f"{task['name']}-{n}", n + 1
+            task = {**task, "name": name}
+            tf.append(task)
+            refs.add(task["source_ref"])
+            names.add(name)
+            added.append(task)
+        tf.save()
+    return added
 
 
 def _read_last_run(path: Path) -> dt.datetime | None:
@@ -309,7 +322,7 @@ def run(
                 errors.append(str(problem))
                 log.error("log", msg=f"TASKS.yaml unusable: {problem}", level="error", file=problem.file, line=problem.line, field=problem.field)
         if queue is not None:
-            for problem in queue.doc.problems:  # isolated entries: kept verbatim, reported
+            for problem in queue.problems:  # isolated entries: kept verbatim, reported
                 log.warning("log", msg=f"invalid task entry kept as is: {problem}", level="warning", file=problem.file, line=problem.line, field=problem.field)
             last_run = _read_last_run(space.scheduler_last_run_file)
             schedule_created, schedules_read = _schedule_tasks(space, config, now, last_run, queue, log, errors)
@@ -318,7 +331,7 @@ def run(
             saved = True
             if created and not dry_run:
                 try:
-                    _save_queue(queue)
+                    created = _save_queue(space, queue)
                 except ValidationFailed as exc:
                     saved = False
                     for problem in exc.problems:
