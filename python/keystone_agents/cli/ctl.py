@@ -180,7 +180,7 @@ def vnc_verb(ctx, args):
 
 @click.command("run")
 @click.option("--task", "task_name", help="Run this one task now.")
-@click.option("--prompt", help="Run this ad-hoc prompt now (not added to TASKS.yaml).")
+@click.option("--prompt", help="Run this ad-hoc prompt now (recorded in TASKS.yaml as task adhoc-<timestamp>).")
 @click.pass_context
 def run_verb(ctx, task_name, prompt):
     """Trigger the task loop now (its systemd unit, without waiting), or run one task or one ad-hoc prompt

@@ -18,7 +18,12 @@ import click
 @click.option("--dry-run", is_flag=True,
               help="Do everything except start providers and write files: each prompt (and the argv that "
                    "would run) goes to the task log; TASKS.yaml, history and metrics are untouched.")
-def loop_command(home, config_path, max_tasks, dry_run):
+@click.option("--task", "only_task", metavar="NAME",
+              help="Execute only this task now (pending or blocked), whatever its place in the queue.")
+@click.option("--prompt", metavar="TEXT",
+              help="Execute this ad-hoc prompt now: it is added to TASKS.yaml as task adhoc-<timestamp> "
+                   "(source manual), so its outcome is recorded like any other task's.")
+def loop_command(home, config_path, max_tasks, dry_run, only_task, prompt):
     """Run the task loop once: lock, pause check, recover, pre-fetch sources, ingest new items,
     prioritize, execute up to N pending tasks, then record history and metrics.
 
@@ -27,4 +32,8 @@ def loop_command(home, config_path, max_tasks, dry_run):
     or a queue entry failed; the rest of the queue went on). See docs/task-loop.md."""
     from keystone_agents.loop.runner import run
 
-    sys.exit(run(home, config_path, max_tasks=max_tasks, dry_run=dry_run))
+    if only_task and prompt:
+        raise click.UsageError("--task and --prompt exclude each other")
+    if prompt is not None and not prompt.strip():
+        raise click.UsageError("--prompt must not be empty")
+    sys.exit(run(home, config_path, max_tasks=max_tasks, dry_run=dry_run, only_task=only_task, prompt=prompt))

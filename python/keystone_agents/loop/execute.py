@@ -130,6 +130,12 @@ def next_runnable(tf: TaskFile, attempted: set[str], archived: set[str], log) ->
     return None, blocked
 
 
+def needs_pending(entry: Entry, tf: TaskFile, archived: set[str]) -> list[str]:
+    """The task's needs that are not completed yet."""
+    by_name = tf.by_name()
+    return [n for n in _needs(entry) if _status_of(n, by_name, archived) != "completed"]
+
+
 def has_runnable(tf: TaskFile, archived: set[str]) -> bool:
     """Whether a run would execute anything (read-only version of next_runnable)."""
     by_name = tf.by_name()

@@ -58,7 +58,9 @@ class RunState:
             self.status = "degraded"
 
 
-def run(home: Path | None, config_path: Path | None, max_tasks: int | None = None, dry_run: bool = False) -> int:
+def run(home: Path | None, config_path: Path | None, max_tasks: int | None = None, dry_run: bool = False,
+        only_task: str | None = None, prompt: str | None = None) -> int:
+    """One run. `only_task` executes just that task; `prompt` first adds an ad-hoc task and executes just it."""
     space = AgentSpace.from_home(home)
     try:
         space.ensure_state_dirs()
@@ -76,13 +78,17 @@ def run(home: Path | None, config_path: Path | None, max_tasks: int | None = Non
                 print(f"error: {problem}", file=sys.stderr)
             return EXIT_ERROR
         space = AgentSpace.from_home(space.home, config.notes_dir)
-        return Run(space, config, max_tasks, dry_run).execute()
+        return Run(space, config, max_tasks, dry_run, only_task, prompt).execute()
 
 
 class Run:
-    def __init__(self, space: AgentSpace, config, max_tasks: int | None, dry_run: bool):
+    def __init__(self, space: AgentSpace, config, max_tasks: int | None, dry_run: bool,
+                 only_task: str | None = None, prompt: str | None = None):
         self.space, self.config, self.dry_run = space, config, dry_run
+        self.only_task, self.prompt = only_task, prompt
         self.max_tasks = config.max_tasks if max_tasks is None else max_tasks
+        if only_task or prompt:
+            self.max_tasks = 1
         self.started = time.time()
         now = dt.datetime.now()
         stamp = now.strftime("%Y-%m-%d_%H%M%S") + f"_{now.microsecond // 1000:03d}"
@@ -158,6 +164,7 @@ class Run:
             "sources": sources_hash, "max_tasks": self.max_tasks,
         }
         if (isinstance(quiescent, dict) and not running_file.exists() and not self.dry_run
+                and not (self.only_task or self.prompt)
                 and quiescent.get("fingerprint") == fingerprint
                 and time.time() < (quiescent.get("next_due") or float("inf"))
                 and not quiescent.get("problems")):
@@ -181,6 +188,8 @@ class Run:
             self.state.degrade()
         if not self.dry_run:
             self.state.recovered = recover(space, tf, self.conn, log, config.kill_grace_seconds)
+        if self.prompt:
+            self.only_task = self.add_adhoc_task(tf)
 
         archive_entries = read_plain(space.tasks_archive_file)
         archived_names = {e.get("name") for e in archive_entries if e.get("status") == "completed"}
@@ -295,6 +304,41 @@ class Run:
                  status="ok", tasks_created=len(new), items_seen=len(items), items_unusable=unusable,
                  items_not_actionable=len(not_actionable), duration_seconds=round(time.monotonic() - t0, 3))
 
+    def add_adhoc_task(self, tf) -> str:
+        """`loop --prompt TEXT`: the prompt becomes a task (so it is bookkept like any other) and runs now."""
+        base = "adhoc-" + utc_now().strftime("%Y%m%d-%H%M%S")
+        name, n = base, 2
+        while tf.find(name) is not None:
+            name, n = f"{base}-{n}", n + 1
+        tf.append({"name": name, "description": self.prompt, "status": "pending", "source": "manual",
+                   "source_ref": f"manual-{name}", "created_at": iso_z()})
+        if not self.dry_run:
+            tf.save()
+        self.log.info("log", msg=f"ad-hoc prompt added as task {name}", step="recover", task_name=name)
+        return name
+
+    def pick_only_task(self, tf, archived_names: set[str]):
+        """`--task NAME`: that task if it may run now (pending or blocked, its needs completed), else None."""
+        from keystone_agents.loop.execute import needs_pending
+
+        entry = tf.find(self.only_task)
+        problem = None
+        if entry is None:
+            problem = f"task {self.only_task!r} is not in TASKS.yaml (or is an invalid entry)"
+        elif entry.get("status") not in ("pending", "blocked"):
+            problem = f"task {self.only_task!r} is {entry.get('status')}; only pending or blocked tasks can be run"
+        else:
+            waiting = needs_pending(entry, tf, archived_names)
+            if waiting:
+                problem = f"task {self.only_task!r} needs {', '.join(waiting)} to be completed first"
+        if problem:
+            self.log.error("log", msg=problem, step="execute", task_name=self.only_task, status="error")
+            self.state.status = "error"
+            return None
+        if entry.get("status") == "blocked" and not self.dry_run:
+            tf.set_fields(entry, {"status": "pending", "blocked_reason": None})
+        return entry
+
     def execute_tasks(self, tf, archived_names: set[str]):
         from keystone_agents.loop.execute import ExecContext, execute_one, next_runnable, unblock_ready
 
@@ -305,7 +349,11 @@ class Run:
         log.info("stage_start", msg="Executing tasks", step="execute", stage_name="execute", max_tasks=self.max_tasks)
         unblock_ready(tf, archived_names, log)
         blocked_on_needs = 0
-        while ctx.counters.executed < self.max_tasks:
+        if self.only_task:
+            entry = self.pick_only_task(tf, archived_names)
+            if entry is not None:
+                tf = execute_one(ctx, tf, entry)
+        while ctx.counters.executed < self.max_tasks and not self.only_task:
             entry, blocked = next_runnable(tf, ctx.attempted, archived_names, log)
             blocked_on_needs += blocked
             if entry is None:
