@@ -109,6 +109,7 @@ class CodingSettings:
     review_model: str | None = None
     timeout_seconds: float = 600
     max_review_cycles: int = 2
+    workflows: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

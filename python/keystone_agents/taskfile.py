@@ -517,8 +517,8 @@ def _deletion(text: str, mapping: yaml.MappingNode, k_node: yaml.Node, v_node: y
     return (start, _line_end(text, _node_end(v_node)), "")
 
 
-def read_plain(path: Path) -> list[dict]:
-    """All mapping entries of a tasks file, unvalidated (for dedup against the archive)."""
+def read_plain(path: Path, key: str = "tasks") -> list[dict]:
+    """All mapping entries under `key` of a queue file, unvalidated (dedup against the archive, lookups)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -527,5 +527,5 @@ def read_plain(path: Path) -> list[dict]:
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError:
         return []
-    items = data.get("tasks") if isinstance(data, dict) else None
+    items = data.get(key) if isinstance(data, dict) else None
     return [plain(i) for i in items if isinstance(i, dict)] if isinstance(items, list) else []

@@ -46,6 +46,7 @@ def code_command(ctx, repo, task, branch, prefix, provider, model, max_review_cy
         forge=forge,
     )
     result = run_code(request, ctx.config, ctx.space, stream=sys.stderr)
+    write_task_result(result)
     if as_json:
         echo_json(result.as_dict())
     else:
@@ -59,3 +60,25 @@ def code_command(ctx, repo, task, branch, prefix, provider, model, max_review_cy
             click.echo("")
             click.echo(result.review["output"].rstrip())
     sys.exit(result.exit_code)
+
+
+def write_task_result(result) -> None:
+    """Inside the task loop (KEYSTONE_TASK_RESULT set), report the outcome the way an agent does: completed with
+    the pull request, or blocked with BLOCKED.md's text. Failures write nothing: the exit code says it."""
+    import json
+    import os
+
+    from keystone_agents.atomic import write_atomic
+
+    path = os.environ.get("KEYSTONE_TASK_RESULT")
+    if not path or result.outcome not in ("ready", "draft", "reviewed", "blocked"):
+        return
+    if result.outcome == "blocked":
+        report = {"status": "blocked", "message": "the coding subagent is blocked",
+                  "blocked_reason": (result.blocked_reason or "BLOCKED.md written")[:2000]}
+    else:
+        verdicts = ", ".join(result.verdicts) or "no review"
+        report = {"status": "completed", "message": f"pull request {result.outcome} ({verdicts})"}
+    report["pull_requests_created"] = [result.pr_url] if result.pr_url else []
+    report["issues_created"] = []
+    write_atomic(path, json.dumps(report))

@@ -24,6 +24,7 @@ from keystone_agents import history
 from keystone_agents.loop.runner import Counters
 from keystone_agents.loop.state import read_json, remove, write_json
 from keystone_agents.profiles import Runtime, resolve
+from keystone_agents.providers.coding import route as coding_route
 from keystone_agents.providers import ProviderError, ProviderResult, get
 from keystone_agents.providers.base import found_urls
 from keystone_agents.providers.process import RunOptions
@@ -243,7 +244,7 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
         ctx.tasks_lock.release()
     while True:
         try:
-            provider = get(current.provider, config)
+            provider = coding_route(entry.data, config, space) or get(current.provider, config)
             with open(log_path, "a", encoding="utf-8") as handle:
                 handle.write(f"[keystone-agent] task={name} provider={current.provider} "
                              f"profile={current.profile or 'none'} model={current.model or 'provider-default'} "
