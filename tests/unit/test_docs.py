@@ -22,3 +22,11 @@ def test_every_schema_field_is_documented():
         for definition in schema["$defs"].values():
             for field in definition.get("properties", {}):
                 assert f"| `{field}` |" in text, (name, field)
+
+
+def test_every_keystone_agent_command_is_documented():
+    from keystone_agents.cli.agent import COMMANDS
+
+    text = (REPO / "docs/cli.md").read_text()
+    missing = [name for name in COMMANDS if f"| `{name}" not in text]
+    assert missing == [], f"docs/cli.md lacks: {missing}"
