@@ -13,7 +13,6 @@ come in two kinds:
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from ruamel.yaml.tokens import CommentToken
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from keystone_agents.atomic import write_atomic
+from keystone_agents.plain import to_plain  # noqa: F401 - re-exported: callers use queuefile.to_plain
 from keystone_agents.problems import Problem, ValidationFailed
 from keystone_agents.schemas import load_schema, validator
 
@@ -51,25 +51,6 @@ PROJECTS = QueueKind(
 SCHEDULES = QueueKind("SCHEDULES.yaml", "schedules", "schedules", (("schedules", "schedule", "name"),))
 ISSUES = QueueKind("ISSUES.yaml", "issues", "issues", (("issues", "issue", "name"),))
 KINDS = {kind.schema: kind for kind in (TASKS, PROJECTS, SCHEDULES, ISSUES)}
-
-
-def to_plain(value: Any) -> Any:
-    """ruamel/pyyaml node values as plain JSON types (timestamps become ISO 8601 strings)."""
-    if isinstance(value, dict):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [to_plain(v) for v in value]
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    return value
 
 
 # ---------------------------------------------------------------- editing

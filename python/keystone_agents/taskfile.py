@@ -17,7 +17,6 @@ message. Problems name the file, the line and the field; invalid entries are iso
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import re
@@ -28,6 +27,7 @@ from typing import Any, Iterable, Iterator
 import yaml
 
 from keystone_agents.atomic import write_atomic
+from keystone_agents.plain import to_plain
 from keystone_agents.problems import Problem, ValidationFailed
 
 try:  # libyaml; the pure-Python loader is a slow but correct fallback
@@ -57,15 +57,7 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def plain(value: Any) -> Any:
-    """libyaml values as JSON types (timestamps as ISO 8601 strings, as the foundation's to_plain)."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    return value
+plain = to_plain  # libyaml values as JSON types (timestamps as ISO 8601 strings)
 
 
 # ---------------------------------------------------------------- scalar output
@@ -218,7 +210,6 @@ class TaskFile:
         raise ValidationFailed([Problem(str(self.path), line, fld, message)])
 
     def _parse(self, text: str) -> None:
-        file = str(self.path)
         if not text.strip():
             self.prefix, self.suffix = "", ""
             self._empty_fix = ("tasks:\n", "")
