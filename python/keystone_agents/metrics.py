@@ -47,17 +47,25 @@ def _number(value: float) -> str:
     return repr(value)
 
 
-def render(labels: Mapping[str, str], samples: Mapping[str, tuple[str, float]]) -> str:
-    label_text = ",".join(f'{key}="{_escape_label(value)}"' for key, value in labels.items())
+def _label_text(labels: Mapping[str, str]) -> str:
+    return ",".join(f'{key}="{_escape_label(value)}"' for key, value in labels.items())
+
+
+def render(labels: Mapping[str, str], samples: Mapping[str, tuple]) -> str:
+    """`samples`: {name: (help, value[, type])}; `value` is a number, or a list of (extra labels, number) for a
+    family with more label dimensions (a stage, a status). The type is `gauge` unless given (`counter`)."""
     lines = []
-    for name, (help_text, value) in samples.items():
+    for name, (help_text, value, *rest) in samples.items():
+        kind = rest[0] if rest else "gauge"
         lines.append(f"# HELP {name} {_escape_help(help_text)}")
-        lines.append(f"# TYPE {name} gauge")
-        lines.append(f"{name}{{{label_text}}} {_number(value)}")
+        lines.append(f"# TYPE {name} {kind}")
+        series = value if isinstance(value, (list, tuple)) else [({}, value)]
+        for extra, number in series:
+            lines.append(f"{name}{{{_label_text({**labels, **extra})}}} {_number(number)}")
     return "\n".join(lines) + "\n"
 
 
-def write_metrics(path: Path, labels: Mapping[str, str], samples: Mapping[str, tuple[str, float]]) -> None:
-    """Write `samples` ({metric name: (help, value)}) with `labels` to `path`, replacing it atomically."""
+def write_metrics(path: Path, labels: Mapping[str, str], samples: Mapping[str, tuple]) -> None:
+    """Write `samples` ({metric name: (help, value[, type])}, see `render`) with `labels` to `path`, replacing it atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, render(labels, samples))

@@ -118,5 +118,26 @@ in
     environment.etc = mkOption { type = types.attrsOf etcType; default = { }; };
     environment.systemPackages = mkOption { type = types.listOf types.package; default = [ ]; };
     system.activationScripts = mkOption { type = types.attrsOf activationType; default = { }; };
+    # services.prometheus / services.grafana (nixos/modules/services/monitoring/prometheus, grafana.nix)
+    services.prometheus.enable = mkOption { type = types.bool; default = false; };
+    services.prometheus.rules = mkOption { type = types.listOf types.str; default = [ ]; };
+    services.prometheus.exporters.node = {
+      enable = mkOption { type = types.bool; default = false; };
+      enabledCollectors = mkOption { type = types.listOf types.str; default = [ ]; };
+      extraFlags = mkOption { type = types.listOf types.str; default = [ ]; };
+    };
+    services.grafana.enable = mkOption { type = types.bool; default = false; };
+    services.grafana.provision.enable = mkOption { type = types.bool; default = false; };
+    services.grafana.provision.dashboards.settings.providers = mkOption {
+      type = types.listOf (types.submodule {
+        options = {
+          name = mkOption { type = types.str; default = "default"; };
+          type = mkOption { type = types.str; default = "file"; };
+          folder = mkOption { type = types.str; default = ""; };
+          options.path = mkOption { type = types.path; };
+        };
+      });
+      default = [ ];
+    };
   };
 }

@@ -10,5 +10,6 @@
     ./config.nix
     ./agentctl.nix
     ./tmpfiles.nix
+    ./observability.nix
   ];
 }

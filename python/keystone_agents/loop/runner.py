@@ -15,6 +15,7 @@ from keystone_agents import history
 from keystone_agents import pause as pausefile
 from keystone_agents.events import event_logger, hostname
 from keystone_agents.lock import FileLock, try_lock
+from keystone_agents.loop import observe
 from keystone_agents.loop.prefetch import PrefetchResult, build_sources, prefetch
 from keystone_agents.loop.rotate import rotate
 from keystone_agents.loop.settings import env_for_children, load_config_cached, load_projects
@@ -52,6 +53,9 @@ class RunState:
     archived: int = 0
     skipped_unchanged: bool = False
     problems: list[str] = field(default_factory=list)
+    # observability: each stage's outcome and duration in this run, and the queue's task counts after it
+    stages: dict[str, tuple[str, float]] = field(default_factory=dict)
+    queue: dict[str, int] | None = None
 
     def degrade(self) -> None:
         if self.status == "success":
@@ -133,12 +137,14 @@ class Run:
                 log.error("log", msg=f"invalid file: {problem}", step=self.step, status="error",
                           file=problem.file, line=problem.line or "", field=problem.field)
             self.state.status = "error"
+            self.state.stages.setdefault(self.step, ("error", 0.0))
         except Exception as exc:  # noqa: BLE001 - the run ends with status error, not a traceback only
             import traceback
 
             log.error("log", msg=f"run failed: {type(exc).__name__}: {exc}", step=self.step, status="error",
                       traceback=traceback.format_exc()[-2000:])
             self.state.status = "error"
+            self.state.stages.setdefault(self.step, ("error", 0.0))
         return self.finish()
 
     def stages(self) -> None:
@@ -169,6 +175,9 @@ class Run:
                 and time.time() < (quiescent.get("next_due") or float("inf"))
                 and not quiescent.get("problems")):
             self.state.skipped_unchanged = True
+            for stage in ("ingest", "prioritize", "execute"):
+                self.state.stages[stage] = ("skipped", 0.0)
+            self.state.queue = observe.cached_queue_counts(space.state_dir, tasks_sha)
             log.info("log", msg="Nothing changed since the last run (queue, projects, configuration, sources); "
                      "skipping ingest, prioritize and execute", step="check", status="skipped")
             return
@@ -223,13 +232,16 @@ class Run:
         log.info("stage_finish", msg="Prioritize " + ("rewrote TASKS.yaml" if wrote else "left TASKS.yaml unchanged"),
                  step="prioritize", stage_name="prioritize", status="ok", rules_applied=ruled, reordered=moved,
                  written=wrote, duration_seconds=round(time.monotonic() - t0, 3))
+        self.state.stages["prioritize"] = ("ok", time.monotonic() - t0)
 
         # execute
         self.step = "execute"
         tf = self.execute_tasks(tf, archived_names)
 
+        self.state.queue = observe.queue_counts(tf)
         if not self.dry_run:
             fingerprint["tasks"] = sha256_file(space.tasks_file)
+            observe.cache_queue_counts(space.state_dir, fingerprint["tasks"], self.state.queue)
             fingerprint["archive"] = sha256_file(space.tasks_archive_file)
             if has_runnable(tf, archived_names) or tf.problems:
                 remove(space.state_dir / "quiescent.json")
@@ -249,9 +261,11 @@ class Run:
         self.state.sources_failed = len(result.failed)
         if result.failed:
             self.state.degrade()
+        outcome = "ok" if not result.failed else "degraded"
         log.info("stage_finish", msg="Pre-fetch done", step="prefetch", stage_name="prefetch",
-                 status="ok" if not result.failed else "degraded", source_entries=len(result.fetched),
+                 status=outcome, source_entries=len(result.fetched),
                  sources_failed=len(result.failed), duration_seconds=round(time.monotonic() - t0, 3))
+        self.state.stages["prefetch"] = (outcome, time.monotonic() - t0)
         return result
 
     def ingest(self, tf, fetched: PrefetchResult, sources_hash, archive_entries, archived_refs, projects) -> None:
@@ -259,9 +273,11 @@ class Run:
         hash_file = space.state_dir / "ingest-inputs.sha256"
         if not fetched.fetched:
             log.info("log", msg="No source data to ingest, skipping", step="ingest", status="skipped")
+            self.state.stages["ingest"] = ("skipped", 0.0)
             return
         if read_text(hash_file) == sources_hash:
             log.info("log", msg="Inputs unchanged, skipping ingest", step="ingest", status="skipped")
+            self.state.stages["ingest"] = ("skipped", 0.0)
             return
         t0 = time.monotonic()
         log.info("stage_start", msg="Ingesting source items", step="ingest", stage_name="ingest")
@@ -303,6 +319,7 @@ class Run:
         log.info("stage_finish", msg=f"Ingest created {len(new)} task(s)", step="ingest", stage_name="ingest",
                  status="ok", tasks_created=len(new), items_seen=len(items), items_unusable=unusable,
                  items_not_actionable=len(not_actionable), duration_seconds=round(time.monotonic() - t0, 3))
+        self.state.stages["ingest"] = ("ok", time.monotonic() - t0)
 
     def add_adhoc_task(self, tf) -> str:
         """`loop --prompt TEXT`: the prompt becomes a task (so it is bookkept like any other) and runs now."""
@@ -370,6 +387,7 @@ class Run:
                  stage_name="execute", status="ok", tasks_executed=ctx.counters.executed,
                  tasks_completed=ctx.counters.completed, tasks_failed=ctx.counters.failed,
                  tasks_blocked=ctx.counters.blocked, duration_seconds=round(time.monotonic() - t0, 3))
+        self.state.stages["execute"] = ("degraded" if ctx.counters.failed else "ok", time.monotonic() - t0)
         return tf
 
     # ------------------------------------------------------------ the end
@@ -399,6 +417,7 @@ class Run:
             self.log.error("log", msg=f"cannot record run history: {exc}", step="finish", status="error")
         if state.status != "paused":
             self.write_metrics(exit_code, duration)
+        self.write_pause_metric(state.status == "paused")
         try:
             rotate(self.space.logs_dir, self.space.task_logs_dir, self.config.keep_run_logs,
                    self.config.keep_task_log_days, (self.space.state_dir / "results",))
@@ -435,9 +454,21 @@ class Run:
             prefix + "tokens_total": ("Model tokens used in the last run.", c.tokens),
             prefix + "cost_usd_total": ("Reported model cost in USD of the last run.", c.cost_usd),
         }
+        samples.update(observe.samples(self.space.state_dir, self.state, exit_code))  # issue 11's block
         try:
             write_metrics(metrics_path(directory, "task-loop", self.agent),
                           {"host": hostname(), "agent": self.agent, "unit": self.unit}, samples)
+        except OSError as exc:
+            self.log.error("log", msg=f"cannot write metrics to {directory}: {exc.strerror}", step="finish",
+                           status="error")
+
+    def write_pause_metric(self, paused: bool) -> None:
+        from keystone_agents.metrics import textfile_dir
+
+        directory = textfile_dir(self.config.textfile_dir, self.space.state_dir / "metrics")
+        try:
+            observe.write_pause_metric(directory, {"host": hostname(), "agent": self.agent, "unit": self.unit},
+                                       self.agent, paused)
         except OSError as exc:
             self.log.error("log", msg=f"cannot write metrics to {directory}: {exc.strerror}", step="finish",
                            status="error")

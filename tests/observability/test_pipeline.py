@@ -1,0 +1,190 @@
+"""The whole metrics pipeline with real components: `keystone-agent loop`, `schedule` and `sync` runs write
+.prom files → a real node_exporter's textfile collector → a real Prometheus scraping it. Every documented
+metric arrives; every Prometheus expression of the dashboard and of the alert rules evaluates and returns
+data; every alert of the (rendered) rules is loaded healthy and pending or firing for the agent that earns it."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from keystone_agents.observability import dashboard_path, render_rules
+from tests.conftest import installed_script
+from tests.observability.conftest import PIPELINE_RULE_PARAMETERS
+from tests.support import notes_sync as ns
+from tests.support.loop import make_home
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+FAILING, HEALTHY, WRITER = "ops-bot", "drago", "note-taker"  # names with dashes on purpose
+
+
+def loop_home(root: Path, agent: str, textfile_dir: Path, tasks: list[tuple[str, str]]):
+    lh = make_home(root / agent)
+    lh.config(agentName=agent, textfileDir=str(textfile_dir), maxTasks=10)
+    add_tasks(lh, tasks)
+    return lh
+
+
+def add_tasks(lh, tasks: list[tuple[str, str]]) -> None:
+    existing = lh.tasks.read_text() if lh.tasks.exists() else ""
+    entries = "".join(f'  - name: {name}\n    description: "{text}"\n    status: pending\n' for name, text in tasks)
+    if "tasks:" not in existing or "tasks: []" in existing:
+        lh.tasks.write_text("tasks:\n" + entries)
+    else:
+        lh.tasks.write_text(existing.rstrip("\n") + "\n" + entries)
+
+
+def documented_metrics() -> set[str]:
+    text = (REPO / "docs/observability.md").read_text()
+    return set(re.findall(r"^\| `(keystone_agent_[a-z_]+)`", text, re.M))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, textfile_dir, prometheus):
+    """Real runs of three agents writing into node_exporter's textfile directory."""
+    root = tmp_path_factory.mktemp("world")
+    failing = loop_home(root, FAILING, textfile_dir,
+                        [("crash", "fails [fake:exit=1]")] + [(f"stuck-{i}", "needs help [fake:report=blocked]") for i in range(6)])
+    healthy = loop_home(root, HEALTHY, textfile_dir, [("write-report", "write the report")])
+    for lh in (failing, healthy):
+        assert lh.loop().returncode in (0, 3)
+    # the scheduler of the healthy agent
+    sched = subprocess.run([installed_script("keystone-agent"), "schedule", "--home", str(healthy.home)],
+                           capture_output=True, text=True, env=healthy.env(), timeout=60)
+    assert sched.returncode == 0, sched.stderr
+    # a real notes-sync conflict: two clones edit the same line; the second one's sync keeps both sides
+    bare = ns.make_remote(root / "notes")
+    home_a = ns.make_home(root / "notes", "a", str(bare))
+    home_b = ns.make_home(root / "notes", "b", str(bare))
+    for home, directory in ((home_a, root / "notes-a-metrics"), (home_b, textfile_dir)):
+        cfg_file = home / ".config/keystone-agent/config.json"
+        cfg = json.loads(cfg_file.read_text())
+        cfg.update(agentName=WRITER, textfileDir=str(directory))
+        cfg_file.write_text(json.dumps(cfg))
+    sync = [installed_script("keystone-agent"), "sync", "--home"]
+    env = healthy.env()
+    for home in (home_a, home_b):
+        assert subprocess.run([*sync, str(home)], env=env, capture_output=True, timeout=60).returncode == 0
+    (home_a / "notes/TODO.md").write_text("A\n")
+    (home_b / "notes/TODO.md").write_text("B\n")
+    assert subprocess.run([*sync, str(home_a)], env=env, capture_output=True, timeout=60).returncode == 0
+    assert subprocess.run([*sync, str(home_b)], env=env, capture_output=True, timeout=60).returncode == 1
+
+    # counters must rise between scrapes for increase(): let Prometheus see the first values, run again
+    prometheus.wait_for('count(keystone_agent_task_loop_tokens_cumulative_total) >= 2')
+    add_tasks(healthy, [("write-more", "write another report")])
+    add_tasks(failing, [("crash-again", "fails [fake:exit=1]")])
+    for lh in (failing, healthy):
+        assert lh.loop().returncode in (0, 3)
+    rose = prometheus.wait_for(
+        'count(sum by (agent) (increase(keystone_agent_task_loop_tokens_cumulative_total[10m])) > 0) >= 2',
+        timeout=40)
+    assert rose, "the token counters did not rise between scrapes"
+    return {"failing": failing, "healthy": healthy}
+
+
+def test_every_documented_metric_arrives_with_host_agent_unit(world, prometheus):
+    documented = documented_metrics()
+    assert len(documented) >= 25, documented
+    scraped = set(prometheus.get("/api/v1/label/__name__/values"))
+    ours = {name for name in scraped if name.startswith("keystone_agent_")}
+    assert documented - ours == set(), "documented but not scraped"
+    assert ours - documented == set(), "scraped but not documented in docs/observability.md"
+    for name in sorted(ours):
+        for series in prometheus.query(name):
+            labels = series["metric"]
+            assert labels["host"] and labels["agent"] in (FAILING, HEALTHY, WRITER), labels
+            assert labels["unit"].startswith(f"agent-{labels['agent']}-"), labels
+
+
+def test_values_reflect_what_the_runs_did(world, prometheus):
+    def value(expr: str) -> float:
+        [series] = prometheus.query(expr)
+        return float(series["value"][1])
+
+    assert value(f'keystone_agent_task_loop_last_exit_code{{agent="{FAILING}"}}') == 3
+    assert value(f'keystone_agent_task_loop_last_exit_code{{agent="{HEALTHY}"}}') == 0
+    assert value(f'keystone_agent_task_loop_last_success_timestamp_seconds{{agent="{FAILING}"}}') == 0
+    assert value(f'keystone_agent_task_loop_queue_tasks{{agent="{FAILING}",status="blocked"}}') == 6
+    assert value(f'keystone_agent_task_loop_queue_tasks{{agent="{HEALTHY}",status="completed"}}') == 2
+    assert value(f'keystone_agent_task_loop_runs_cumulative_total{{agent="{HEALTHY}",status="success"}}') == 2
+    assert value(f'keystone_agent_task_loop_runs_cumulative_total{{agent="{FAILING}",status="degraded"}}') == 2
+    assert value(f'keystone_agent_task_loop_tasks_completed_cumulative_total{{agent="{HEALTHY}"}}') == 2
+    assert value(f'keystone_agent_task_loop_stage_outcome{{agent="{FAILING}",stage="execute",outcome="degraded"}}') == 1
+    assert value(f'keystone_agent_task_loop_stage_outcome{{agent="{HEALTHY}",stage="ingest",outcome="skipped"}}') == 1
+    assert value(f'keystone_agent_notes_sync_conflict_pending{{agent="{WRITER}"}}') == 1
+    assert value(f'keystone_agent_scheduler_last_exit_code{{agent="{HEALTHY}"}}') == 0
+    assert value(f'keystone_agent_task_loop_tokens_cumulative_total{{agent="{HEALTHY}"}}') > \
+        value(f'keystone_agent_task_loop_tokens_total{{agent="{HEALTHY}"}}') > 0
+
+
+def substitute(expr: str) -> str:
+    """Grafana's variables, as Grafana would fill them for "All" and a 1 h range."""
+    for name, value in (("$__rate_interval", "1m"), ("$__interval", "1m"), ("$__range", "1h"),
+                        ("$host", ".+"), ("$agent", f"{FAILING}|{HEALTHY}|{WRITER}")):
+        expr = expr.replace(name, value)
+    assert "$" not in expr, expr
+    return expr
+
+
+def dashboard_prometheus_exprs() -> list[tuple[str, str]]:
+    dashboard = json.loads(dashboard_path().read_text())
+    found = [(p["title"], t["expr"]) for p in dashboard["panels"] if p.get("datasource", {}).get("type") == "prometheus"
+             for t in p.get("targets", [])]
+    found += [(v["name"], v["query"]["query"]) for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    return found
+
+
+def test_every_dashboard_expression_returns_data(world, prometheus):
+    exprs = dashboard_prometheus_exprs()
+    assert len(exprs) >= 30
+    for title, expr in exprs:
+        if expr.startswith("label_values("):  # a Grafana function: the series it reads must exist
+            match = re.fullmatch(r"label_values\((.+), (\w+)\)", expr)
+            series = prometheus.query(substitute(match.group(1)))
+            assert {s["metric"][match.group(2)] for s in series}, title
+            continue
+        result = prometheus.query(substitute(expr))
+        assert result, f"panel {title!r}: no data for {substitute(expr)}"
+
+
+def rule_exprs() -> list[tuple[str, str]]:
+    import yaml
+
+    doc = yaml.safe_load(render_rules(**PIPELINE_RULE_PARAMETERS))
+    return [(r["alert"], r["expr"]) for g in doc["groups"] for r in g["rules"]]
+
+
+def test_every_rule_expression_returns_data_and_each_alert_is_active(world, prometheus):
+    rules = rule_exprs()
+    assert {name for name, _ in rules} == {"KeystoneAgentStalled", "KeystoneAgentTaskLoopFailing",
+                                           "KeystoneAgentBlockedSurge", "KeystoneAgentNotesSyncConflict",
+                                           "KeystoneAgentTokenSpend"}
+    for name, expr in rules:
+        assert prometheus.query(expr), f"{name}: no data for {expr}"
+    expected = {"KeystoneAgentStalled": FAILING, "KeystoneAgentTaskLoopFailing": FAILING,
+                "KeystoneAgentBlockedSurge": FAILING, "KeystoneAgentNotesSyncConflict": WRITER,
+                "KeystoneAgentTokenSpend": None}
+    groups = prometheus.wait_for("vector(1)") and None
+    for _ in range(40):
+        groups = prometheus.get("/api/v1/rules")["groups"]
+        active = {r["name"]: r for g in groups for r in g["rules"] if r.get("alerts")}
+        if set(active) >= set(expected):
+            break
+        import time
+
+        time.sleep(0.5)
+    rules_loaded = [r for g in groups for r in g["rules"]]
+    assert len(rules_loaded) == 5 and all(r["health"] == "ok" for r in rules_loaded), rules_loaded
+    for name, agent in expected.items():
+        alerts = active[name]["alerts"]
+        agents = {a["labels"]["agent"] for a in alerts}
+        if agent is None:
+            assert agents == {FAILING, HEALTHY}, (name, alerts)
+        else:
+            assert agents == {agent}, (name, alerts)
