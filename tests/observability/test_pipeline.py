@@ -170,11 +170,18 @@ def test_every_rule_expression_returns_data_and_each_alert_is_active(world, prom
     expected = {"KeystoneAgentStalled": FAILING, "KeystoneAgentTaskLoopFailing": FAILING,
                 "KeystoneAgentBlockedSurge": FAILING, "KeystoneAgentNotesSyncConflict": WRITER,
                 "KeystoneAgentTokenSpend": None}
+    def firing_agents(rule) -> set:
+        return {a["labels"]["agent"] for a in rule.get("alerts") or []}
+
+    def settled(active) -> bool:  # each rule is evaluated on its own tick: wait for every expected series
+        return all(name in active and firing_agents(active[name]) >= ({FAILING, HEALTHY} if agent is None else {agent})
+                   for name, agent in expected.items())
+
     groups = prometheus.wait_for("vector(1)") and None
-    for _ in range(40):
+    for _ in range(60):
         groups = prometheus.get("/api/v1/rules")["groups"]
         active = {r["name"]: r for g in groups for r in g["rules"] if r.get("alerts")}
-        if set(active) >= set(expected):
+        if settled(active):
             break
         import time
 
