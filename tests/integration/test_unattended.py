@@ -243,3 +243,30 @@ def test_a_failed_delivery_shows_apart_from_the_completed_status(lh):
     as_json = json.loads(lh.agent("runs", "--json").stdout)
     [ex] = as_json[0]["executions"]
     assert ex["delivery_failed"] is True and ex["deliveries"][0]["error"] == "550 mailbox unavailable"
+
+
+def test_a_gap_between_scheduler_runs_raises_its_missed_run_count(run_agent, agent_home, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    config = agent_home / ".config/keystone-agent/config.json"
+    data = json.loads(config.read_text())
+    data.update(textfileDir=str(tmp_path / "prom"), scheduler={"expectedIntervalSeconds": 86400})
+    config.write_text(json.dumps(data))
+
+    def metrics() -> dict:
+        text = (tmp_path / "prom/keystone-agent-scheduler-demo.prom").read_text()
+        return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+    first = run_agent("schedule", "--home", str(agent_home))
+    assert first.exit_code == 0, first.output
+    assert metrics()["keystone_agent_scheduler_missed_runs_total"] == 0
+    assert metrics()["keystone_agent_scheduler_expected_interval_seconds"] == 86400
+    past = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    conn = sqlite3.connect(agent_home / ".local/state/agent-task-loop/state/history.sqlite3")
+    with conn:
+        conn.execute("UPDATE runs SET started_at = ?, finished_at = ?", (past, past))
+    conn.close()
+    second = run_agent("schedule", "--home", str(agent_home))
+    overdue = [e for e in events(second.stderr, "run_overdue")]
+    assert len(overdue) == 1 and overdue[0]["missed_runs"] == "2"
+    assert metrics()["keystone_agent_scheduler_missed_runs_total"] == 2

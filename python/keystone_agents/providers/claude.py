@@ -70,6 +70,7 @@ class ClaudeProvider(Provider):
         data = last_json_object(stdout)
         if data is None:
             super().parse(stdout, stderr, result)
+            result.evidence = False  # --output-format json promised a result object: text proves nothing
             return
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         inputs = [usage.get(k) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")]
