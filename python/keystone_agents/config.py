@@ -113,8 +113,21 @@ class CodingSettings:
 
 
 @dataclass(frozen=True)
+class Budgets:
+    """Spend ceilings checked before each provider invocation (None: no ceiling)."""
+
+    task_tokens: int | None = None
+    task_cost_usd: float | None = None
+    daily_tokens: int | None = None
+    daily_cost_usd: float | None = None
+    monthly_tokens: int | None = None
+    monthly_cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
 class SchedulerSettings:
     horizon_days: float = 7
+    expected_interval_seconds: float | None = None
     wake_command: list[str] | None = None
     max_catch_up: int = 100
 
@@ -165,6 +178,9 @@ class Config:
     max_attempts: int = 3
     task_timeout_seconds: float = 1800
     stall_timeout_seconds: float = 600
+    max_turns: int | None = None
+    budgets: Budgets = field(default_factory=Budgets)
+    expected_interval_seconds: float | None = None
     archive_after_days: float = 30
     keep_run_logs: int = 20
     keep_task_log_days: float = 14

@@ -67,6 +67,15 @@ MIGRATIONS: list[str] = [
         updated_at TEXT
     )
     """,
+    # 3: why an execution failed (stalled, no-evidence, max-turns, budget), the turns it reported, and what it
+    # had to deliver (kept apart from its status: a completed task whose email reply bounced is not fine)
+    """
+    ALTER TABLE task_executions ADD COLUMN reason TEXT;
+    ALTER TABLE task_executions ADD COLUMN turns INTEGER;
+    ALTER TABLE task_executions ADD COLUMN deliveries TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE task_executions ADD COLUMN delivery_failed INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX task_executions_started ON task_executions (started_at)
+    """,
 ]
 
 
@@ -131,16 +140,17 @@ def recent_runs(path: Path, kind: str | None = None, limit: int = 20) -> list[di
 EXECUTION_COLUMNS = (
     "run_id", "task", "source_ref", "attempt", "provider", "model", "profile", "fallback_used", "outcome",
     "exit_code", "started_at", "finished_at", "duration_seconds", "input_tokens", "output_tokens", "total_tokens",
-    "cost_usd", "pull_requests", "issues", "log_path", "message",
+    "cost_usd", "pull_requests", "issues", "log_path", "message", "reason", "turns", "deliveries", "delivery_failed",
 )
 
 
 def record_execution(conn: sqlite3.Connection, row: dict[str, Any]) -> None:
     """One provider invocation of one task (lists are stored as JSON)."""
     values = {k: row.get(k) for k in EXECUTION_COLUMNS}
-    for key in ("pull_requests", "issues"):
+    for key in ("pull_requests", "issues", "deliveries"):
         values[key] = json.dumps(list(values[key] or []))
     values["fallback_used"] = 1 if values["fallback_used"] else 0
+    values["delivery_failed"] = 1 if values["delivery_failed"] else 0
     values["attempt"] = values["attempt"] or 1
     columns = ", ".join(values)
     conn.execute(
@@ -165,9 +175,10 @@ def executions(path: Path, task: str | None = None, run_id: str | None = None, l
     result = []
     for row in rows:
         item = dict(row)
-        for key in ("pull_requests", "issues"):
+        for key in ("pull_requests", "issues", "deliveries"):
             item[key] = json.loads(item[key] or "[]")
         item["fallback_used"] = bool(item["fallback_used"])
+        item["delivery_failed"] = bool(item["delivery_failed"])
         result.append(item)
     return result
 
@@ -189,3 +200,26 @@ def add_failure(conn: sqlite3.Connection, task: str, reason: str, now: str) -> i
 
 def reset_failures(conn: sqlite3.Connection, task: str) -> None:
     conn.execute("DELETE FROM task_attempts WHERE task = ?", (task,))
+
+
+def spend(conn: sqlite3.Connection, since: str | None = None, task: str | None = None) -> tuple[int, float]:
+    """(tokens, reported dollars) of the task executions started at or after `since` (ISO 8601 UTC, the
+    format the rows use), of one task or all."""
+    where, args = [], []
+    if since:
+        where.append("started_at >= ?")
+        args.append(since)
+    if task:
+        where.append("task = ?")
+        args.append(task)
+    query = "SELECT COALESCE(SUM(total_tokens), 0), COALESCE(SUM(cost_usd), 0.0) FROM task_executions"
+    row = conn.execute(query + (" WHERE " + " AND ".join(where) if where else ""), args).fetchone()
+    return int(row[0]), float(row[1])
+
+
+def previous_run(conn: sqlite3.Connection, kind: str, exclude_run_id: str | None = None) -> dict[str, Any] | None:
+    """The newest recorded run of `kind` (other than `exclude_run_id`): run_id, started_at, finished_at, trigger_at."""
+    row = conn.execute(
+        "SELECT run_id, started_at, finished_at, trigger_at FROM runs WHERE kind = ? AND run_id != ? "
+        "ORDER BY started_at DESC, id DESC LIMIT 1", (kind, exclude_run_id or "")).fetchone()
+    return dict(row) if row else None

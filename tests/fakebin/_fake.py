@@ -9,6 +9,14 @@ written in the prompt (so one loop run can hold tasks that behave differently):
   [fake:report=completed]   write {"status": "completed", ...} to $KEYSTONE_TASK_RESULT
   [fake:report=blocked]     write {"status": "blocked", "blocked_reason": "needs a human", ...}
   [fake:pr=URL]             mention URL in the answer (as a created pull request)
+  [fake:hang]               print nothing and sleep for an hour (a hung CLI)
+  [fake:read-stdin]         read stdin to EOF before answering (blocks forever on an open stdin)
+  [fake:empty]              exit 0 printing nothing at all
+  [fake:transcript=N]       for N seconds print nothing but append to the CLI's transcript file
+  [fake:turns=N]            report N agentic turns (claude's num_turns), whatever --max-turns said
+  [fake:cost=X]             report a cost of X dollars (claude's total_cost_usd)
+  [fake:output-tokens=N]    report N output tokens
+  [fake:delivery-failed=K]  the report lists a failed delivery of kind K (and a successful pull request)
 A triage prompt ("You triage incoming items...") is answered with the triage JSON, unless the item holds
 [fake:not-actionable] (actionable: false) or [fake:bad-triage] (an answer that is not JSON).
 Models named in $FAKE_BAD_MODELS (comma-separated) fail with the CLI's model-not-found error.
@@ -56,6 +64,21 @@ def bad_model(model):
 def behave(tool, prompt):
     """Sleep / ignore SIGTERM / write the report as the prompt asks; returns (exit code, answer text)."""
     d = directives(prompt)
+    if "read-stdin" in d:
+        record(tool, [], event="reading-stdin")
+        sys.stdin.read()
+        record(tool, [], event="stdin-eof")
+    if "hang" in d:
+        record(tool, [], event="hanging")
+        time.sleep(3600)
+    if "transcript" in d:
+        end = time.time() + float(d["transcript"])
+        path = transcript_path(tool)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        while time.time() < end:
+            with open(path, "a") as handle:
+                handle.write(json.dumps({"type": "assistant", "time": time.time()}) + "\n")
+            time.sleep(0.2)
     if "ignore-term" in d:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         record(tool, [], event="ignoring-sigterm")
@@ -75,11 +98,18 @@ def behave(tool, prompt):
                                  "project": "main"})
     if "pr" in d:
         answer += f"\nCreated pull request {d['pr']}"
+    if "empty" in d:
+        answer = ""
     report = d.get("report")
     if report and os.environ.get("KEYSTONE_TASK_RESULT"):
         body = {"status": report, "message": f"agent says {report}", "pull_requests_created": [], "issues_created": []}
         if report == "blocked":
             body["blocked_reason"] = "needs a human"
+        if "delivery-failed" in d:
+            body["deliveries"] = [
+                {"kind": d["delivery-failed"], "target": "alice@example.com", "ok": False, "error": "550 mailbox unavailable"},
+                {"kind": "pull_request", "target": "https://forge.example/o/r/pulls/7", "ok": True},
+            ]
         with open(os.environ["KEYSTONE_TASK_RESULT"], "w") as handle:
             json.dump(body, handle)
     code = int(d.get("exit", 0) or 0)
@@ -89,3 +119,14 @@ def behave(tool, prompt):
 def finish(tool, code):
     record(tool, [], event="finished", exit_code=code)
     sys.exit(code)
+
+
+def transcript_path(tool):
+    """Where the real CLI keeps the session transcript it appends to while it works."""
+    home = os.environ.get("HOME", "/nonexistent")
+    if tool == "claude":
+        return os.path.join(home, ".claude", "projects", re.sub(r"[^A-Za-z0-9]", "-", os.getcwd()),
+                            f"session-{os.getpid()}.jsonl")
+    if tool == "codex":
+        return os.path.join(home, ".codex", "sessions", time.strftime("%Y/%m/%d"), f"rollout-{os.getpid()}.jsonl")
+    return os.path.join(home, f".{tool}-transcript-{os.getpid()}.jsonl")

@@ -122,9 +122,9 @@ def test_per_task_overrides_reach_the_argv(lh):
     assert by_task["on-gemini"]["tool"] == "gemini"
     assert by_task["on-gemini"]["argv"] == [
         "--prompt", "Execute this task.\n\nTask: on-gemini\nDescription: Summarize the notes", "--yolo",
-        "-m", "gemini-2.5-flash"]
+        "--output-format", "json", "-m", "gemini-2.5-flash"]
     assert by_task["on-codex"]["argv"] == [
-        "exec", "--full-auto", "-m", "gpt-5-codex", "Execute this task.\n\nTask: on-codex\nDescription: Refactor the parser"]
+        "exec", "--json", "--full-auto", "-m", "gpt-5-codex", "Execute this task.\n\nTask: on-codex\nDescription: Refactor the parser"]
     assert by_task["fast-profile"]["argv"] == [
         "--print", "--output-format", "json", "--dangerously-skip-permissions", "--model", "haiku",
         "--fallback-model", "sonnet", "--effort", "low",

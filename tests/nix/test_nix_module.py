@@ -214,7 +214,7 @@ def test_custom_profiles_and_stage_settings(evaluate):
     }
     assert config["sources"] == [{"name": "ci", "command": ["ci-report", "--json"], "timeout": 30, "project": "infra"}]
     assert (config["maxTasks"], config["maxAttempts"], config["taskTimeoutSeconds"]) == (2, 4, 600)
-    assert config["environment"] == {"TZ": "Europe/Berlin"} and config["scheduler"] == {"horizonDays": 3}
+    assert config["environment"] == {"TZ": "Europe/Berlin"} and config["scheduler"] == {"horizonDays": 3, "expectedIntervalSeconds": 86400}
     assert config["mcpServers"] == {"deepwork": {"command": "deepwork", "args": ["serve"], "env": {}}}
 
     # the runtime resolves the seed's example the way the seed says

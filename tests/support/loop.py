@@ -45,7 +45,10 @@ class LoopHome:
     def config(self, **values) -> None:
         base = {"agentName": "demo", "killGraceSeconds": 0.5, "defaults": {"provider": "claude"},
                 "textfileDir": str(self.prom_dir)}
+        # providers get a clean environment: what the stand-in CLIs need reaches them through the config
+        environment = {"FAKE_BIN_LOG": str(self.fake_log), **values.pop("environment", {})}
         base.update(values)
+        base["environment"] = environment
         path = self.home / ".config/keystone-agent/config.json"
         path.write_text(json.dumps(base, indent=2))
 
@@ -73,11 +76,23 @@ class LoopHome:
         env.update(extra)
         return env
 
+    def _pass_to_providers(self, env: dict) -> None:
+        """FAKE_* variables for the stand-in CLIs go into the config's `environment` (providers see no other)."""
+        fakes = {k: v for k, v in env.items() if k.startswith("FAKE_")}
+        if not fakes:
+            return
+        path = self.home / ".config/keystone-agent/config.json"
+        data = json.loads(path.read_text())
+        data["environment"] = {**data.get("environment", {}), **fakes}
+        path.write_text(json.dumps(data, indent=2))
+
     def loop(self, *args: str, timeout: float = 120, **env) -> subprocess.CompletedProcess:
+        self._pass_to_providers(env)
         return subprocess.run([installed_script("keystone-agent"), "loop", "--home", str(self.home), *args],
                               capture_output=True, text=True, env=self.env(**env), timeout=timeout)
 
     def popen(self, *args: str, **env) -> subprocess.Popen:
+        self._pass_to_providers(env)
         return subprocess.Popen([installed_script("keystone-agent"), "loop", "--home", str(self.home), *args],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env(**env))
 

@@ -37,6 +37,12 @@ let
       notesDir = a.notes.path;
       inherit (a.notes.taskLoop) maxTasks maxAttempts;
       taskTimeoutSeconds = a.notes.taskLoop.timeout;
+      stallTimeoutSeconds = a.notes.taskLoop.stallTimeout;
+      maxTurns = a.notes.taskLoop.maxTurns;
+      budgets = a.notes.taskLoop.budgets;
+      expectedIntervalSeconds =
+        if a.notes.taskLoop.expectedInterval != null then a.notes.taskLoop.expectedInterval
+        else L.calendarInterval a.notes.taskLoop.onCalendar;
       defaults = stage a.notes.taskLoop.defaults;
       ingest = stage a.notes.taskLoop.ingest;
       prioritize = stage a.notes.taskLoop.prioritize;
@@ -68,7 +74,10 @@ let
           inherit (a.forgejo) url tokenFile;
           username = if a.forgejo.username != null then a.forgejo.username else name;
         };
-      scheduler = { inherit (a.notes.scheduler) horizonDays; };
+      scheduler = {
+        inherit (a.notes.scheduler) horizonDays;
+        expectedIntervalSeconds = L.calendarInterval a.notes.scheduler.onCalendar;
+      };
       environment = a.notes.taskLoop.environment;
       mcpServers = mcpServers name;
     };

@@ -24,11 +24,29 @@ let
     else if explicit name != null then explicit name
     else base + indexOf name peers;
 
+  # Seconds between two elapses of a systemd OnCalendar expression, for the simple forms agents use; null when
+  # the expression is not a fixed interval (the runtime then does not count missed runs).
+  calendarInterval = spec:
+    let
+      m = re: builtins.match re spec;
+      day = "(\\*-\\*-\\* )?";
+      num = s: lib.toInt (if builtins.match "0+" s != null then "0" else lib.removePrefix "0" s);
+      named = { minutely = 60; hourly = 3600; daily = 86400; weekly = 604800; };
+      everyMinutes = m (day + "\\*:0?0/([0-9]+)(:00)?");
+      everySeconds = m (day + "\\*:\\*:0?0/([0-9]+)");
+    in
+    if named ? ${spec} then named.${spec}
+    else if everyMinutes != null then 60 * num (elemAt everyMinutes 1)
+    else if everySeconds != null then num (elemAt everySeconds 1)
+    else if m (day + "\\*:[0-9]{1,2}(:[0-9]{2})?") != null then 3600
+    else if m (day + "[0-9]{1,2}:[0-9]{2}(:[0-9]{2})?") != null then 86400
+    else null;
+
   desktopOn = name: cfg.${name}.desktop.enable;
   chromeOn = name: cfg.${name}.desktop.enable && cfg.${name}.chrome.enable;
 in
 rec {
-  inherit cfg names hostOf isLocal indexOf;
+  inherit cfg names hostOf isLocal indexOf calendarInterval;
 
   localAgents = filterAttrs (name: _: isLocal name) cfg;
   localNames = builtins.filter isLocal names;

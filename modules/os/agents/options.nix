@@ -271,6 +271,27 @@ let
             default = 1800;
             description = "Seconds one task execution may take. The loop unit's TimeoutStartSec is maxTasks × timeout + 900.";
           };
+          stallTimeout = mkOption {
+            type = types.ints.positive;
+            default = 600;
+            description = "Stall watchdog: seconds without output (stdout, stderr, the CLI's transcript) before a task is killed (outcome timeout, reason stalled).";
+          };
+          maxTurns = mkOption {
+            type = types.nullOr types.ints.positive;
+            default = null;
+            description = "Agentic turns per task execution (claude --max-turns); a run reporting more is flagged, not completed. null: no limit.";
+          };
+          budgets = mkOption {
+            type = types.attrsOf (types.nullOr types.number);
+            default = { };
+            example = literalExpression "{ dailyCostUsd = 20; monthlyTokens = 50000000; taskTokens = 2000000; }";
+            description = "Spend ceilings checked before every provider call (keys taskTokens, taskCostUsd, dailyTokens, dailyCostUsd, monthlyTokens, monthlyCostUsd; UTC days and months). A task that would start over one stays pending.";
+          };
+          expectedInterval = mkOption {
+            type = types.nullOr types.ints.positive;
+            default = null;
+            description = "Seconds between two runs of the task loop's timer, for missed-run detection. null: derived from onCalendar where it is a simple interval (*:0/N, hourly, daily, a fixed daily time, ...).";
+          };
           defaults = mkOption {
             type = stageType;
             default = { };

@@ -5,9 +5,14 @@
   back to pending once its needs complete. A need on a pending/in-progress task just waits.
 * Before the provider starts, the task is saved `in_progress` with `started_at`, and state/running.json
   records the run and the provider's process group (so a later run can recover and clean up).
-* Outcome: the agent's report in $KEYSTONE_TASK_RESULT wins; else exit 0 → completed; a model error →
-  one retry with the fallback model; failure or timeout → pending with the failure counted, blocked after
-  maxAttempts. Status `error` is never written.
+* Budgets are checked before every invocation (loop/budget.py): a task that would start over one is not
+  started (outcome token_budget, it stays pending); an agent-wide ceiling also ends the execute stage.
+* The provider runs with stdin closed, a clean environment, and a stall watchdog next to the wall clock.
+* Outcome: more turns than `maxTurns` → failed (max-turns); the agent's report in $KEYSTONE_TASK_RESULT
+  wins; else exit 0 WITH evidence (providers' `parse`) → completed, exit 0 without → failed (no-evidence);
+  a model error → one retry with the fallback model; failure or timeout → pending with the failure counted,
+  blocked after maxAttempts. Status `error` is never written. Deliveries the report lists are recorded
+  apart from the status.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from keystone_agents.timeutil import iso_z
 NEEDS_MARK = "waiting on needs: "
 RESULT_ENV = "KEYSTONE_TASK_RESULT"
 REPORT_STATUSES = ("completed", "blocked")
+DELIVERY_KINDS = ("email", "pull_request", "issue", "comment", "message")
 
 
 @dataclass
@@ -49,6 +55,7 @@ class ExecContext:
     counters: Counters = field(default_factory=Counters)
     attempted: set[str] = field(default_factory=set)
     tasks_lock: Any = None  # lock.FileLock of TASKS.yaml, let go while a provider runs
+    budget_stop: Any = None  # the agent-wide budget Refusal that ended the execute stage
 
 
 # ---------------------------------------------------------------- needs
@@ -185,10 +192,68 @@ def read_report(path: Path, log, task: str) -> dict | None:
         for key in ("pull_requests_created", "issues_created"):
             if key in data and not (isinstance(data[key], list) and all(isinstance(u, str) for u in data[key])):
                 problems.append(f"{key} must be a list of strings")
+        problems += delivery_problems(data.get("deliveries", []))
     if problems:
         log.warning("log", msg="ignored invalid task report: " + "; ".join(problems), step="execute", task_name=task)
         return None
     return data
+
+
+def delivery_problems(deliveries) -> list[str]:
+    """`deliveries`: [{"kind": "email"|"pull_request"|…, "target": str, "ok": bool, "error"?: str}]."""
+    if not isinstance(deliveries, list):
+        return ["deliveries must be a list"]
+    problems = []
+    for number, item in enumerate(deliveries):
+        where = f"deliveries[{number}]"
+        if not isinstance(item, dict):
+            problems.append(f"{where} must be an object")
+            continue
+        if item.get("kind") not in DELIVERY_KINDS:
+            problems.append(f"{where}.kind must be one of {', '.join(DELIVERY_KINDS)}")
+        if not isinstance(item.get("target"), str):
+            problems.append(f"{where}.target must be a string")
+        if not isinstance(item.get("ok"), bool):
+            problems.append(f"{where}.ok must be true or false")
+        if "error" in item and not isinstance(item["error"], (str, type(None))):
+            problems.append(f"{where}.error must be a string")
+    return problems
+
+
+def _deliveries(report: dict | None) -> list[dict]:
+    if not report:
+        return []
+    return [{k: d[k] for k in ("kind", "target", "ok", "error") if k in d} for d in report.get("deliveries") or []]
+
+
+# ---------------------------------------------------------------- budgets
+
+
+def refuse_over_budget(ctx: ExecContext, entry: Entry, runtime: Runtime, fields: dict) -> bool:
+    """Whether a budget forbids starting `entry` now; if so, say why (event, history row, counters)."""
+    from keystone_agents.loop import budget
+
+    if not budget.configured(ctx.config.budgets):
+        return False
+    refusal = budget.check(ctx.conn, ctx.config.budgets, entry.name)
+    if refusal is None:
+        return False
+    message = refusal.describe() + ("; no more tasks this run" if refusal.agent_wide else "; the task stays pending")
+    ctx.counters.budget_refused += 1
+    if refusal.agent_wide:
+        ctx.budget_stop = refusal
+    now = iso_z()
+    history.record_execution(ctx.conn, {
+        "run_id": ctx.run_id, "task": entry.name, "source_ref": entry.get("source_ref"),
+        "provider": runtime.provider, "model": runtime.model, "profile": runtime.profile,
+        "outcome": "token_budget", "reason": refusal.reason, "started_at": now, "finished_at": now,
+        "duration_seconds": 0.0, "message": message,
+    })
+    ctx.log.warning("budget_exceeded", msg=f"task {entry.name} not started: {message}", status="pending",
+                    outcome="token_budget", reason=refusal.reason, budget_scope=refusal.scope,
+                    budget_unit=refusal.unit, budget_used=round(refusal.used, 6), budget_limit=refusal.limit,
+                    **fields)
+    return True
 
 
 # ---------------------------------------------------------------- one task
@@ -216,10 +281,12 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
                   source=entry.get("source") or "", source_ref=entry.get("source_ref") or "",
                   provider=runtime.provider, profile=runtime.profile or "", model=runtime.model or "",
                   task_log_path=str(log_path))
-    log.info("task_start", msg=f"Starting task {name}", status="started", **fields)
-
     if ctx.dry_run:
+        log.info("task_start", msg=f"Starting task {name}", status="started", **fields)
         return _dry_run(ctx, tf, entry, runtime, prompt, log_path, fields)
+    if refuse_over_budget(ctx, entry, runtime, fields):
+        return tf
+    log.info("task_start", msg=f"Starting task {name}", status="started", **fields)
 
     started_at = iso_z()
     tf.set_fields(entry, {"status": "in_progress", "started_at": started_at})
@@ -251,7 +318,7 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
                              f"fallback={current.fallback_model or 'none'} effort={current.effort or 'none'}\n")
             result = provider.run(prompt, current, RunOptions(
                 log_path=log_path, timeout=config.task_timeout_seconds, kill_grace=config.kill_grace_seconds,
-                env=env, cwd=space.home, on_spawn=on_spawn))
+                env=env, cwd=space.home, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds))
             attempts.append((current, result, ""))
         except ProviderError as exc:
             with open(log_path, "a", encoding="utf-8") as handle:
@@ -260,6 +327,12 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
             break
         fallback = current.fallback_model
         if result.model_error and fallback and fallback != current.model and len(attempts) == 1:
+            from keystone_agents.loop import budget
+
+            if budget.configured(config.budgets) and budget.check(ctx.conn, config.budgets, name) is not None:
+                log.warning("log", msg=f"model error; no retry with {fallback}: a budget is used up",
+                            step="execute", task_name=name)
+                break
             log.warning("log", msg=f"model error with {current.model or 'default model'}; retrying with {fallback}",
                         step="execute", task_name=name, model=current.model or "", fallback_model=fallback)
             _record(ctx, name, entry, current, result, "model_error", started_at, log_path, attempt=1)
@@ -273,7 +346,9 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     report = read_report(report_path, log, name)
     remove(report_path)
     now = iso_z()
-    outcome, updates, message = _decide(ctx, name, result, error, report, now)
+    outcome, updates, message, reason = _decide(ctx, name, result, error, report, now)
+    deliveries = _deliveries(report)
+    failed_deliveries = [d for d in deliveries if not d["ok"]]
     # The agent may have edited TASKS.yaml meanwhile: apply our change to what is on disk now.
     if tf.on_disk_changed():
         tf = TaskFile.load(tf.path)
@@ -291,7 +366,12 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
         issues = sorted(set(issues) | set(report.get("issues_created") or []))
     _record(ctx, name, entry, final_runtime, result, outcome, started_at, log_path,
             attempt=len(attempts), fallback_used=len(attempts) > 1, message=message,
-            pull_requests=pull_requests, issues=issues)
+            pull_requests=pull_requests, issues=issues, reason=reason, deliveries=deliveries)
+    for delivery in failed_deliveries:
+        log.warning("delivery_failed", msg=f"task {name}: {delivery['kind']} to {delivery['target']} was not "
+                    f"delivered: {delivery.get('error') or 'no reason given'}"[:500], step="execute", task_name=name,
+                    status=updates["status"], delivery_kind=delivery["kind"], delivery_target=delivery["target"],
+                    error=(delivery.get("error") or "")[:300])
     usage = result.usage if result else None
     tokens = usage.total() if usage else 0
     ctx.counters.executed += 1
@@ -304,55 +384,80 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
         ctx.counters.blocked += 1
     if outcome in ("failed", "timeout", "model_error") or (outcome == "token_budget" and status != "completed"):
         ctx.counters.failed += 1
+    ctx.counters.stalled += reason == "stalled"
+    ctx.counters.no_evidence += reason == "no-evidence"
+    ctx.counters.max_turns += reason == "max-turns"
+    ctx.counters.deliveries_failed += len(failed_deliveries)
+    ctx.counters.tasks_delivery_failed += bool(failed_deliveries)
     log.info("task_finish", msg=f"Finished task {name}: {outcome}", status=status, outcome=outcome,
              **{**fields, "provider": final_runtime.provider, "model": final_runtime.model or ""},
              duration_seconds=round(sum(r.duration_seconds for _, r, _ in attempts if r), 3),
              exit_code=result.exit_code if result and result.exit_code is not None else -1,
              token_total=tokens, cost_usd=(usage.cost_usd if usage and usage.cost_usd is not None else ""),
-             parsed_urls=pull_requests + issues, pr_urls=pull_requests, issue_urls=issues, message=message[:300])
+             parsed_urls=pull_requests + issues, pr_urls=pull_requests, issue_urls=issues, message=message[:300],
+             reason=reason, turns=result.turns if result and result.turns is not None else "",
+             deliveries=len(deliveries), deliveries_failed=len(failed_deliveries))
     return tf
 
 
 def _decide(ctx: ExecContext, name: str, result: ProviderResult | None, error: str, report: dict | None,
-            now: str) -> tuple[str, dict, str]:
-    """→ (outcome, field updates, message)."""
+            now: str) -> tuple[str, dict, str, str]:
+    """→ (outcome, field updates, message, reason)."""
     config, conn = ctx.config, ctx.conn
     budget = config.task_token_budget
     over_budget = bool(budget and result and result.usage.total() > budget)
+    reason = ""
+    over_turns = bool(result and (result.reason == "max-turns" or (
+        config.max_turns and result.turns is not None and result.turns > config.max_turns)))
+    if over_turns:
+        # a run past its turn limit is flagged whatever it claims: the limit exists to bound what it does
+        turns = f"{result.turns} turns" if result.turns is not None else "the turn limit"
+        return _failure(ctx, name, "failed", f"took {turns}, maxTurns is {config.max_turns}", "max-turns", now)
     if report is not None:
         message = report.get("message") or ""
         if report["status"] == "completed":
             history.reset_failures(conn, name)
             outcome = "token_budget" if over_budget else "completed"
-            return outcome, {"status": "completed", "completed_at": now, "blocked_reason": None}, message
-        reason = report.get("blocked_reason") or message or "blocked by the agent"
+            return outcome, {"status": "completed", "completed_at": now, "blocked_reason": None}, message, reason
+        blocked = report.get("blocked_reason") or message or "blocked by the agent"
         history.reset_failures(conn, name)
-        return "blocked", {"status": "blocked", "blocked_reason": reason}, message
-    if result is not None and result.succeeded:
+        return "blocked", {"status": "blocked", "blocked_reason": blocked}, message, reason
+    if result is not None and result.succeeded and result.evidence:
         history.reset_failures(conn, name)
         outcome = "token_budget" if over_budget else "completed"
-        return outcome, {"status": "completed", "completed_at": now, "blocked_reason": None}, result.message
+        return outcome, {"status": "completed", "completed_at": now, "blocked_reason": None}, result.message, reason
     if over_budget:
-        reason = f"token budget exceeded: {result.usage.total()} > {budget} tokens"
-        return "token_budget", {"status": "blocked", "blocked_reason": reason}, reason
+        text = f"token budget exceeded: {result.usage.total()} > {budget} tokens"
+        return "token_budget", {"status": "blocked", "blocked_reason": text}, text, "budget:execution-tokens"
     if result is None:
         outcome, message = "failed", error
+    elif result.stalled:
+        outcome, message, reason = "timeout", f"stalled: no output for {config.stall_timeout_seconds:g}s", "stalled"
     elif result.timed_out:
         outcome, message = "timeout", f"timed out after {config.task_timeout_seconds:g}s"
     elif result.model_error:
         outcome, message = "model_error", result.message or "model error"
+    elif result.succeeded:  # exit 0, but nothing shows the provider ran the task
+        outcome, reason = "failed", "no-evidence"
+        message = "exit code 0 without evidence that the provider ran the task" + (
+            f": {result.message}" if result.message else " (no output)")
     else:
         outcome = "failed"
         message = f"exit code {result.exit_code}" + (f": {result.message}" if result.message else "")
-    failures = history.add_failure(conn, name, f"{outcome}: {message}", now)
+    return _failure(ctx, name, outcome, message, reason, now)
+
+
+def _failure(ctx: ExecContext, name: str, outcome: str, message: str, reason: str, now: str):
+    config = ctx.config
+    failures = history.add_failure(ctx.conn, name, f"{outcome}: {message}", now)
     if failures >= config.max_attempts:
-        reason = f"failed {failures} times (maxAttempts {config.max_attempts}); last: {outcome}: {message}"[:500]
-        return outcome, {"status": "blocked", "blocked_reason": reason}, message
-    return outcome, {"status": "pending"}, message
+        why = f"failed {failures} times (maxAttempts {config.max_attempts}); last: {outcome}: {message}"[:500]
+        return outcome, {"status": "blocked", "blocked_reason": why}, message, reason
+    return outcome, {"status": "pending"}, message, reason
 
 
 def _record(ctx, name, entry, runtime, result, outcome, started_at, log_path, attempt=1, fallback_used=False,
-            message="", pull_requests=(), issues=()) -> None:
+            message="", pull_requests=(), issues=(), reason="", deliveries=()) -> None:
     usage = result.usage if result else None
     history.record_execution(ctx.conn, {
         "run_id": ctx.run_id, "task": name, "source_ref": entry.get("source_ref"), "attempt": attempt,
@@ -366,6 +471,9 @@ def _record(ctx, name, entry, runtime, result, outcome, started_at, log_path, at
         "cost_usd": usage.cost_usd if usage else None,
         "pull_requests": list(pull_requests), "issues": list(issues), "log_path": str(log_path),
         "message": (message or (result.message if result else ""))[:1000],
+        "reason": reason or (("stalled" if result.stalled else result.reason) if result else "") or None,
+        "turns": result.turns if result else None,
+        "deliveries": list(deliveries), "delivery_failed": any(not d["ok"] for d in deliveries),
     })
 
 

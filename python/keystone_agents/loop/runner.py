@@ -41,6 +41,13 @@ class Counters:
     executed: int = 0
     tokens: int = 0
     cost_usd: float = 0.0
+    # unattended operation (issue 10): why executions did not count as done, and what was not delivered
+    stalled: int = 0
+    no_evidence: int = 0
+    max_turns: int = 0
+    budget_refused: int = 0
+    deliveries_failed: int = 0
+    tasks_delivery_failed: int = 0
 
 
 @dataclass
@@ -56,6 +63,9 @@ class RunState:
     # observability: each stage's outcome and duration in this run, and the queue's task counts after it
     stages: dict[str, tuple[str, float]] = field(default_factory=dict)
     queue: dict[str, int] | None = None
+    budget_stopped: bool = False  # an agent-wide budget ended the execute stage
+    missed_runs: int = 0  # runs the timer should have started since the previous one (this run's finding)
+    spend: dict[str, float] = field(default_factory=dict)  # tokens/cost today and this month (budget metrics)
 
     def degrade(self) -> None:
         if self.status == "success":
@@ -94,6 +104,7 @@ class Run:
         if only_task or prompt:
             self.max_tasks = 1
         self.started = time.time()
+        self.started_iso = iso_z(dt.datetime.fromtimestamp(self.started, dt.timezone.utc))
         now = dt.datetime.now()
         stamp = now.strftime("%Y-%m-%d_%H%M%S") + f"_{now.microsecond // 1000:03d}"
         self.agent = config.agent_name
@@ -106,6 +117,9 @@ class Run:
         self.env = env_for_children(config)
         # TASKS.yaml is ours from loading it until the run ends, except while a provider executes a task
         self.tasks_lock = FileLock(space.tasks_lock_file)
+        from keystone_agents.providers.environment import clean_env
+
+        self.provider_env = clean_env(config.environment)  # provider processes get the allow-list only
 
     # ------------------------------------------------------------ the run
 
@@ -126,12 +140,16 @@ class Run:
                     # a run still "running" in the history died (we hold the lock): it ended in error
                     conn.execute("UPDATE runs SET status = 'error', exit_code = -9 WHERE kind = 'task-loop' "
                                  "AND status = 'running' AND run_id != ?", (self.run_id,))
+                    self.check_overdue(conn)
                     history.record_run(space.history_db, {"run_id": self.run_id, "kind": "task-loop",
-                                                          "started_at": iso_z(), "status": "running"})
+                                                          "started_at": self.started_iso, "trigger_at": self.started_iso,
+                                                          "status": "running"})
                 try:
                     self.stages()
                 finally:
                     self.tasks_lock.release()
+                if not self.dry_run:
+                    self.state.spend = spend_now(conn)
         except ValidationFailed as exc:
             for problem in exc.problems:
                 log.error("log", msg=f"invalid file: {problem}", step=self.step, status="error",
@@ -299,7 +317,8 @@ class Run:
             skipped_before = read_json(triaged_file) or []
             known |= set(skipped_before)
             triage = Triage(self.config, sorted(projects.ranks), log,
-                            space.task_logs_dir / f"{self.run_log.stem}_ingest-triage.log", self.env, space.home)
+                            space.task_logs_dir / f"{self.run_log.stem}_ingest-triage.log", self.provider_env,
+                            space.home)
         names = {e.name for e in tf.entries if isinstance(e.name, str)} | {e.get("name") for e in archive_entries}
         new, not_actionable = ingest.new_tasks(items, known, ingest.Namer(n for n in names if n), iso_z(), triage)
         for number, entry in enumerate(new):
@@ -360,7 +379,7 @@ class Run:
         from keystone_agents.loop.execute import ExecContext, execute_one, next_runnable, unblock_ready
 
         log = self.log
-        ctx = ExecContext(self.space, self.config, self.run_id, log, self.conn, self.env, archived_names,
+        ctx = ExecContext(self.space, self.config, self.run_id, log, self.conn, self.provider_env, archived_names,
                           dry_run=self.dry_run, counters=self.state.counters, tasks_lock=self.tasks_lock)
         t0 = time.monotonic()
         log.info("stage_start", msg="Executing tasks", step="execute", stage_name="execute", max_tasks=self.max_tasks)
@@ -378,6 +397,9 @@ class Run:
             if not self.dry_run and blocked:
                 tf.save()
             tf = execute_one(ctx, tf, entry)
+            if ctx.budget_stop is not None:
+                self.state.budget_stopped = True
+                break
         if not self.dry_run:
             tf.save()
         ctx.counters.blocked += blocked_on_needs
@@ -405,7 +427,10 @@ class Run:
             return exit_code
         try:
             history.record_run(self.space.history_db, {
-                "run_id": self.run_id, "kind": "task-loop", "started_at": iso_z(dt.datetime.fromtimestamp(self.started, dt.timezone.utc)),
+                "run_id": self.run_id, "kind": "task-loop", "started_at": self.started_iso,
+                "trigger_at": self.started_iso, "missed_runs": self.state.missed_runs,
+                "tasks_stalled": c.stalled, "tasks_no_evidence": c.no_evidence, "tasks_max_turns": c.max_turns,
+                "tasks_budget_refused": c.budget_refused, "deliveries_failed": c.deliveries_failed,
                 "finished_at": iso_z(), "status": state.status, "exit_code": exit_code,
                 "duration_seconds": round(duration, 3), "tasks_completed": c.completed, "tasks_failed": c.failed,
                 "tasks_blocked": c.blocked, "tasks_created": state.tasks_created, "tasks_executed": c.executed,
@@ -455,6 +480,7 @@ class Run:
             prefix + "cost_usd_total": ("Reported model cost in USD of the last run.", c.cost_usd),
         }
         samples.update(observe.samples(self.space.state_dir, self.state, exit_code))  # issue 11's block
+        samples.update(self.unattended_samples(prefix))
         try:
             write_metrics(metrics_path(directory, "task-loop", self.agent),
                           {"host": hostname(), "agent": self.agent, "unit": self.unit}, samples)
@@ -472,3 +498,67 @@ class Run:
         except OSError as exc:
             self.log.error("log", msg=f"cannot write metrics to {directory}: {exc.strerror}", step="finish",
                            status="error")
+
+    # ------------------------------------------------------------ unattended operation (issue 10)
+
+    def check_overdue(self, conn) -> None:
+        """Say so when the previous run is longer ago than the timer's interval; count the missed runs."""
+        from keystone_agents import missed
+
+        interval = self.config.expected_interval_seconds
+        found = missed.overdue(history.previous_run(conn, "task-loop", self.run_id),
+                               dt.datetime.fromtimestamp(self.started, dt.timezone.utc), interval)
+        if found is None:
+            return
+        self.state.missed_runs = found.missed
+        missed.add(self.space.state_dir / "missed-runs", found.missed)
+        self.log.warning("run_overdue", msg=f"the previous run ended {found.gap_seconds:.0f}s ago, expected every "
+                         f"{interval:g}s: {found.missed} run(s) missed", step="setup", status="overdue",
+                         previous_run_id=found.previous_run_id, previous_run_at=found.previous_at,
+                         gap_seconds=found.gap_seconds, expected_interval_seconds=interval,
+                         missed_runs=found.missed)
+
+    def unattended_samples(self, prefix: str) -> dict[str, tuple[str, float]]:
+        from keystone_agents import missed
+
+        c, spend = self.state.counters, self.state.spend
+        samples = {
+            prefix + "missed_runs_total": ("Runs the timer should have started but did not (cumulative, from the "
+                                           "gaps between runs).", missed.read_total(self.space.state_dir / "missed-runs")),
+            prefix + "tasks_stalled_total": ("Executions killed by the stall watchdog in the last run.", c.stalled),
+            prefix + "tasks_no_evidence_total": ("Executions that exited 0 without evidence of work in the last run.",
+                                                 c.no_evidence),
+            prefix + "tasks_max_turns_total": ("Executions flagged for more turns than maxTurns in the last run.",
+                                               c.max_turns),
+            prefix + "tasks_budget_refused_total": ("Tasks not started in the last run because a budget was used up.",
+                                                    c.budget_refused),
+            prefix + "budget_exhausted": ("1 if an agent-wide (daily or monthly) budget stopped the last run.",
+                                          1 if self.state.budget_stopped else 0),
+            prefix + "deliveries_failed_total": ("Reported deliveries (email, pull request, ...) that failed in the "
+                                                 "last run.", c.deliveries_failed),
+            prefix + "tasks_delivery_failed_total": ("Tasks with at least one failed delivery in the last run.",
+                                                     c.tasks_delivery_failed),
+        }
+        if "tokens_today" in spend:
+            samples.update({
+                prefix + "tokens_today": ("Tokens used by task executions since 00:00 UTC.", spend["tokens_today"]),
+                prefix + "cost_usd_today": ("Reported USD of task executions since 00:00 UTC.", spend["cost_today"]),
+                prefix + "tokens_this_month": ("Tokens used by task executions this UTC month.", spend["tokens_month"]),
+                prefix + "cost_usd_this_month": ("Reported USD of task executions this UTC month.", spend["cost_month"]),
+            })
+        if self.config.expected_interval_seconds:
+            samples[prefix + "expected_interval_seconds"] = (
+                "How often the timer should start a run (alert when time() - last_run_timestamp_seconds exceeds a "
+                "few of these).", self.config.expected_interval_seconds)
+        return samples
+
+
+def spend_now(conn) -> dict[str, float]:
+    from keystone_agents.loop.budget import period_starts
+
+    day, month = period_starts(dt.datetime.now(dt.timezone.utc))
+    tokens_today, cost_today = history.spend(conn, since=day)
+    tokens_month, cost_month = history.spend(conn, since=month)
+    return {"tokens_today": tokens_today, "cost_today": cost_today, "tokens_month": tokens_month,
+            "cost_month": cost_month}
+

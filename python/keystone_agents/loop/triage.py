@@ -63,9 +63,7 @@ class Triage:
             return None
         answer = None
         if result.succeeded:
-            envelope = last_json_object(result.output)
-            text = envelope.get("result") if isinstance(envelope, dict) and isinstance(envelope.get("result"), str) else None
-            answer = last_json_object(text) if text is not None else envelope
+            answer = last_json_object(result.answer or result.output)
         problems = answer_problems(answer) if answer is not None else ["no JSON object in the answer"]
         if not result.succeeded:
             problems = [f"provider failed: {result.message or result.exit_code}"]

@@ -17,7 +17,7 @@ def get(name: str, config) -> Provider:
     if name == "claude":
         from keystone_agents.providers.claude import ClaudeProvider
 
-        return ClaudeProvider()
+        return ClaudeProvider(getattr(config, "max_turns", None))
     if name == "gemini":
         from keystone_agents.providers.gemini import GeminiProvider
 

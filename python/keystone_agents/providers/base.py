@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,13 @@ class ProviderResult:
     is_error: bool = False  # the provider reported failure even if it exited 0
     model_error: bool = False  # the failure is about the model (unknown, overloaded, rate limited)
     message: str = ""
+    stalled: bool = False  # killed by the stall watchdog (timed_out is True too)
+    # Exit 0 is not enough: the provider's output must show it ran the task (a result, a completion event,
+    # any output at all for a plain command). Each provider's `parse` decides.
+    evidence: bool = False
+    turns: int | None = None  # agentic turns the provider reports (claude's num_turns)
+    reason: str = ""  # why it failed, when the provider knows (e.g. max-turns)
+    answer: str = ""  # the final answer text (claude's `result`, codex's last agent message, gemini's `response`)
 
     @property
     def succeeded(self) -> bool:
@@ -98,24 +106,37 @@ class Provider:
 
     name = "provider"
     supports_result_file = True  # whether the agent can write KEYSTONE_TASK_RESULT
+    max_turns: int | None = None  # passed to CLIs that have a turn limit
+
+    def transcript_paths(self, cwd: "Path", home: "Path") -> list["Path"]:
+        """Files or directories the CLI writes its session transcript to while it works (the stall watchdog
+        counts their changes as output)."""
+        return []
 
     def invocation(self, prompt: str, runtime: "Runtime") -> Invocation:
         raise NotImplementedError
 
     def parse(self, stdout: str, stderr: str, result: ProviderResult) -> None:
-        """Fill usage / is_error / model_error / message of `result` from the output."""
+        """Fill usage / is_error / model_error / message / evidence of `result` from the output. The generic
+        rule: any output on stdout is evidence."""
         result.usage = generic_usage(stdout + "\n" + stderr)
+        result.evidence = bool(stdout.strip())
+        result.answer = stdout
 
     def run(self, prompt: str, runtime: "Runtime", options: "RunOptions") -> ProviderResult:
         from keystone_agents.providers.process import run_process
 
         inv = self.invocation(prompt, runtime)
+        if options.cwd is not None and not options.watch:
+            home = Path((options.env or {}).get("HOME") or Path.home())
+            options.watch = self.transcript_paths(Path(options.cwd), home)
         proc: ProcessResult = run_process(inv.argv, inv.stdin, options)
         result = ProviderResult(
             exit_code=proc.exit_code,
             timed_out=proc.timed_out,
             duration_seconds=proc.duration_seconds,
             output=proc.stdout + proc.stderr,
+            stalled=proc.stalled,
         )
         self.parse(proc.stdout, proc.stderr, result)
         if not result.succeeded and not result.timed_out and not result.model_error:

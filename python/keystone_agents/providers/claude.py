@@ -1,5 +1,11 @@
 """Claude Code: `claude --print --output-format json --dangerously-skip-permissions [--model M]
-[--fallback-model F] [--effort E] <prompt>` (the seed's argv).
+[--fallback-model F] [--effort E] [--max-turns N] <prompt>` (the seed's argv, plus the turn limit when
+`maxTurns` is set).
+
+Evidence that it ran the task: a parsable JSON result with `is_error: false` and non-zero
+`usage.output_tokens`. `num_turns` is the number of agentic turns; `subtype: error_max_turns` means the
+turn limit stopped it. While it works it appends to its transcript under
+`~/.claude/projects/<cwd with / and . as ->/` (watched by the stall watchdog; stdout stays silent until the end).
 
 The JSON result carries `is_error`, `result`, `total_cost_usd` and `usage` (`input_tokens`,
 `cache_creation_input_tokens`, `cache_read_input_tokens`, `output_tokens`); input tokens are the sum of
@@ -9,6 +15,9 @@ the three input counts.
 from __future__ import annotations
 
 import json
+import os
+import re
+from pathlib import Path
 
 from keystone_agents.providers.base import MODEL_ERROR_RE, Invocation, Provider, ProviderResult, Usage
 
@@ -38,6 +47,13 @@ def last_json_object(text: str) -> dict | None:
 class ClaudeProvider(Provider):
     name = "claude"
 
+    def __init__(self, max_turns: int | None = None):
+        self.max_turns = max_turns
+
+    def transcript_paths(self, cwd: Path, home: Path) -> list[Path]:
+        base = Path(os.environ.get("CLAUDE_CONFIG_DIR") or home / ".claude")
+        return [base / "projects" / re.sub(r"[^A-Za-z0-9]", "-", str(cwd))]
+
     def invocation(self, prompt, runtime) -> Invocation:
         argv = ["claude", "--print", "--output-format", "json", "--dangerously-skip-permissions"]
         if runtime.model:
@@ -46,12 +62,15 @@ class ClaudeProvider(Provider):
             argv += ["--fallback-model", runtime.fallback_model]
         if runtime.effort:
             argv += ["--effort", runtime.effort]
+        if self.max_turns:
+            argv += ["--max-turns", str(self.max_turns)]
         return Invocation(argv + [prompt])
 
     def parse(self, stdout: str, stderr: str, result: ProviderResult) -> None:
         data = last_json_object(stdout)
         if data is None:
             super().parse(stdout, stderr, result)
+            result.evidence = False  # --output-format json promised a result object: text proves nothing
             return
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         inputs = [usage.get(k) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")]
@@ -64,7 +83,14 @@ class ClaudeProvider(Provider):
             cost_usd=float(cost) if isinstance(cost, (int, float)) else None,
         )
         result.is_error = bool(data.get("is_error")) or data.get("subtype") not in (None, "success")
+        turns = data.get("num_turns")
+        result.turns = int(turns) if isinstance(turns, (int, float)) else None
+        if data.get("subtype") == "error_max_turns":
+            result.reason = "max-turns"
+        result.evidence = (data.get("is_error") is False and not result.is_error
+                           and (result.usage.output_tokens or 0) > 0)
         text = data.get("result") if isinstance(data.get("result"), str) else ""
+        result.answer = text
         result.message = text.strip().splitlines()[-1][:300] if text.strip() else ""
         if result.is_error:
             result.message = (text or str(data.get("subtype") or "error"))[:300]

@@ -1,29 +1,93 @@
-"""Codex CLI: `codex exec --full-auto [-m M] <prompt>` (the seed's argv; fallback model and effort are not
-passed). In its human output mode `codex exec` ends with a `tokens used` line (`tokens used: 1,234`, or
-`tokens used` followed by the number on the next line in newer versions) — the total only.
+"""Codex CLI: `codex exec --json --full-auto [-m M] <prompt>` (the seed's argv plus `--json`; fallback model
+and effort are not passed).
+
+With `--json`, stdout is JSON Lines, one event per line: `thread.started`, `turn.started`, `item.started` /
+`item.updated` / `item.completed` (`item.type` `agent_message` carries the answer in `item.text`),
+`turn.completed` with `usage.{input_tokens, cached_input_tokens, output_tokens}`, `turn.failed` with
+`error.message`, and `error`. Evidence that it ran the task: at least one `turn.completed` and no
+`turn.failed`. Input tokens include the cached ones. Older output without events falls back to the human
+mode's `tokens used: N` line (usage only, no evidence). Sessions are also written to
+`$CODEX_HOME/sessions/YYYY/MM/DD/rollout-*.jsonl` (watched by the stall watchdog).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
 import re
+from pathlib import Path
 
-from keystone_agents.providers.base import Invocation, Provider, ProviderResult, Usage
+from keystone_agents.providers.base import MODEL_ERROR_RE, Invocation, Provider, ProviderResult, Usage
 
 TOKENS_RE = re.compile(r"tokens used\s*:?\s*\n?\s*([\d,]+)", re.IGNORECASE)
+
+
+def events(stdout: str) -> list[dict]:
+    found = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict) and isinstance(value.get("type"), str):
+            found.append(value)
+    return found
 
 
 class CodexProvider(Provider):
     name = "codex"
 
     def invocation(self, prompt, runtime) -> Invocation:
-        argv = ["codex", "exec", "--full-auto"]
+        argv = ["codex", "exec", "--json", "--full-auto"]
         if runtime.model:
             argv += ["-m", runtime.model]
         return Invocation(argv + [prompt])
 
+    def transcript_paths(self, cwd: Path, home: Path) -> list[Path]:
+        base = Path(os.environ.get("CODEX_HOME") or home / ".codex") / "sessions"
+        today = dt.date.today()
+        return [base / day.strftime("%Y/%m/%d") for day in (today, today - dt.timedelta(days=1))]
+
     def parse(self, stdout: str, stderr: str, result: ProviderResult) -> None:
-        found = TOKENS_RE.findall(stderr + "\n" + stdout)
-        if found:
-            result.usage = Usage(total_tokens=int(found[-1].replace(",", "")))
-        else:
-            super().parse(stdout, stderr, result)
+        stream = events(stdout)
+        if not stream:
+            found = TOKENS_RE.findall(stderr + "\n" + stdout)
+            if found:
+                result.usage = Usage(total_tokens=int(found[-1].replace(",", "")))
+            else:
+                super().parse(stdout, stderr, result)
+            result.evidence = False
+            return
+        inputs = outputs = turns = 0
+        failure = ""
+        answer = ""
+        for event in stream:
+            kind = event["type"]
+            if kind == "turn.completed":
+                turns += 1
+                usage = event.get("usage") if isinstance(event.get("usage"), dict) else {}
+                inputs += int(usage.get("input_tokens") or 0)
+                outputs += int(usage.get("output_tokens") or 0)
+            elif kind == "turn.failed":
+                error = event.get("error") if isinstance(event.get("error"), dict) else {}
+                failure = str(error.get("message") or "turn failed")
+            elif kind == "error" and not failure:
+                failure = str(event.get("message") or "error")
+            elif kind == "item.completed":
+                item = event.get("item") if isinstance(event.get("item"), dict) else {}
+                if item.get("type") == "agent_message" and isinstance(item.get("text"), str):
+                    answer = item["text"]
+        result.usage = Usage(input_tokens=inputs, output_tokens=outputs) if turns else Usage()
+        result.turns = turns or None
+        result.evidence = turns > 0 and not failure
+        if failure:
+            result.is_error = True
+            result.message = failure[:300]
+            result.model_error = bool(MODEL_ERROR_RE.search(failure))
+        result.answer = answer
+        if not failure and answer.strip():
+            result.message = answer.strip().splitlines()[-1][:300]

@@ -1,6 +1,7 @@
 """The generic `command` provider: any CLI that reads the prompt on stdin (`ollama run <model>`, `llm`,
 a script). The argv comes from the config's `commandProvider.argv`; `{model}` in it is replaced by the
 resolved model. Token counts are read from Ollama's `--verbose` lines or a `total_tokens` JSON field.
+The prompt is written to stdin, which is then closed (EOF). Evidence that it ran the task: non-empty stdout.
 """
 
 from __future__ import annotations

@@ -1,12 +1,17 @@
-"""Gemini CLI: `gemini --prompt <prompt> --yolo [-m M]` (the seed's argv; fallback model and effort are not
-passed, the CLI has no equivalent).
+"""Gemini CLI: `gemini --prompt <prompt> --yolo --output-format json [-m M]` (the seed's argv plus the JSON
+output; fallback model and effort are not passed, the CLI has no equivalent).
 
-The default text output has no usage. When the output is the CLI's JSON (`--output-format json`, e.g. set
-by a wrapper), tokens come from `stats.models.<model>.tokens.{prompt,candidates,total}` and errors from
-`error.{type,message,code}`.
+The JSON output is one object: `response` (the final answer), `stats` (tokens from
+`stats.models.<model>.tokens.{prompt,candidates,total}`) and, on failure, `error.{type,message,code}`.
+Evidence that it ran the task: a non-empty `response` with `stats` and no `error`. Exit code 53 means the
+turn limit stopped it. Chats are saved under `~/.gemini/tmp/<sha256 of the project dir>/chats/` (watched by
+the stall watchdog).
 """
 
 from __future__ import annotations
+
+import hashlib
+from pathlib import Path
 
 from keystone_agents.providers.base import MODEL_ERROR_RE, Invocation, Provider, ProviderResult, Usage
 from keystone_agents.providers.claude import last_json_object
@@ -16,16 +21,29 @@ class GeminiProvider(Provider):
     name = "gemini"
 
     def invocation(self, prompt, runtime) -> Invocation:
-        argv = ["gemini", "--prompt", prompt, "--yolo"]
+        argv = ["gemini", "--prompt", prompt, "--yolo", "--output-format", "json"]
         if runtime.model:
             argv += ["-m", runtime.model]
         return Invocation(argv)
 
+    def transcript_paths(self, cwd: Path, home: Path) -> list[Path]:
+        project = home / ".gemini" / "tmp" / hashlib.sha256(str(cwd).encode()).hexdigest()
+        return [project, project / "chats"]
+
     def parse(self, stdout: str, stderr: str, result: ProviderResult) -> None:
+        if result.exit_code == 53:
+            result.reason = "max-turns"
         data = last_json_object(stdout)
         if data is None or not ("stats" in data or "error" in data or "response" in data):
             super().parse(stdout, stderr, result)
+            result.evidence = False
             return
+        response = data.get("response")
+        result.evidence = (isinstance(response, str) and bool(response.strip()) and isinstance(data.get("stats"), dict)
+                           and not data.get("error"))
+        result.answer = response if isinstance(response, str) else ""
+        if isinstance(response, str) and response.strip():
+            result.message = response.strip().splitlines()[-1][:300]
         prompt = candidates = total = 0
         models = ((data.get("stats") or {}).get("models") or {}) if isinstance(data.get("stats"), dict) else {}
         for stats in models.values():

@@ -56,6 +56,8 @@ class OpenAIProvider(Provider):
             )
             result.exit_code = 0
             result.output = content
+            result.evidence = bool(content.strip())
+            result.answer = content
         except urllib.error.HTTPError as exc:
             text = exc.read().decode("utf-8", errors="replace")[:2000]
             result.exit_code = 1

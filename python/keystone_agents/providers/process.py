@@ -3,6 +3,13 @@
 The child gets its own session (so a timeout can kill everything it started, grandchildren included) and
 PR_SET_PDEATHSIG=SIGKILL (so it does not outlive a loop that was killed itself). The pgid is reported
 through `on_spawn` before any output is read, so a later run can kill leftovers of a crashed one.
+
+Stdin is /dev/null, or the prompt followed by EOF: a CLI that waits for input must see EOF, never hang. Without
+an explicit `env` the child gets the allow-listed clean environment (providers/environment.py).
+
+Stall watchdog: besides the wall-clock `timeout`, a child whose stdout, stderr and watched transcript files
+(`watch`: files or directories whose files the CLI writes as it works) have not grown or changed for
+`stall_timeout` seconds is killed and reported `stalled`.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
+from keystone_agents.providers.environment import clean_env
+
 MAX_KEEP = 4 * 1024 * 1024  # characters of each stream kept in memory for parsing (the log has all)
 
 
@@ -28,6 +37,8 @@ class RunOptions:
     cwd: Path | None = None
     on_spawn: Callable[[int], None] | None = None
     echo: TextIO | None = None  # also copy output here (e.g. stderr for the journal)
+    stall_timeout: float | None = None  # kill after this long without output (None: wall clock only)
+    watch: list[Path] = field(default_factory=list)  # transcript files/directories that count as output
 
 
 @dataclass
@@ -37,6 +48,7 @@ class ProcessResult:
     duration_seconds: float
     stdout: str = ""
     stderr: str = ""
+    stalled: bool = False  # killed by the stall watchdog (timed_out is then True too)
     extra: dict = field(default_factory=dict)
 
 
@@ -87,7 +99,7 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=options.env,
+            env=options.env if options.env is not None else clean_env(),
             cwd=options.cwd,
             start_new_session=True,
             preexec_fn=_pdeathsig,
@@ -102,6 +114,7 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
         options.on_spawn(pgid)
     buffers: dict[str, list[str]] = {"stdout": [], "stderr": []}
     sizes = {"stdout": 0, "stderr": 0}
+    activity = [time.monotonic()]  # monotonic time of the last output seen
 
     def pump(stream, key: str) -> None:
         for chunk in iter(lambda: stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536), b""):
@@ -115,6 +128,7 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
                     except (OSError, ValueError):
                         pass
                 buffers[key].append(text)
+                activity[0] = time.monotonic()
                 sizes[key] += len(text)
                 while sizes[key] > MAX_KEEP and len(buffers[key]) > 1:
                     sizes[key] -= len(buffers[key].pop(0))
@@ -135,16 +149,34 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
                 pass
 
         threading.Thread(target=feed, daemon=True).start()
-    timed_out = False
-    try:
-        proc.wait(timeout=options.timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        with lock:
-            log.write(f"\n[keystone-agent] timeout after {options.timeout:g}s: killing process group {pgid}\n")
-            log.flush()
-        kill_group(pgid, options.kill_grace)
-        proc.wait()
+    timed_out = stalled = False
+    deadline = started + options.timeout
+    stall = options.stall_timeout
+    poll = min(1.0, stall / 10) if stall else 1.0
+    while True:
+        try:
+            proc.wait(timeout=max(0.0, min(poll, deadline - time.monotonic())))
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if now >= deadline:
+            timed_out, why = True, f"timeout after {options.timeout:g}s"
+        elif stall and now - activity[0] >= stall:
+            touched = _last_change(options.watch)  # looked at only when the pipes were quiet for long
+            if touched is not None:
+                with lock:
+                    activity[0] = max(activity[0], now - (time.time() - touched))
+            if now - activity[0] >= stall:
+                timed_out = stalled = True
+                why = f"stalled: no output for {stall:g}s"
+        if timed_out:
+            with lock:
+                log.write(f"\n[keystone-agent] {why}: killing process group {pgid}\n")
+                log.flush()
+            kill_group(pgid, options.kill_grace)
+            proc.wait()
+            break
     # Whatever the provider left running in its group is done too (it holds our pipes open otherwise).
     if group_alive(pgid):
         try:
@@ -160,4 +192,22 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
         duration_seconds=time.monotonic() - started,
         stdout="".join(buffers["stdout"]),
         stderr="".join(buffers["stderr"]),
+        stalled=stalled,
     )
+
+
+def _last_change(paths: list[Path]) -> float | None:
+    """The newest mtime (Unix time) among `paths` and the files directly inside those that are directories."""
+    newest = None
+    for path in paths:
+        try:
+            if path.is_dir():
+                with os.scandir(path) as entries:
+                    times = [e.stat().st_mtime for e in entries if e.is_file()]
+            else:
+                times = [path.stat().st_mtime]
+        except OSError:
+            continue
+        if times and (newest is None or max(times) > newest):
+            newest = max(times)
+    return newest

@@ -270,8 +270,50 @@ def _write_metrics(config: Config, space: AgentSpace, unit: str, result: RunResu
             METRIC_PREFIX + "last_exit_code": ("Exit code of the last scheduler run.", result.exit_code),
             METRIC_PREFIX + "last_duration_seconds": ("Duration of the last scheduler run.", result.duration_seconds),
             METRIC_PREFIX + "tasks_created_total": ("Tasks created by the last scheduler run.", len(result.created)),
+            **_missed_samples(config, space),
         },
     )
+
+
+# ---------------------------------------------------------------- missed runs (issue 10)
+
+
+def _missed_file(space: AgentSpace) -> Path:
+    return space.state_dir / "scheduler-missed-runs"
+
+
+def _check_overdue(space: AgentSpace, config: Config, run_id: str, started: dt.datetime, log) -> int:
+    """A run that finds the previous one longer ago than the timer allows says so and counts the misses."""
+    from contextlib import closing
+
+    from keystone_agents import missed
+
+    interval = config.scheduler.expected_interval_seconds
+    if not interval:
+        return 0
+    with closing(history.connect(space.history_db)) as conn:
+        previous = history.previous_run(conn, "scheduler", run_id)
+    found = missed.overdue(previous, started, interval)
+    if found is None:
+        return 0
+    missed.add(_missed_file(space), found.missed)
+    log.warning("run_overdue", msg=f"the previous scheduler run ended {found.gap_seconds:.0f}s ago, expected every "
+                f"{interval:g}s: {found.missed} run(s) missed", status="overdue", previous_run_id=found.previous_run_id,
+                previous_run_at=found.previous_at, gap_seconds=found.gap_seconds, expected_interval_seconds=interval,
+                missed_runs=found.missed)
+    return found.missed
+
+
+def _missed_samples(config: Config, space: AgentSpace) -> dict:
+    from keystone_agents import missed
+
+    samples = {METRIC_PREFIX + "missed_runs_total": (
+        "Scheduler runs the timer should have started but did not (cumulative, from the gaps between runs).",
+        missed.read_total(_missed_file(space)))}
+    if config.scheduler.expected_interval_seconds:
+        samples[METRIC_PREFIX + "expected_interval_seconds"] = (
+            "How often the scheduler's timer should start a run.", config.scheduler.expected_interval_seconds)
+    return samples
 
 
 def _prune_logs(space: AgentSpace, keep: int) -> None:
@@ -312,6 +354,7 @@ def run(
             date=local_now.strftime("%Y-%m-%d"), day_of_week=local_now.strftime("%A").lower(),
             day_of_month=str(local_now.day), dry_run=dry_run or None,
         )
+        missed_runs = 0 if dry_run else _check_overdue(space, config, run_id, started, log)
         errors: list[str] = []
         queue: _Queue | None = None
         schedules_read = False
@@ -388,6 +431,7 @@ def run(
                 "tasks_created": len(result.created),
                 "created": [t["name"] for t in result.created],
                 "errors": errors,
+                "missed_runs": missed_runs,
             },
         )
         _prune_logs(space, config.keep_run_logs)
