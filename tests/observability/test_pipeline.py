@@ -23,9 +23,10 @@ REPO = Path(__file__).resolve().parents[2]
 FAILING, HEALTHY, WRITER = "ops-bot", "drago", "note-taker"  # names with dashes on purpose
 
 
-def loop_home(root: Path, agent: str, textfile_dir: Path, tasks: list[tuple[str, str]]):
+def loop_home(root: Path, agent: str, textfile_dir: Path, tasks: list[tuple[str, str]], interval: float = 300):
     lh = make_home(root / agent)
-    lh.config(agentName=agent, textfileDir=str(textfile_dir), maxTasks=10)
+    lh.config(agentName=agent, textfileDir=str(textfile_dir), maxTasks=10, expectedIntervalSeconds=interval,
+              scheduler={"expectedIntervalSeconds": 86400, "wakeCommand": []})
     add_tasks(lh, tasks)
     return lh
 
@@ -49,7 +50,8 @@ def world(tmp_path_factory, textfile_dir, prometheus):
     """Real runs of three agents writing into node_exporter's textfile directory."""
     root = tmp_path_factory.mktemp("world")
     failing = loop_home(root, FAILING, textfile_dir,
-                        [("crash", "fails [fake:exit=1]")] + [(f"stuck-{i}", "needs help [fake:report=blocked]") for i in range(6)])
+                        [("crash", "fails [fake:exit=1]")] + [(f"stuck-{i}", "needs help [fake:report=blocked]") for i in range(6)],
+                        interval=1)  # its "timer" should run every second: it soon misses runs
     healthy = loop_home(root, HEALTHY, textfile_dir, [("write-report", "write the report")])
     for lh in (failing, healthy):
         assert lh.loop().returncode in (0, 3)
@@ -164,12 +166,12 @@ def test_every_rule_expression_returns_data_and_each_alert_is_active(world, prom
     rules = rule_exprs()
     assert {name for name, _ in rules} == {"KeystoneAgentStalled", "KeystoneAgentTaskLoopFailing",
                                            "KeystoneAgentBlockedSurge", "KeystoneAgentNotesSyncConflict",
-                                           "KeystoneAgentTokenSpend"}
+                                           "KeystoneAgentTokenSpend", "KeystoneAgentMissedRuns"}
     for name, expr in rules:
         assert prometheus.query(expr), f"{name}: no data for {expr}"
     expected = {"KeystoneAgentStalled": FAILING, "KeystoneAgentTaskLoopFailing": FAILING,
                 "KeystoneAgentBlockedSurge": FAILING, "KeystoneAgentNotesSyncConflict": WRITER,
-                "KeystoneAgentTokenSpend": None}
+                "KeystoneAgentTokenSpend": None, "KeystoneAgentMissedRuns": FAILING}
     def firing_agents(rule) -> set:
         return {a["labels"]["agent"] for a in rule.get("alerts") or []}
 
@@ -187,7 +189,7 @@ def test_every_rule_expression_returns_data_and_each_alert_is_active(world, prom
 
         time.sleep(0.5)
     rules_loaded = [r for g in groups for r in g["rules"]]
-    assert len(rules_loaded) == 5 and all(r["health"] == "ok" for r in rules_loaded), rules_loaded
+    assert len(rules_loaded) == 6 and all(r["health"] == "ok" for r in rules_loaded), rules_loaded
     for name, agent in expected.items():
         alerts = active[name]["alerts"]
         agents = {a["labels"]["agent"] for a in alerts}
