@@ -23,6 +23,11 @@ def test_repo_from_urls():
 
 
 def run_loop(coding_env, config):
+    # the loop gives its task processes a clean environment (allow-list + config `environment`): the
+    # stand-ins' settings and the tests' git identity reach `keystone-agent code` through the config
+    data = json.loads(config.read_text())
+    data["environment"] = {k: v for k, v in os.environ.items() if k.startswith(("FAKE_", "GIT_"))}
+    config.write_text(json.dumps(data))
     env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run([installed_script("keystone-agent"), "loop", "--home", str(coding_env.home),
                            "--config", str(config)], capture_output=True, text=True, env=env, timeout=300)
