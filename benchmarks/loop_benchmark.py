@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Benchmark of `keystone-agent loop`: wall time and peak memory (max RSS) of whole runs as the timer
-starts them (a fresh interpreter each time), with a no-op provider (the `command` provider running `true`).
+starts them (a fresh interpreter each time), with a no-op provider (the `command` provider running `cat`: it echoes the prompt, which counts as evidence of work).
 
 Scenarios, each for queues of 10, 1,000 and 10,000 tasks:
   no-change        nothing changed since the last run (the common five-minute tick)
@@ -35,7 +35,7 @@ def make_home(root: Path, tasks: int, items: int) -> Path:
         shutil.rmtree(home)
     (home / ".config/keystone-agent").mkdir(parents=True)
     (home / ".config/keystone-agent/config.json").write_text(json.dumps({
-        "agentName": "bench", "defaults": {"provider": "command"}, "commandProvider": {"argv": ["true"]},
+        "agentName": "bench", "defaults": {"provider": "command"}, "commandProvider": {"argv": ["cat"]},
         "textfileDir": str(root / "textfiles"),
     }))
     lines = ["tasks:\n"]
