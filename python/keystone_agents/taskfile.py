@@ -231,15 +231,20 @@ class TaskFile:
             self._empty_fix = (self._empty_fix[0] + "tasks:\n", "")
             return
         if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
-            self._fail(root.start_mark.line + 1, "", "expected a mapping with the key 'tasks'")
+            self._fail(root.start_mark.line + 1, "",
+                       f"expected a mapping with the key 'tasks', got {_type_name(data)}")
         seq_node = None
+        wrong = []  # every file-level problem at once, as queuefile reports them
         for key_node, value_node in root.value:
             if key_node.value != "tasks":
-                self._fail(key_node.start_mark.line + 1, str(key_node.value),
-                           "unknown top-level key; the only keys allowed are: tasks")
-            seq_node = value_node
+                wrong.append(Problem(str(self.path), key_node.start_mark.line + 1, str(key_node.value),
+                                     "unknown top-level key; the only keys allowed are: tasks"))
+            else:
+                seq_node = value_node
         if seq_node is None:
-            self._fail(1, "tasks", "required top-level key 'tasks' is missing")
+            wrong.append(Problem(str(self.path), 1, "tasks", "required top-level key 'tasks' is missing"))
+        if wrong:
+            raise ValidationFailed(wrong)
         items = data.get("tasks")
         if isinstance(seq_node, yaml.ScalarNode) and items is None:  # `tasks:` with nothing under it
             end = _line_end(text, root.value[0][0].end_mark.index)
@@ -247,7 +252,7 @@ class TaskFile:
             self._empty_fix = (text[:end], text[end:])
             return
         if not isinstance(seq_node, yaml.SequenceNode):
-            self._fail(seq_node.start_mark.line + 1, "tasks", "expected a list of entries")
+            self._fail(seq_node.start_mark.line + 1, "tasks", f"expected a list of entries, got {_type_name(items)}")
         if not seq_node.value:  # `tasks: []`
             start, stop = seq_node.start_mark.index, seq_node.end_mark.index
             end = _line_end(text, stop)
@@ -415,6 +420,12 @@ class TaskFile:
 
 
 # ---------------------------------------------------------------- text helpers
+
+
+def _type_name(value: Any) -> str:
+    from keystone_agents.queuefile import _type_name as name  # the same words as every other message
+
+    return name(value)
 
 
 def _line_start(text: str, index: int) -> int:

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from keystone_agents.queuefile import QueueDocument, to_plain
+from keystone_agents.taskfile import TaskFile
 from keystone_agents.timeutil import human_duration, parse_time, utc_now
 
 STATUS_ORDER = ("in_progress", "pending", "blocked", "completed")
@@ -42,13 +42,13 @@ class Row:
         return (finished - started).total_seconds() if finished else None
 
 
-def ordered_rows(doc: QueueDocument, statuses: Iterable[str] = ()) -> list[Row]:
+def ordered_rows(tf: TaskFile, statuses: Iterable[str] = ()) -> list[Row]:
     """Valid tasks ordered in_progress, pending, blocked, completed; newest first within a status."""
     wanted = set(statuses)
     rows = [
-        Row(index + 1, to_plain(entry))
-        for index, entry in enumerate(doc.entries())
-        if doc.is_valid(entry) and (not wanted or entry.get("status") in wanted)
+        Row(index + 1, entry.data)
+        for index, entry in enumerate(tf.entries)
+        if entry.valid and (not wanted or entry.get("status") in wanted)
     ]
     oldest = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
     rows.sort(key=lambda r: r.date or oldest, reverse=True)

@@ -281,3 +281,18 @@ def test_empty_file_and_empty_key_are_empty_queues(tmp_path):
         path = write(tmp_path, "TASKS.yaml", body)
         doc = queuefile.load(path, queuefile.TASKS)
         assert list(doc.valid_entries()) == [] and doc.problems == []
+
+
+@pytest.mark.parametrize("rule,body,line,field,message", TASK_ENTRY_RULES + [(*r, ) for r in FILE_RULES],
+                         ids=[r[0] for r in TASK_ENTRY_RULES + FILE_RULES])
+def test_the_loops_fast_reader_reports_the_same(tmp_path, rule, body, line, field, message):
+    """taskfile (the loop's reader, also `tasks` and `validate`) says what queuefile says, at the same place."""
+    from keystone_agents.taskfile import TaskFile
+
+    path = write(tmp_path, "TASKS.yaml", body)
+    try:
+        texts = [str(p) for p in TaskFile.load(path).problems]
+    except ValidationFailed as exc:
+        texts = [str(p) for p in exc.problems]
+    prefix = f"{path}:{line}: " + (f"{field}: " if field else "")
+    assert any(t.startswith(prefix) and message in t for t in texts), texts

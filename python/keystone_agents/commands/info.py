@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from keystone_agents import history, pause, profiles, queuefile, tasks_view
+from keystone_agents import history, pause, profiles, tasks_view
 from keystone_agents.cli.common import agent_command, echo_json
 
 LOOP_KIND = "task-loop"
@@ -29,11 +29,13 @@ def task_counts(space, project: str | None = None) -> dict:
     counts = {status: 0 for status in tasks_view.STATUS_ORDER}
     if not space.tasks_file.exists():
         return {**counts, "invalid": 0}
-    doc = queuefile.load(space.tasks_file, queuefile.TASKS)
-    rows = tasks_view.ordered_rows(doc)
+    from keystone_agents.taskfile import TaskFile
+
+    tf = TaskFile.load(space.tasks_file)
+    rows = tasks_view.ordered_rows(tf)
     if project:
         rows = [row for row in rows if row.task.get("project") == project]
-    return {**tasks_view.counts(rows), "invalid": len(doc.invalid)}
+    return {**tasks_view.counts(rows), "invalid": sum(1 for entry in tf.entries if not entry.valid)}
 
 
 @click.command("info")

