@@ -126,7 +126,8 @@ def _report(space: AgentSpace, config: Config, record: report.SyncRecord, stem: 
         ("history", lambda: report.record_history(space.history_db, record, started_at, iso_z())),
         ("metrics", lambda: report.write_sync_metrics(
             metrics_path(directory, "notes-sync", config.agent_name), labels, record, started,
-            report.last_success(space.history_db),
+            # this run's own success is now (the history keeps whole seconds, which can be before `started`)
+            time.time() if record.exit_code == 0 else report.last_success(space.history_db),
         )),
     )
     for name, step in steps:
