@@ -16,7 +16,7 @@ from keystone_agents import history
 from keystone_agents import pause as pausefile
 from keystone_agents.events import event_logger, hostname
 from keystone_agents.lock import try_lock
-from keystone_agents.loop.prefetch import PrefetchResult, build_sources, prefetch
+from keystone_agents.loop.prefetch import PrefetchResult, build_sources, commit, prefetch
 from keystone_agents.loop.rotate import rotate
 from keystone_agents.loop.settings import env_for_children, load_config_cached, load_projects
 from keystone_agents.loop.state import canonical_hash, read_json, read_text, remove, sha256_file, write_json, write_text
@@ -157,6 +157,7 @@ class Run:
                 and quiescent.get("fingerprint") == fingerprint
                 and time.time() < (quiescent.get("next_due") or float("inf"))
                 and not quiescent.get("problems")):
+            commit(fetched, log)
             self.state.skipped_unchanged = True
             log.info("log", msg="Nothing changed since the last run (queue, projects, configuration, sources); "
                      "skipping ingest, prioritize and execute", step="check", status="skipped")
@@ -184,6 +185,8 @@ class Run:
         # ingest
         self.step = "ingest"
         self.ingest(tf, fetched, sources_hash, archive_entries, archived_refs, projects)
+        if not self.dry_run:
+            commit(fetched, log)  # the items are in TASKS.yaml: sources may advance (IMAP UIDs)
 
         # archive
         self.step = "archive"
@@ -229,7 +232,8 @@ class Run:
     def prefetch(self, projects) -> PrefetchResult:
         t0 = time.monotonic()
         log = self.log
-        sources = build_sources(self.config, projects.sources, self.space.home, self.env, self.run_log)
+        sources = build_sources(self.config, projects.sources, self.space.home, self.env, self.run_log,
+                                self.space.state_dir, log)
         log.info("stage_start", msg=f"Pre-fetching {len(sources)} source(s)", step="prefetch", stage_name="prefetch")
         result = prefetch(sources, log)
         self.state.sources_failed = len(result.failed)
