@@ -72,7 +72,7 @@ class _Text(HTMLParser):
         elif tag == "blockquote":
             self.quote_depth = max(0, self.quote_depth - 1)
             self.parts.append("\n")
-        elif tag in self.BLOCK:
+        elif tag in self.BLOCK and tag != "li":  # the next <li> starts its own line
             self.parts.append("\n")
 
     def handle_data(self, data):
