@@ -48,6 +48,11 @@ def test_ping_pong(mail_server, tmp_path):
     assert ms.wait_count("agent", 1) == 1
     pong_log = tmp_path / "pong.jsonl"
 
+    dry = lh.loop("--dry-run", PONG_LOG=str(pong_log))
+    assert dry.returncode == 0, dry.stderr
+    assert not (lh.state / "email-imap.json").exists()  # a dry run advances nothing
+    assert not pong_log.exists()
+
     first = lh.loop(PONG_LOG=str(pong_log))
     assert first.returncode == 0, first.stderr
 
