@@ -68,3 +68,17 @@ def agent_subprocess(clean_env):
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def mail_server(tmp_path_factory):
+    """Real dovecot (IMAP, LMTP) + postfix (SMTP submission) on loopback with self-signed TLS, once per session
+    (tests/support/mailserver.py); skips with the reason where they cannot run."""
+    from tests.support.mailserver import Unavailable, start
+
+    try:
+        server, stop = start(tmp_path_factory.mktemp("mail"))
+    except Unavailable as exc:
+        pytest.skip(f"real mail servers unavailable: {exc}")
+    yield server
+    stop()

@@ -72,6 +72,8 @@ class MailSettings:
     smtp: Endpoint | None = None
     folders: list[str] = field(default_factory=lambda: ["INBOX"])
     ca_file: str | None = None
+    fetch: bool = True
+    max_per_run: int = 50
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class CalendarSettings:
 class GithubSettings:
     username: str
     token_file: str | None = None
+    fetch: bool = True
+    hostname: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ class ForgejoSettings:
     token_file: str | None = None
     ssh_user: str = "forgejo"
     ssh_port: int | None = None
+    fetch: bool = True
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ COMMANDS = {
     "compose": "keystone_agents.commands.compose:compose_command",
     "info": "keystone_agents.commands.info:info_command",
     "session": "keystone_agents.commands.session:session_command",
+    "mail": "keystone_agents.commands.mail:mail_command",
 }
 
 

@@ -5,7 +5,10 @@ Mapping of an item (a JSON object) to a task:
   name        ← kebab-case of name | title (unique: -2, -3, … appended), else "<source>-item"
   description ← description | body | title | name
   project     ← the project of the source (per-project sources in PROJECTS.yaml, or a config source's project)
-  source      ← the source's name (for an object of lists such as {"github-issues": [...]}, the key)
+  source      ← the item's own `source` (built-in sources set it: email, github-pr-review, ...), else the
+                source's name (for an object of lists such as {"github-issues": [...]}, the key)
+A himalaya envelope (`himalaya envelope list -o json`, plus `body` as the seed's fetch-email-source adds it)
+becomes an email item: source email, source_ref email-<id>-<sender>; no-reply senders are skipped.
 A string item is free text: its first line names it, the whole text describes it.
 Dedup is by source_ref against every task ever ingested: TASKS.yaml and TASKS.archive.yaml.
 """
@@ -82,6 +85,14 @@ def normalize(source: str, project: str | None, raw: Any) -> Item | None:
         return Item(source, project, content_ref(source, raw), first, text, True, raw)
     if not isinstance(raw, dict):
         return None
+    if "from" in raw and "subject" in raw and "id" in raw:
+        from keystone_agents.mail.parse import from_himalaya, is_himalaya_envelope
+
+        if is_himalaya_envelope(raw):
+            raw = from_himalaya(raw)
+            if raw is None:
+                return None
+    source = _text(raw.get("source")) or source
     ref = _text(raw.get("source_ref")) or _text(raw.get("url"))
     if not ref and _text(raw.get("id")):
         ref = f"{source}-{_text(raw.get('id'))}"

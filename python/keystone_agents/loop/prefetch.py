@@ -21,9 +21,15 @@ class PrefetchResult:
         return [{"source": r.name, "data": r.data} for r in self.fetched]
 
 
-def build_sources(config: Config, project_sources, cwd: Path, env: dict, stderr_log: Path | None) -> list[Source]:
-    """Config sources first, then PROJECTS.yaml's (top-level, then per project)."""
+def build_sources(config: Config, project_sources, cwd: Path, env: dict, stderr_log: Path | None,
+                  state_dir: Path | None = None, log=None) -> list[Source]:
+    """Built-in sources (email, GitHub, Forgejo; only those configured) first, then the config's command
+    sources, then PROJECTS.yaml's (top-level, then per project)."""
     sources: list[Source] = []
+    if state_dir is not None and (config.mail or config.github or config.forgejo):
+        from keystone_agents.sources.builtin import builtin_sources
+
+        sources.extend(builtin_sources(config, state_dir, env, log))
     for spec in list(config.sources) + list(project_sources):
         sources.append(CommandSource(
             name=spec.name,
@@ -55,3 +61,15 @@ def prefetch(sources: list[Source], log) -> PrefetchResult:
             continue
         result.fetched.append(fetched)
     return result
+
+
+def commit(result: PrefetchResult, log) -> None:
+    """Tell the sources that track what they delivered that their items are saved."""
+    for fetched in result.fetched:
+        if fetched.commit is None:
+            continue
+        try:
+            fetched.commit()
+        except Exception as exc:  # noqa: BLE001 - the items are saved; next run re-reads, dedup holds
+            log.warning("log", msg=f"source {fetched.name}: cannot save its state: {exc}", status="error",
+                        source=fetched.name)

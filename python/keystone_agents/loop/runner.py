@@ -16,7 +16,7 @@ from keystone_agents import pause as pausefile
 from keystone_agents.events import event_logger, hostname
 from keystone_agents.lock import FileLock, try_lock
 from keystone_agents.loop import observe
-from keystone_agents.loop.prefetch import PrefetchResult, build_sources, prefetch
+from keystone_agents.loop.prefetch import PrefetchResult, build_sources, commit, prefetch
 from keystone_agents.loop.rotate import rotate
 from keystone_agents.loop.settings import env_for_children, load_config_cached, load_projects
 from keystone_agents.loop.state import canonical_hash, read_json, read_text, remove, sha256_file, write_json, write_text
@@ -192,6 +192,7 @@ class Run:
                 and quiescent.get("fingerprint") == fingerprint
                 and time.time() < (quiescent.get("next_due") or float("inf"))
                 and not quiescent.get("problems")):
+            commit(fetched, log)
             self.state.skipped_unchanged = True
             for stage in ("ingest", "prioritize", "execute"):
                 self.state.stages[stage] = ("skipped", 0.0)
@@ -225,6 +226,8 @@ class Run:
         # ingest
         self.step = "ingest"
         self.ingest(tf, fetched, sources_hash, archive_entries, archived_refs, projects)
+        if not self.dry_run:
+            commit(fetched, log)  # the items are in TASKS.yaml: sources may advance (IMAP UIDs)
 
         # archive
         self.step = "archive"
@@ -273,7 +276,8 @@ class Run:
     def prefetch(self, projects) -> PrefetchResult:
         t0 = time.monotonic()
         log = self.log
-        sources = build_sources(self.config, projects.sources, self.space.home, self.env, self.run_log)
+        sources = build_sources(self.config, projects.sources, self.space.home, self.env, self.run_log,
+                                self.space.state_dir, log)
         log.info("stage_start", msg=f"Pre-fetching {len(sources)} source(s)", step="prefetch", stage_name="prefetch")
         result = prefetch(sources, log)
         self.state.sources_failed = len(result.failed)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
 
 
 class SourceFailed(Exception):
@@ -21,6 +21,9 @@ class FetchResult:
     project: str | None
     data: Any  # JSON: a list of items, an object of lists, or one item
     duration_seconds: float
+    # Called by the loop once the items are safely in TASKS.yaml (never on a dry run): a source that tracks
+    # what it has delivered (IMAP UIDs) advances its state here, so a crash before ingest loses nothing.
+    commit: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
 class Source(Protocol):

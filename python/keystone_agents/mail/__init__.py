@@ -1,0 +1,1 @@
+"""Email: parsing incoming messages (parse.py) and sending replies over SMTP (send.py)."""
