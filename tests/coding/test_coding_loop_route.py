@@ -27,6 +27,7 @@ def run_loop(coding_env, config):
     # stand-ins' settings and the tests' git identity reach `keystone-agent code` through the config
     data = json.loads(config.read_text())
     data["environment"] = {k: v for k, v in os.environ.items() if k.startswith(("FAKE_", "GIT_"))}
+    data["forgejo"]["fetch"] = False  # the API stand-in serves the coding subagent, not the notifications source
     config.write_text(json.dumps(data))
     env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run([installed_script("keystone-agent"), "loop", "--home", str(coding_env.home),

@@ -41,19 +41,21 @@ def test_ping_pong(mail_server, tmp_path):
     provider = tmp_path / "pong-provider"
     provider.write_text(PROVIDER.format(python=sys.executable))
     provider.chmod(0o755)
+    pong_log = tmp_path / "pong.jsonl"
+    # providers get a clean environment: what the test provider needs goes through the config
     lh.config(defaults={"provider": "command"}, commandProvider={"argv": [str(provider)]},
-              fullName="Demo Agent", mail=ms.mail_config("agent", tmp_path))
+              fullName="Demo Agent", mail=ms.mail_config("agent", tmp_path),
+              environment={"PONG_LOG": str(pong_log)})
     tag = f"e2e-{uuid.uuid4().hex[:8]}"
     ping_id = ms.send("tester", ms.address("agent"), f"[ping] {tag}", "Please answer with pong.")
     assert ms.wait_count("agent", 1) == 1
-    pong_log = tmp_path / "pong.jsonl"
 
-    dry = lh.loop("--dry-run", PONG_LOG=str(pong_log))
+    dry = lh.loop("--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert not (lh.state / "email-imap.json").exists()  # a dry run advances nothing
     assert not pong_log.exists()
 
-    first = lh.loop(PONG_LOG=str(pong_log))
+    first = lh.loop()
     assert first.returncode == 0, first.stderr
 
     [task] = lh.task_list()
@@ -71,7 +73,7 @@ def test_ping_pong(mail_server, tmp_path):
     ingested = [e for e in events(first.stderr, "log") if e.get("msg", "").startswith("ingested task")]
     assert [e["source_ref"] for e in ingested] == [task["source_ref"]]
 
-    second = lh.loop(PONG_LOG=str(pong_log))
+    second = lh.loop()
     assert second.returncode == 0, second.stderr
     assert lh.task_list() == [task]
     finish = events(second.stderr, "run_finish")[-1]
