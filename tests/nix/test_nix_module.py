@@ -348,3 +348,28 @@ def test_the_sudo_helper_allows_listed_verbs_only(evaluate, recording_pkgs, tmp_
         result = run(*argv)
         assert result.returncode == 2 and says in result.stderr, (argv, result.stderr)
     assert len(calls) == 3 == len([c for c in log.read_text().split("--\n") if c.strip()])  # nothing else ran
+
+
+def test_settings_reach_the_runtime_config_merged_over_the_options(evaluate):
+    """`settings` sets what has no dedicated option (here: the coding route, rules, archive age) and is merged
+    recursively: the options' own values under the same key survive."""
+    ev = evaluate('''{
+      networking.hostName = "ocean";
+      keystone.os.agents.drago = {
+        notes.scheduler.horizonDays = 3;
+        settings = {
+          coding.workflows = [ "sweng/sweng" ];
+          workflowRules = [ { keywords = [ "press release" ]; workflow = "press_release/write"; } ];
+          archiveAfterDays = 7;
+          scheduler.maxCatchUp = 10;
+        };
+      };
+    }''')
+    assert ev["failedAssertions"] == []
+    config = valid_agent_config(ev, "drago")
+    assert config["coding"] == {"workflows": ["sweng/sweng"]}
+    assert config["workflowRules"] == [{"keywords": ["press release"], "workflow": "press_release/write"}]
+    assert config["archiveAfterDays"] == 7
+    assert config["scheduler"]["maxCatchUp"] == 10 and config["scheduler"]["horizonDays"] == 3
+    typed = parse_config(config)
+    assert typed.coding.workflows == ["sweng/sweng"] and typed.workflow_rules[0].workflow == "press_release/write"

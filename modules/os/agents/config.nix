@@ -85,7 +85,7 @@ in
 {
   config = mkIf (cfg != { }) {
     environment.etc = listToAttrs (map (name: nameValuePair (lib.removePrefix "/etc/" (L.configPath name)) {
-      text = builtins.toJSON (runtimeConfig name);
+      text = builtins.toJSON (lib.recursiveUpdate (runtimeConfig name) cfg.${name}.settings);
       mode = "0440";
       user = L.userOf name;
       group = "agent-admins";

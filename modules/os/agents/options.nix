@@ -355,6 +355,19 @@ let
         default = [ ];
         description = "Packages in the agent's profile, hence on the PATH of its shell and of its units.";
       };
+
+      settings = mkOption {
+        type = types.attrsOf types.anything;
+        default = { };
+        example = { coding.workflows = [ "sweng/sweng" ]; workflowRules = [ { keywords = [ "press release" ]; workflow = "press_release/write"; } ]; };
+        description = ''
+          Runtime configuration merged (recursively) over what the options above generate: any key of the
+          runtime's config schema (docs/configuration.md), for settings without a dedicated option, such as
+          `coding`, `workflowRules`, `runtimeRules`, `llmTriage`, `commandProvider`, `openaiProvider`,
+          `archiveAfterDays` or `mail.maxPerRun`. Secrets stay file paths. An unknown key or a wrong type is
+          reported by `keystone-agent validate` and stops the agent's runs with a message naming the key.
+        '';
+      };
     };
   };
 in
