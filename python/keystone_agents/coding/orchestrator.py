@@ -284,7 +284,7 @@ class Orchestrator:
         self.event("code_provider_start", msg=f"{label}: {provider}", step=label, provider=provider, model=model)
         result = run_provider(
             provider, repo_dir=self.git.cwd, system_prompt=system, task_prompt=task_prompt, model=model,
-            timeout=self.timeout, env=self.config.environment,
+            timeout=self.timeout, env=self.config.environment, stall_timeout=self.config.stall_timeout_seconds,
         )
         self.record_output(label, result)
         self.event(

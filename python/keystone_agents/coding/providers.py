@@ -16,9 +16,7 @@ no forge tokens in its environment (only the orchestrator pushes and talks to th
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import time
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -87,13 +85,6 @@ def provider_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str]
     return env
 
 
-def _kill_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def run_provider(
     provider: str,
     *,
@@ -103,39 +94,25 @@ def run_provider(
     model: str | None,
     timeout: float,
     env: Mapping[str, str] | None = None,
+    stall_timeout: float | None = None,
 ) -> ProviderResult:
-    """Run one provider CLI to completion or timeout; the whole process group dies on timeout."""
+    """Run one provider CLI to completion, timeout or stall, with the task loop's process runner: stdin
+    closed, its own session and process group (the whole group dies on timeout), and the stall watchdog.
+    The output is returned, not teed: the orchestrator logs it redacted."""
+    from keystone_agents.providers.process import RunOptions, run_process
+
     argv = build_argv(provider, system_prompt, task_prompt, model)
-    started = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            argv, cwd=repo_dir, env=provider_env(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True,
-        )
-    except FileNotFoundError:
-        raise ProviderError(f"{provider}: command {argv[0]!r} not found on PATH") from None
-    timed_out = False
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(proc.pid, signal.SIGTERM)
-        try:
-            stdout, stderr = proc.communicate(timeout=KILL_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc.pid, signal.SIGKILL)
-            try:
-                stdout, stderr = proc.communicate(timeout=KILL_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:  # a grandchild escaped the group and holds the pipes
-                proc.kill()
-                stdout, stderr = "", ""
-    finally:
-        _kill_group(proc.pid, signal.SIGKILL)  # leftovers of a CLI that exited but left children behind
+    child_env = provider_env(env)
+    if shutil.which(argv[0], path=child_env.get("PATH")) is None:
+        raise ProviderError(f"{provider}: command {argv[0]!r} not found on PATH")
+    proc = run_process(argv, None, RunOptions(
+        log_path=Path(os.devnull), timeout=timeout, kill_grace=KILL_GRACE_SECONDS, env=child_env, cwd=repo_dir,
+        stall_timeout=stall_timeout))
     return ProviderResult(
         provider=provider,
-        exit_code=None if timed_out else proc.returncode,
-        timed_out=timed_out,
-        duration_seconds=time.monotonic() - started,
-        stdout=stdout or "",
-        stderr=stderr or "",
+        exit_code=None if proc.timed_out else proc.exit_code,
+        timed_out=proc.timed_out,
+        duration_seconds=proc.duration_seconds,
+        stdout=proc.stdout,
+        stderr=proc.stderr,
     )
