@@ -152,12 +152,8 @@ class WorkflowRule(Rule):
 
 
 @dataclass(frozen=True)
-class RuntimeRule(Rule):
-    profile: str | None = None
-    provider: str | None = None
-    model: str | None = None
-    fallback_model: str | None = None
-    effort: str | None = None
+class RuntimeRule(Rule, StageSettings):
+    """Conditions, and the profile/provider/model/fallback_model/effort a matching task gets."""
 
 
 @dataclass(frozen=True)

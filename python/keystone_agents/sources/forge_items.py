@@ -19,6 +19,21 @@ class ForgeDenied(Exception):
     """Authentication failed or the rate limit is exhausted: the whole source is skipped."""
 
 
+class Malformed(Exception):
+    """A forge answer that is not what its API reference documents (the detail is dropped, the source goes on)."""
+
+
+class WarnsAsSource:
+    """`_warn`: a `log` event naming the source (GitHub and Forgejo sources share it)."""
+
+    name: str
+    log: Any
+
+    def _warn(self, msg: str) -> None:
+        if self.log is not None:
+            self.log.warning("log", msg=f"source {self.name}: {msg}", step="prefetch", source=self.name)
+
+
 def _cut(text: Any, limit: int) -> str:
     text = str(text or "").replace("\r\n", "\n").strip()
     return text if len(text) <= limit else text[:limit] + "\n[…]"
@@ -26,6 +41,11 @@ def _cut(text: Any, limit: int) -> str:
 
 def _login(user: Any) -> str:
     return str(user.get("login") or user.get("username") or "") if isinstance(user, dict) else ""
+
+
+def login_lower(user: Any) -> str:
+    """A user's login for comparisons (forges treat logins case-insensitively)."""
+    return _login(user).lower()
 
 
 def repo_of(issue: dict) -> str:

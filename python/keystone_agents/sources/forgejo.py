@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keystone_agents.sources.base import FetchResult, SourceFailed
-from keystone_agents.sources.forge_items import Collector, ForgeDenied, is_pull, issue_item, review_item
+from keystone_agents.sources.forge_items import (
+    Collector, ForgeDenied, Malformed, WarnsAsSource, is_pull, issue_item, login_lower, review_item,
+)
 
 REVIEW_STATES = ("REQUEST_CHANGES", "COMMENT")
 PAGES_MAX = 20
@@ -32,12 +34,8 @@ DETAILS_MAX = 100
 NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
-class Malformed(Exception):
-    pass
-
-
 @dataclass
-class ForgejoSource:
+class ForgejoSource(WarnsAsSource):
     settings: Any  # config.ForgejoSettings
     log: Any = None
     timeout: float = 60.0
@@ -107,10 +105,6 @@ class ForgejoSource:
             self._warn(str(exc))
             return None
 
-    def _warn(self, msg: str) -> None:
-        if self.log is not None:
-            self.log.warning("log", msg=f"source {self.name}: {msg}", step="prefetch", source=self.name)
-
     def fetch(self) -> FetchResult:
         started = time.monotonic()
         self.requests, self._details, self._token = [], 0, None
@@ -148,7 +142,7 @@ class ForgejoSource:
             issue = self._detail(subject["url"])
             if not issue or issue.get("state") != "open" or out.has(issue.get("html_url")):
                 continue
-            if subject.get("type") == "Pull" and _login(issue.get("user")) == user.lower():
+            if subject.get("type") == "Pull" and login_lower(issue.get("user")) == user.lower():
                 continue  # the agent's own PRs: their reviews come below
             issue.setdefault("repository", note.get("repository"))
             latest = self._detail(subject["latest_comment_url"]) if subject.get("latest_comment_url") else None
@@ -165,7 +159,7 @@ class ForgejoSource:
             if not repo or not pr.get("number") or not is_pull(pr):
                 continue
             reviews = self._detail(f"/repos/{repo}/pulls/{pr['number']}/reviews", many=True) or []
-            wanted = [r for r in reviews if r.get("state") in REVIEW_STATES and _login(r.get("user")) != user.lower()]
+            wanted = [r for r in reviews if r.get("state") in REVIEW_STATES and login_lower(r.get("user")) != user.lower()]
             comments = []
             for review in wanted:
                 for comment in self._detail(f"/repos/{repo}/pulls/{pr['number']}/reviews/{review.get('id')}/comments",
@@ -176,5 +170,3 @@ class ForgejoSource:
         return out.items
 
 
-def _login(user: Any) -> str:
-    return str(user.get("login") or user.get("username") or "").lower() if isinstance(user, dict) else ""

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keystone_agents.sources.base import FetchResult, SourceFailed
-from keystone_agents.sources.forge_items import Collector, ForgeDenied, is_pull, issue_item, review_item
+from keystone_agents.sources.forge_items import (
+    Collector, ForgeDenied, Malformed, WarnsAsSource, is_pull, issue_item, review_item,
+)
 
 ACCEPT = "Accept: application/vnd.github+json"
 REVIEW_STATES = ("CHANGES_REQUESTED", "COMMENTED")
@@ -54,12 +56,8 @@ def flatten(values: list[Any]) -> list[dict]:
     return out
 
 
-class Malformed(Exception):
-    pass
-
-
 @dataclass
-class GithubSource:
+class GithubSource(WarnsAsSource):
     settings: Any  # config.GithubSettings
     env: dict | None = None
     log: Any = None
@@ -121,10 +119,6 @@ class GithubSource:
         except Malformed as exc:
             self._warn(str(exc))
             return None
-
-    def _warn(self, msg: str) -> None:
-        if self.log is not None:
-            self.log.warning("log", msg=f"source {self.name}: {msg}", step="prefetch", source=self.name)
 
     def fetch(self) -> FetchResult:
         started = time.monotonic()
