@@ -158,17 +158,18 @@ def record_execution(conn: sqlite3.Connection, row: dict[str, Any]) -> None:
     )
 
 
+def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """` WHERE a AND b` of the conditions whose value is given, and their arguments."""
+    given = [(sql, value) for sql, value in conditions if value]
+    clause = " WHERE " + " AND ".join(sql for sql, _ in given) if given else ""
+    return clause, [value for _, value in given]
+
+
 def executions(path: Path, task: str | None = None, run_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    where, args = [], []
-    if task:
-        where.append("task = ?")
-        args.append(task)
-    if run_id:
-        where.append("run_id = ?")
-        args.append(run_id)
-    query = "SELECT * FROM task_executions" + (" WHERE " + " AND ".join(where) if where else "")
+    clause, args = _where(("task = ?", task), ("run_id = ?", run_id))
+    query = "SELECT * FROM task_executions" + clause
     query += " ORDER BY started_at DESC, id DESC LIMIT ?"
     with closing(connect(path)) as conn:
         rows = conn.execute(query, (*args, limit)).fetchall()
@@ -205,15 +206,9 @@ def reset_failures(conn: sqlite3.Connection, task: str) -> None:
 def spend(conn: sqlite3.Connection, since: str | None = None, task: str | None = None) -> tuple[int, float]:
     """(tokens, reported dollars) of the task executions started at or after `since` (ISO 8601 UTC, the
     format the rows use), of one task or all."""
-    where, args = [], []
-    if since:
-        where.append("started_at >= ?")
-        args.append(since)
-    if task:
-        where.append("task = ?")
-        args.append(task)
+    clause, args = _where(("started_at >= ?", since), ("task = ?", task))
     query = "SELECT COALESCE(SUM(total_tokens), 0), COALESCE(SUM(cost_usd), 0.0) FROM task_executions"
-    row = conn.execute(query + (" WHERE " + " AND ".join(where) if where else ""), args).fetchone()
+    row = conn.execute(query + clause, args).fetchone()
     return int(row[0]), float(row[1])
 
 

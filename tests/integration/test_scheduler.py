@@ -14,34 +14,20 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from keystone_agents import queuefile
 from keystone_agents.lock import try_lock
 from keystone_agents.scheduler import schedules, wake
 from keystone_agents.space import AgentSpace
+from tests.support.scheduler import configure, tasks, utc  # noqa: F401 - utc is an autouse fixture
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-
-
-def configure(home: Path, **keys) -> None:
-    """Merge `keys` (camelCase JSON) into the agent's config.json."""
-    path = home / ".config/keystone-agent/config.json"
-    data = json.loads(path.read_text())
-    data.update(keys)
-    path.write_text(json.dumps(data, indent=2))
 
 
 def write_schedules(home: Path, text: str) -> None:
     (home / "SCHEDULES.yaml").write_text(text)
 
-
-def tasks(home: Path) -> list[dict]:
-    return yaml.safe_load((home / "TASKS.yaml").read_text())["tasks"] or []
 
 
 def refs(home: Path) -> list[str]:

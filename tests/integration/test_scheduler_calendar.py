@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+
+from tests.support.scheduler import configure, tasks, utc  # noqa: F401 - utc is an autouse fixture
 
 NOW = "2025-06-02T05:00:00Z"
 USER, PASSWORD = "agent", "s3cret-Passw0rd"
@@ -150,22 +151,6 @@ def radicale(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
-
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-
-
-def configure(home: Path, **keys) -> None:
-    path = home / ".config/keystone-agent/config.json"
-    data = json.loads(path.read_text())
-    data.update(keys)
-    path.write_text(json.dumps(data, indent=2))
-
-
-def tasks(home: Path) -> list[dict]:
-    return yaml.safe_load((home / "TASKS.yaml").read_text())["tasks"] or []
 
 
 @pytest.fixture
