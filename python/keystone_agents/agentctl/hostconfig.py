@@ -31,6 +31,9 @@ class AgentEntry:
     vnc_port: int | None = None
     desktop: bool = False
     helper: str | None = None
+    uid: int | None = None
+    comms: dict = field(default_factory=dict)  # acceptFrom, maxDepth, sendsPerHour (schema defaults applied)
+    triggers: tuple[str, ...] = ("schedule", "manual")
 
     @property
     def notes(self) -> str:
@@ -50,6 +53,7 @@ class HostConfig:
     host_name: str | None = None
     ssh_command: list[str] = field(default_factory=lambda: ["ssh"])
     source_path: Path | None = None
+    coordination: dict = field(default_factory=dict)  # the raw `coordination` object (coordination/registry.py)
 
     @property
     def this_host(self) -> str:
@@ -110,11 +114,13 @@ def parse(data: object, file: str = "<host config>", text: str | None = None) ->
         AgentEntry(
             name=a["name"], user=a["user"], home=a["home"], host=a.get("host"), notes_dir=a.get("notesDir"),
             config_path=a.get("configPath"), vnc_port=a.get("vncPort"), desktop=a.get("desktop", False),
-            helper=a.get("helper"),
+            helper=a.get("helper"), uid=a.get("uid"), comms=dict(a.get("comms") or {}),
+            triggers=tuple(a.get("triggers") or ("schedule", "manual")),
         )
         for a in data["agents"]  # type: ignore[index]
     ]
-    return HostConfig(agents, data.get("hostName"), list(data.get("sshCommand") or ["ssh"]))  # type: ignore[union-attr]
+    return HostConfig(agents, data.get("hostName"), list(data.get("sshCommand") or ["ssh"]),  # type: ignore[union-attr]
+                      coordination=dict(data.get("coordination") or {}))  # type: ignore[union-attr]
 
 
 def load(explicit: str | os.PathLike | None = None) -> HostConfig:
@@ -131,4 +137,4 @@ def load(explicit: str | os.PathLike | None = None) -> HostConfig:
     except json.JSONDecodeError as exc:
         raise ValidationFailed([Problem(str(path), exc.lineno, "", f"not valid JSON: {exc.msg} (column {exc.colno})")]) from None
     config = parse(data, str(path), text)
-    return HostConfig(config.agents, config.host_name, config.ssh_command, path)
+    return HostConfig(config.agents, config.host_name, config.ssh_command, path, config.coordination)
