@@ -118,7 +118,7 @@ def as_user(user: str, fn, *args, **kwargs):
             try:
                 data = pickle.dumps(payload)
             except Exception as exc:  # noqa: BLE001
-                data = pickle.dumps(("error", ChildFailed(f"unpicklable result: {exc}"), ""))
+                data = pickle.dumps(("error", ChildFailed(f"unpicklable result: {exc}\n{payload[-1]}"), ""))
             with os.fdopen(write_fd, "wb") as out:
                 out.write(data)
         finally:
