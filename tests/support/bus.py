@@ -102,7 +102,8 @@ class World:
 
 def host_config_data(users: RealUsers, run_dir: Path, bus_dir: Path, pg: dict | None = None,
                      backend: str = "local") -> dict:
-    comms = {"gamma": {"acceptFrom": ["alpha"], "maxDepth": 1}, "delta": {"sendsPerHour": 3}}
+    comms = {"alpha": {"sendsPerHour": 100000}, "gamma": {"acceptFrom": ["alpha"], "maxDepth": 1},
+             "delta": {"sendsPerHour": 3}}
     return {
         "version": 1,
         "coordination": {
