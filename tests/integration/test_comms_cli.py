@@ -166,7 +166,7 @@ def test_killed_drains_lose_nothing_and_duplicate_nothing(fleet):
     kills = 0
     while kills < 200:
         proc = beta.popen("comms", "drain", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.2, 0.9))
+        time.sleep(rng.uniform(0.05, 0.5))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
