@@ -75,8 +75,8 @@ def test_gemini_session_keeps_caller_mode_flag(fleet):
 def test_session_for_other_user_goes_through_the_helper(fleet):
     assert fleet.run("beta", "claude", "-r", "architecture").returncode == 0
     [sudo] = fleet.argvs("sudo")
-    assert sudo[1] == "agent-beta" and sudo[4:7] == ["exec", "keystone-agent", "session"]
-    assert sudo[sudo.index("session") + 1:][-4:] == ["claude", "--role", "architecture", "--"]
+    helper = str(Path(__file__).parent / "bin" / "agent-helper")
+    assert sudo == ["-u", "agent-beta", "--", helper, "claude", "--role", "architecture", "--"]
     assert "# Role: architect" in _claude_prompt(fleet.argvs("claude")[0])
 
 

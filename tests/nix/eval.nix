@@ -33,7 +33,6 @@ in
   etc = lib.mapAttrs (_: e: pick e [ "text" "mode" "user" "group" ]) c.environment.etc;
   systemPackages = map pkgName c.environment.systemPackages;
   activationScripts = c.system.activationScripts;
-  helpers = lib.mapAttrs (_: h: { path = h.outPath; inherit (h) text; }) c.keystone.os.agentRuntime.helpers;
   prometheus = { inherit (c.services.prometheus) enable rules; nodeExporter = c.services.prometheus.exporters.node; };
   grafana = { inherit (c.services.grafana) enable; provision = { inherit (c.services.grafana.provision) enable; providers = c.services.grafana.provision.dashboards.settings.providers; }; };
   etcSources = lib.mapAttrs (_: e: if e.source == null then null else toString e.source) c.environment.etc;

@@ -53,9 +53,9 @@ def test_one_agent_with_defaults(evaluate):
     assert user["linger"] is True and user["hashedPassword"] == "!"
     assert user["description"] == "drago" and "keystone-agents-0.1.0" in user["packages"]
     assert set(ev["groups"]) == {"agents", "agent-admins"}
-    assert "d /home/agent-drago 2770 agent-drago agent-admins -" in ev["tmpfiles"]
+    assert "d /home/agent-drago 0750 agent-drago agent-admins -" in ev["tmpfiles"]
     assert "d /var/lib/prometheus-node-exporter 1775 root agents -" in ev["tmpfiles"]
-    assert "install -d -m 2770 -o agent-drago -g agent-admins /home/agent-drago" in ev["activationScripts"]["agentHomes"]["text"]
+    assert "install -d -m 0750 -o agent-drago -g agent-admins /home/agent-drago" in ev["activationScripts"]["agentHomes"]["text"]
 
     # user units: loop and scheduler on timers; no notes sync without a repo
     assert set(ev["userServices"]) == {"agent-drago-task-loop", "agent-drago-scheduler"}
@@ -87,11 +87,17 @@ def test_one_agent_with_defaults(evaluate):
     assert "--remote-debugging-address=127.0.0.1" in chromium["ExecStart"] and chromium["User"] == "agent-drago"
     assert ev["services"]["agent-drago-labwc"]["environment"]["WLR_BACKENDS"] == "headless"
 
-    # sudo: agent-admins may run only the agent's helper, as the agent
-    assert ev["sudoRules"] == [{
+    # sudo: agent-admins may run only the admin helper as the agent, and systemctl on its system units as root
+    svc = "/stand-in/keystone-agents-0.1.0/bin/keystone-agent-svc"
+    assert ev["sudoRules"][0] == {
         "groups": ["agent-admins"], "users": [], "host": "ALL", "runAs": "agent-drago",
-        "commands": [{"command": "/stand-in/agent-svc-drago", "options": ["NOPASSWD"]}],
-    }]
+        "commands": [{"command": svc, "options": ["NOPASSWD"]}],
+    }
+    [units] = ev["sudoRules"][1:]
+    assert units["runAs"] == "root" and units["groups"] == ["agent-admins"]
+    assert {c["command"] for c in units["commands"]} == {
+        f"/stand-in/systemd/bin/systemctl {verb} agent-drago-{unit}.service"
+        for verb in ("status", "start", "stop", "restart") for unit in ("labwc", "wayvnc", "chromium")}
 
     config = valid_agent_config(ev, "drago")
     assert config["agentName"] == "drago" and config["host"] == "ocean" and config["notesDir"] == "/home/agent-drago/notes"
@@ -104,11 +110,15 @@ def test_one_agent_with_defaults(evaluate):
     host = ev.host_config()
     assert schema_errors("host-config", host) == []
     drago = next(a for a in host["agents"] if a["name"] == "drago")
-    assert drago["helper"] == "/stand-in/agent-svc-drago" and drago["configPath"].endswith("/agents/drago.json")
+    assert drago["helper"] == svc and drago["configPath"].endswith("/agents/drago.json")
+    assert drago["systemUnits"] == ["agent-drago-chromium", "agent-drago-labwc", "agent-drago-wayvnc"]
+    assert drago["path"] == loop["environment"]["PATH"] and drago["sshAuthSock"] is None
+    assert host["systemctl"] == "/stand-in/systemd/bin/systemctl"
     # agentctl itself accepts what the module writes
     from keystone_agents.agentctl import hostconfig
     parsed = hostconfig.parse(host)
-    assert parsed.get("drago").helper == "/stand-in/agent-svc-drago" and parsed.is_local_host(parsed.get("drago").host)
+    assert parsed.get("drago").helper == svc and parsed.is_local_host(parsed.get("drago").host)
+    assert parsed.get("drago").system_unit("agent-drago-labwc") == "agent-drago-labwc.service"
     assert "keystone-agents-0.1.0" in ev["systemPackages"]
 
 
@@ -126,7 +136,7 @@ def test_two_agents_get_uids_and_ports_in_name_order(evaluate):
     host = ev.host_config()
     assert [(a, by_name(host)[a]["vncPort"], by_name(host)[a]["chromeDebugPort"]) for a in ("alpha", "zed")] == [
         ("alpha", 5901, 9222), ("zed", 5902, 9223)]
-    assert {r["runAs"] for r in ev["sudoRules"]} == {"agent-alpha", "agent-zed"}
+    assert {r["runAs"] for r in ev["sudoRules"]} == {"agent-alpha", "agent-zed", "root"}  # root: their system units
     # only zed has a notes repo, only alpha a key (hence an ssh-agent and SSH_AUTH_SOCK)
     assert "agent-zed-notes-sync" in ev["userServices"] and "agent-alpha-notes-sync" not in ev["userServices"]
     sync = ev["userServices"]["agent-zed-notes-sync"]["serviceConfig"]["ExecStart"]
@@ -302,52 +312,23 @@ def test_the_documented_example_evaluates_and_the_runtime_accepts_its_config(nix
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.fixture
-def recording_pkgs(tmp_path):
-    """A stand-in package root whose systemctl, journalctl and keystone-agent record their argv (one per line)."""
-    root = tmp_path / "pkgs"
-    log = tmp_path / "argv.log"
-    for rel in ("systemd/bin/systemctl", "systemd/bin/journalctl", "keystone-agents-0.1.0/bin/keystone-agent"):
-        exe = root / rel
-        exe.parent.mkdir(parents=True, exist_ok=True)
-        exe.write_text(f'#!/bin/sh\nprintf "%s\\n" "{exe.name}" "$@" >> "{log}"\nprintf -- "--\\n" >> "{log}"\n')
-        exe.chmod(0o755)
-    return root, log
+def test_the_sudo_rules_are_the_shared_expression(evaluate, nix):
+    """users.nix passes exactly what modules/os/agents/sudo-rules.nix renders (the expression the real-host
+    suite installs into a real sudoers file), with the host config's helper, systemctl and system units."""
+    from tests.support import realhost
 
-
-def test_the_sudo_helper_allows_listed_verbs_only(evaluate, recording_pkgs, tmp_path):
-    root, log = recording_pkgs
-    ev = evaluate('{ networking.hostName = "h"; keystone.os.agents.drago = { }; }', pkgs_root=root)
-    helper = tmp_path / "agent-svc-drago"
-    helper.write_text("#!/bin/bash\n" + ev["helpers"]["drago"]["text"])
-    helper.chmod(0o755)
-    assert ev["helpers"]["drago"]["path"] == ev["sudoRules"][0]["commands"][0]["command"]
-
-    def run(*argv):
-        return subprocess.run([str(helper), *argv], capture_output=True, text=True, timeout=30)
-
-    hostile = "x'; touch /tmp/pwned-$((1+1)) #"
-    assert run("systemctl", "status", "agent-drago-task-loop.service").returncode == 0
-    assert run("journalctl", "-u", "agent-drago-task-loop", "-n", "5").returncode == 0
-    assert run("keystone-agent", "tasks", "--json", hostile).returncode == 0
-    calls = [c.strip("\n").split("\n") for c in log.read_text().split("--\n") if c.strip()]
-    assert calls == [
-        ["systemctl", "--user", "status", "agent-drago-task-loop.service"],
-        ["journalctl", "--user", "-u", "agent-drago-task-loop", "-n", "5"],
-        ["keystone-agent", "tasks", "--config", "/etc/keystone-agents/agents/drago.json", "--json", hostile],
-    ]
-    for argv, says in [
-        (("systemctl", "edit", "agent-drago-task-loop.service"), "'systemctl edit' is not allowed"),
-        (("systemctl", "set-environment", "A=1"), "'systemctl set-environment' is not allowed"),
-        (("systemctl", "import-environment"), "'systemctl import-environment' is not allowed"),
-        (("journalctl", "--vacuum-size=1K"), "'journalctl --vacuum-size=1K' is not allowed"),
-        (("keystone-agent", "init"), "'keystone-agent init' is not allowed"),
-        (("rm", "-rf", "/"), "'rm' is not allowed"),
-        ((), "usage: agent-svc-drago systemctl"),
-    ]:
-        result = run(*argv)
-        assert result.returncode == 2 and says in result.stderr, (argv, result.stderr)
-    assert len(calls) == 3 == len([c for c in log.read_text().split("--\n") if c.strip()])  # nothing else ran
+    ev = evaluate('{ networking.hostName = "h"; keystone.os.agents = { drago = { ssh.keyFile = "/run/agenix/k"; };'
+                  ' luce.desktop.enable = false; far.host = "elsewhere"; }; }')
+    host = by_name(ev.host_config())
+    agents = [{"user": host[n]["user"], "systemUnits": host[n]["systemUnits"]} for n in ("drago", "luce")]
+    expected = realhost.module_sudo_rules(host["drago"]["helper"], ev.host_config()["systemctl"], agents)
+    defaults = {"users": [], "host": "ALL"}
+    assert ev["sudoRules"] == [{**defaults, **rule} for rule in expected]
+    assert host["drago"]["systemUnits"] == ["agent-drago-chromium", "agent-drago-labwc", "agent-drago-ssh-agent",
+                                            "agent-drago-wayvnc"]
+    assert host["luce"]["systemUnits"] == [] and host["far"]["helper"] is None
+    assert host["drago"]["sshAuthSock"] == "/run/agent-drago-ssh-agent/agent.sock"
+    assert [r["runAs"] for r in ev["sudoRules"]] == ["agent-drago", "agent-luce", "root"]
 
 
 def test_settings_reach_the_runtime_config_merged_over_the_options(evaluate):

@@ -63,6 +63,16 @@ rec {
   configPath = name: "${rt.configDir}/agents/${name}.json";
   hostConfigPath = "${rt.configDir}/agentctl.json";
   sshSocketOf = name: "/run/agent-${name}-ssh-agent/agent.sock";
+  homeMode = "0750";
+
+  # The admin helper (sudo -u agent-<name> -- keystone-agent-svc VERB ARGS) and the systemctl the sudo rule
+  # for agents' system units names.
+  helperPath = "${rt.package}/bin/keystone-agent-svc";
+  systemctlPath = "${pkgs.systemd}/bin/systemctl";
+  # Every system unit the module creates for an agent (agent-<name>-…): agentctl routes
+  # `status|start|stop|restart UNIT` for these to the system manager.
+  systemUnitsOf = name:
+    builtins.filter (unit: lib.hasPrefix "agent-${name}-" unit) (attrNames config.systemd.services);
   textfileDir = config.keystone.os.observability.nodeExporter.textfileDirectory;
 
   unitNames = name: {

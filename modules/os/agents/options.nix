@@ -392,13 +392,6 @@ in
         example = [ "alice" ];
         description = "Human users added to agent-admins: they can read agent homes and steer agents with agentctl.";
       };
-      helpers = mkOption {
-        type = types.attrsOf types.package;
-        default = { };
-        internal = true;
-        readOnly = false;
-        description = "Store path of each local agent's sudo helper (agent-svc-<name>), for agentctl's host config.";
-      };
       configDir = mkOption {
         type = types.strMatching "/etc/.+";
         default = "/etc/keystone-agents";

@@ -1,6 +1,6 @@
 # Accounts: groups agents and agent-admins, one locked user per local agent, homes that other agents cannot
-# read but admins can, lingering (user units run without a login), the sudo helper, and the assertions that
-# keep UIDs and names sane.
+# read but admins can, lingering (user units run without a login), the sudo rules of the admin helper, and
+# the assertions that keep UIDs and names sane.
 { config, lib, pkgs, ... }:
 let
   L = import ./lib.nix { inherit config lib pkgs; };
@@ -8,71 +8,14 @@ let
   inherit (lib) concatMap concatStringsSep listToAttrs nameValuePair mkIf filter;
   rt = config.keystone.os.agentRuntime;
 
-  systemctlVerbs = [ "status" "start" "stop" "restart" "list-timers" "list-units" "is-active" "is-failed" "reset-failed" "show" "cat" ];
-  agentCommands = [ "tasks" "paused" "pause" "resume" "validate" "runs" "show" "status" ];
-  journalctlRefused = [ "--vacuum-*" "--rotate" "--flush" "--sync" "--relinquish-var" "--smart-relinquish-var" "--setup-keys" "--update-catalog" "-D" "--directory*" "--file*" "--root*" "--image*" ];
-
-  # The only program admins may run as an agent through sudo. Arguments stay an argv (never re-parsed by a
-  # shell); anything not listed is refused with a message that says what is allowed.
-  helperText = name: ''
-    # agent-svc-${name}: what members of agent-admins may run as ${userOf name} (through sudo), and nothing else.
-    set -euo pipefail
-    self=agent-svc-${name}
-    export HOME=${homeOf name}
-    export USER=${userOf name}
-    export XDG_RUNTIME_DIR=/run/user/${toString (uidOf name)}
-    export DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/${toString (uidOf name)}/bus
-    export KEYSTONE_AGENT_CONFIG=${L.configPath name}
-    export PATH=${L.unitPath name}
-    usage() {
-      echo "usage: $self systemctl ${concatStringsSep "|" systemctlVerbs} [UNIT...]" >&2
-      echo "       $self journalctl [ARGS...]" >&2
-      echo "       $self keystone-agent ${concatStringsSep "|" agentCommands} [ARGS...]" >&2
-      echo "       $self exec COMMAND [ARGS...]" >&2
-    }
-    verb="''${1:-}"
-    [ "$#" -gt 0 ] && shift
-    case "$verb" in
-      systemctl)
-        sub="''${1:-}"
-        case "$sub" in
-          ${concatStringsSep "|" systemctlVerbs})
-            shift
-            exec ${pkgs.systemd}/bin/systemctl --user "$sub" "$@" ;;
-          *)
-            echo "$self: 'systemctl $sub' is not allowed; allowed verbs: ${concatStringsSep " " systemctlVerbs}" >&2
-            exit 2 ;;
-        esac ;;
-      journalctl)
-        for arg in "$@"; do
-          case "$arg" in
-            ${concatStringsSep "|" journalctlRefused})
-              echo "$self: 'journalctl $arg' is not allowed (only reading the agent's own journal is)" >&2
-              exit 2 ;;
-          esac
-        done
-        exec ${pkgs.systemd}/bin/journalctl --user "$@" ;;
-      keystone-agent)
-        sub="''${1:-}"
-        case "$sub" in
-          ${concatStringsSep "|" agentCommands})
-            shift
-            exec ${rt.package}/bin/keystone-agent "$sub" --config ${L.configPath name} "$@" ;;
-          *)
-            echo "$self: 'keystone-agent $sub' is not allowed; allowed: ${concatStringsSep " " agentCommands}" >&2
-            exit 2 ;;
-        esac ;;
-      exec)
-        if [ "$#" -eq 0 ]; then usage; exit 2; fi
-        cd "$HOME"
-        exec "$@" ;;
-      *)
-        if [ -n "$verb" ]; then echo "$self: '$verb' is not allowed" >&2; fi
-        usage
-        exit 2 ;;
-    esac
-  '';
-  helperOf = name: pkgs.writeShellScript "agent-svc-${name}" (helperText name);
+  # sudo: agent-admins run keystone-agent-svc (the admin helper) as each agent, and systemctl
+  # status|start|stop|restart on each agent's own system units as root. The verbs live in the package's
+  # allow-list (python/keystone_agents/agentctl/verbs.py), not here.
+  sudoRules = import ./sudo-rules.nix {
+    helper = L.helperPath;
+    systemctl = L.systemctlPath;
+    agents = map (name: { user = userOf name; systemUnits = L.systemUnitsOf name; }) localNames;
+  };
 
   # --- assertions -------------------------------------------------------------------------------------------
   agentUsers = map userOf L.names;
@@ -150,23 +93,18 @@ in
       packages = [ rt.package pkgs.git pkgs.openssh ] ++ cfg.${name}.extraPackages;
     }) localNames);
 
-    # 2770 agent-<name>:agent-admins — the agent and admins only; setgid keeps new files in agent-admins.
-    systemd.tmpfiles.rules = map (name: "d ${homeOf name} 2770 ${userOf name} agent-admins -") localNames;
+    # 0750 agent-<name>:agent-admins — the agent writes, admins read, nobody else (other agents included)
+    # enters. Admins change an agent's files through agentctl, as the agent, so every file keeps its owner.
+    systemd.tmpfiles.rules = map (name: "d ${homeOf name} ${L.homeMode} ${userOf name} agent-admins -") localNames;
     system.activationScripts.agentHomes = {
       deps = [ "users" "groups" ];
       text = concatStringsSep "\n" (map (name: ''
-        ${pkgs.coreutils}/bin/install -d -m 2770 -o ${userOf name} -g agent-admins ${homeOf name}
+        ${pkgs.coreutils}/bin/install -d -m ${L.homeMode} -o ${userOf name} -g agent-admins ${homeOf name}
         ${pkgs.coreutils}/bin/chown ${userOf name}:agent-admins ${homeOf name}
-        ${pkgs.coreutils}/bin/chmod 2770 ${homeOf name}
+        ${pkgs.coreutils}/bin/chmod ${L.homeMode} ${homeOf name}
       '') localNames);
     };
 
-    security.sudo.extraRules = map (name: {
-      groups = [ "agent-admins" ];
-      runAs = userOf name;
-      commands = [ { command = "${helperOf name}"; options = [ "NOPASSWD" ]; } ];
-    }) localNames;
-
-    keystone.os.agentRuntime.helpers = listToAttrs (map (name: nameValuePair name (helperOf name)) localNames);
+    security.sudo.extraRules = sudoRules;
   };
 }
