@@ -29,6 +29,7 @@ import yaml
 from keystone_agents.atomic import write_atomic
 from keystone_agents.plain import to_plain
 from keystone_agents.problems import Problem, ValidationFailed
+from keystone_agents.sanitize import MODEL_MAX, MODEL_RE, NAME_MAX, WORKFLOW_RE
 
 try:  # libyaml; the pure-Python loader is a slow but correct fallback
     from yaml import CSafeLoader as _Loader
@@ -38,7 +39,10 @@ except ImportError:  # pragma: no cover
 STATUSES = ("pending", "in_progress", "completed", "blocked")
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
-STRING_FIELDS = ("project", "source", "source_ref", "profile", "model", "fallback_model", "blocked_reason")
+STRING_FIELDS = ("source", "source_ref", "blocked_reason")
+# fields with a shape (sanitize's patterns, the same as the schema's): a name, a model, a workflow
+SHAPED_FIELDS = {"project": (NAME_RE, NAME_MAX), "profile": (NAME_RE, NAME_MAX), "model": (MODEL_RE, MODEL_MAX),
+                 "fallback_model": (MODEL_RE, MODEL_MAX), "workflow": (WORKFLOW_RE, 128)}
 ENUMS = {
     "status": STATUSES,
     "provider": ("claude", "gemini", "codex", "command", "openai"),
@@ -136,7 +140,11 @@ def fast_valid(entry: Any) -> bool:
         return False
     for key, value in entry.items():
         if key == "name":
-            if not (isinstance(value, str) and NAME_RE.match(value)):
+            if not (isinstance(value, str) and NAME_RE.match(value) and len(value) <= NAME_MAX):
+                return False
+        elif key in SHAPED_FIELDS:
+            shape, longest = SHAPED_FIELDS[key]
+            if not (isinstance(value, str) and shape.match(value) and len(value) <= longest):
                 return False
         elif key == "description":
             if not (isinstance(value, str) and value):
@@ -147,11 +155,9 @@ def fast_valid(entry: Any) -> bool:
         elif key in STRING_FIELDS:
             if not isinstance(value, str):
                 return False
-        elif key == "workflow":
-            if not (isinstance(value, str) and value):
-                return False
         elif key == "needs":
-            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            if not (isinstance(value, list) and all(isinstance(v, str) and NAME_RE.match(v) and len(v) <= NAME_MAX
+                                                    for v in value)):
                 return False
         elif key in TIME_FIELDS:
             if not (isinstance(value, str) and TIMESTAMP_RE.match(value)):
