@@ -97,13 +97,17 @@ def cap(text: str, limit: int) -> str:
     return data[:limit].decode("utf-8", errors="ignore")
 
 
-def clean_text(value: Any, *, field: str, multiline: bool = False, limit: int | None = None) -> str:
-    """THE normalisation of one untrusted value (see the module doc). Raises UnsafeText for a lone surrogate."""
+def clean_text(value: Any, *, field: str, multiline: bool = False, limit: int | None = None,
+               lenient: bool = False) -> str:
+    """THE normalisation of one untrusted value (see the module doc). Raises UnsafeText for a lone surrogate,
+    unless `lenient` (text the runtime must keep whatever it holds, e.g. a provider's message): then U+FFFD."""
     if value is None:
         return ""
     text = decode(value) if isinstance(value, (bytes, str)) else str(value)
     found = _SURROGATE.search(text)
-    if found:
+    if found and lenient:
+        text = _SURROGATE.sub("\ufffd", text)
+    elif found:
         raise UnsafeText(field, f"contains a lone surrogate U+{ord(found.group()):04X} at character {found.start()} "
                                 "(not valid Unicode text)")
     if multiline:
@@ -117,11 +121,12 @@ def clean_text(value: Any, *, field: str, multiline: bool = False, limit: int | 
     return cap(text, limit).rstrip() if len(text) * 4 > limit else text
 
 
-def clean_description(value: Any, *, field: str = "description", spill_dir: Path | None = None) -> str:
+def clean_description(value: Any, *, field: str = "description", spill_dir: Path | None = None,
+                      lenient: bool = False) -> str:
     """A multi-line text of at most DESCRIPTION_MAX bytes. A longer one is written whole to `spill_dir`
     (named by its SHA-256, so the same text is one file) and the description keeps its beginning and says
     where the rest is; without `spill_dir` the rest is cut and the description says how much."""
-    text = clean_text(value, field=field, multiline=True, limit=1 << 62)
+    text = clean_text(value, field=field, multiline=True, limit=1 << 62, lenient=lenient)
     size = len(text.encode("utf-8"))
     if size <= DESCRIPTION_MAX:
         return text
@@ -139,7 +144,7 @@ def clean_description(value: Any, *, field: str = "description", spill_dir: Path
     return head + note
 
 
-def clean_task(entry: Mapping[str, Any], *, spill_dir: Path | None = None) -> dict[str, Any]:
+def clean_task(entry: Mapping[str, Any], *, spill_dir: Path | None = None, lenient: bool = False) -> dict[str, Any]:
     """Every field of a task entry (new, or the fields of an update) made safe: names must already be names
     (UnsafeText otherwise), descriptions are multi-line and capped (spilled to `spill_dir`), lists are lists
     of names, every other string is one line of at most LINE_MAX bytes. None (remove the field) is kept."""
@@ -150,11 +155,11 @@ def clean_task(entry: Mapping[str, Any], *, spill_dir: Path | None = None) -> di
         elif key in NAME_FIELDS:
             out[key] = check_name(clean_text(value, field=key, limit=NAME_MAX * 4), field=key)
         elif key in MULTILINE_FIELDS:
-            out[key] = clean_description(value, field=key, spill_dir=spill_dir)
+            out[key] = clean_description(value, field=key, spill_dir=spill_dir, lenient=lenient)
         elif isinstance(value, (list, tuple)):
-            out[key] = [clean_text(v, field=f"{key}[{i}]") for i, v in enumerate(value)]
+            out[key] = [clean_text(v, field=f"{key}[{i}]", lenient=lenient) for i, v in enumerate(value)]
         else:
-            out[key] = clean_text(value, field=key)
+            out[key] = clean_text(value, field=key, lenient=lenient)
     return out
 
 
