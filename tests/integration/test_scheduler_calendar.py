@@ -9,9 +9,6 @@ instance cancelled), an all-day event today, a cancelled event today, and an eve
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
