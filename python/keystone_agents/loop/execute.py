@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keystone_agents import history
+from keystone_agents import history, sanitize
 from keystone_agents.loop.runner import Counters
 from keystone_agents.loop.state import read_json, remove, write_json
 from keystone_agents.profiles import Runtime, resolve
@@ -163,9 +163,11 @@ def has_runnable(tf: TaskFile, archived: set[str]) -> bool:
 
 
 def prompt_for(entry: Entry) -> str:
-    """The seed's prompts."""
-    name, description = entry.get("name"), entry.get("description")
-    workflow = entry.get("workflow")
+    """The seed's prompts. The description is normalised once more (a human may have typed an escaped NUL or
+    control character into TASKS.yaml); its length is not capped here: a long prompt travels on stdin."""
+    name, workflow = entry.get("name"), entry.get("workflow")
+    description = sanitize.clean_text(entry.get("description"), field="description", multiline=True, limit=1 << 62,
+                                      lenient=True)
     if workflow:
         return f"/deepwork {workflow}\n\nTask: {name}\nDescription: {description}"
     return f"Execute this task.\n\nTask: {name}\nDescription: {description}"
@@ -261,7 +263,7 @@ def refuse_over_budget(ctx: ExecContext, entry: Entry, runtime: Runtime, fields:
 
 def task_log_path(space, name: str) -> Path:
     stamp = dt.datetime.now().strftime("%Y-%m-%d_%H%M%S")
-    return space.task_logs_dir / f"{stamp}_{name}.log"
+    return sanitize.inside(space.task_logs_dir, f"{stamp}_{name}.log", field="name")
 
 
 def _running_file(space) -> Path:
@@ -297,7 +299,7 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
 
     results_dir = space.state_dir / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
-    report_path = results_dir / f"{ctx.run_id}-{name}.json"
+    report_path = sanitize.inside(results_dir, f"{ctx.run_id}-{name}.json", field="name")
     remove(report_path)
     env = {**ctx.env, RESULT_ENV: str(report_path), "KEYSTONE_TASK_NAME": name, "KEYSTONE_RUN_ID": ctx.run_id}
 
@@ -353,6 +355,7 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     if tf.on_disk_changed():
         tf = TaskFile.load(tf.path)
     target = tf.find(name)
+    updates = sanitize.clean_task(updates, lenient=True)  # reasons quote the agent's report and the CLI's output
     if target is not None:
         tf.set_fields(target, updates)
         tf.save()

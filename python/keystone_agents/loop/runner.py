@@ -310,7 +310,10 @@ class Run:
             write_text(space.sources_json, json.dumps(fetched.sources_json(), indent=2, ensure_ascii=False))
         from keystone_agents.loop import ingest
 
-        items, unusable = ingest.collect(fetched.fetched)
+        rejected: list[str] = []
+        items, unusable = ingest.collect(fetched.fetched, rejected)
+        for reason in rejected[:INGEST_EVENTS_MAX]:
+            log.warning("log", msg=reason, step="ingest", status="error")
         known = {e.get("source_ref") for e in tf.entries if isinstance(e.data, dict) and e.get("source_ref")}
         known |= archived_refs
         triaged_file = space.state_dir / "triage-skipped.json"
@@ -324,7 +327,8 @@ class Run:
                             space.task_logs_dir / f"{self.run_log.stem}_ingest-triage.log", self.provider_env,
                             space.home)
         names = {e.name for e in tf.entries if isinstance(e.name, str)} | {e.get("name") for e in archive_entries}
-        new, not_actionable = ingest.new_tasks(items, known, ingest.Namer(n for n in names if n), iso_z(), triage)
+        new, not_actionable = ingest.new_tasks(items, known, ingest.Namer(n for n in names if n), iso_z(), triage,
+                                               spill_dir=None if self.dry_run else space.task_texts_dir)
         for number, entry in enumerate(new):
             tf.append(entry)
             if number < INGEST_EVENTS_MAX:
@@ -335,6 +339,9 @@ class Run:
                      f"the first {INGEST_EVENTS_MAX})", step="ingest")
         if not self.dry_run:
             tf.save()
+            from keystone_agents.mail.reply import record_tasks
+
+            record_tasks(space.email_replies_file, new, items)
             if triage is not None and not_actionable:
                 write_json(triaged_file, sorted(set(read_json(triaged_file) or []) | {i.source_ref for i in not_actionable}))
             write_text(hash_file, sources_hash)

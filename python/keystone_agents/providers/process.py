@@ -104,8 +104,8 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
             start_new_session=True,
             preexec_fn=_pdeathsig,
         )
-    except OSError as exc:
-        message = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in argv or the environment
+        message = f"cannot start {argv[0]!r}: {getattr(exc, 'strerror', None) or exc}"
         log.write(message + "\n")
         log.close()
         return ProcessResult(exit_code=127, timed_out=False, duration_seconds=0.0, stderr=message + "\n")
