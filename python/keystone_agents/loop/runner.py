@@ -151,9 +151,14 @@ class Run:
                 if not self.dry_run:
                     self.state.spend = spend_now(conn)
         except ValidationFailed as exc:
+            from keystone_agents.taskfile import EditRefused
+
+            refused = isinstance(exc, EditRefused)  # the file was left as it was: nothing lost, nothing damaged
             for problem in exc.problems:
-                log.error("log", msg=f"invalid file: {problem}", step=self.step, status="error",
-                          file=problem.file, line=problem.line or "", field=problem.field)
+                log.error("tasks_edit_refused" if refused else "log",
+                          msg=f"{'TASKS.yaml edit not written' if refused else 'invalid file'}: {problem}",
+                          step=self.step, status="error", file=problem.file, line=problem.line or "",
+                          field=problem.field)
             self.state.status = "error"
             self.state.stages.setdefault(self.step, ("error", 0.0))
         except Exception as exc:  # noqa: BLE001 - the run ends with status error, not a traceback only
