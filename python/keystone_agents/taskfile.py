@@ -214,6 +214,7 @@ class TaskFile:
         self.dash_col, self.key_col = 2, 4
         self._empty_fix: tuple[str, str] | None = None  # (prefix, suffix) to use once entries are appended
         self._rewritten = False  # the file's frame (prefix/suffix) changes when saved: verify the whole text
+        self._stale: str | None = None  # why the entries' text no longer matches their data (round-trip on save)
         self.saved_sha = sha256_bytes(text.encode("utf-8"))
         self.style = yamlguard.Style()
         self._parse(text)
@@ -295,6 +296,10 @@ class TaskFile:
         else:
             self._load_block_seq(text, seq_node, items, _line_end(text, root.value[0][0].end_mark.index))
         self._validate_all()
+        if seq_node.flow_style:  # invalid entries of a one-line flow list keep their exact text
+            for entry in self.entries:
+                if not entry.valid and entry.source is not None and "\n" not in entry.source:
+                    entry.text = entry.verified = " " * self.dash_col + "- " + entry.source + "\n"
 
     def _load_block_seq(self, text: str, seq: yaml.SequenceNode, items: list, after_key: int) -> None:
         nodes = seq.value
@@ -381,7 +386,7 @@ class TaskFile:
         return self.prefix + "".join(e.text for e in self.entries) + self.suffix
 
     def changed(self) -> bool:
-        return self.text() != self.original
+        return self._stale is not None or self.text() != self.original
 
     # ------------------------------------------------------------ editing
 
@@ -401,7 +406,13 @@ class TaskFile:
             problems = entry_problems(new, str(self.path), self.entries.index(entry), {}, entry.line)
             if problems:
                 raise ValidationFailed(problems)
-        entry.text = _edit_chunk(entry.text, entry.data, updates, self.dash_col, self.key_col)
+        if self.style.anchors or self.style.aliases:
+            self._stale = "the file uses YAML anchors or aliases, which text edits could change elsewhere"
+        else:
+            try:
+                entry.text = _edit_chunk(entry.text, entry.data, updates, self.dash_col, self.key_col)
+            except yaml.YAMLError as exc:  # the chunk does not parse on its own: the round-trip path edits it
+                self._stale = f"entry {entry.name!r} cannot be edited as text ({str(exc).splitlines()[0]})"
         entry.data = new
 
     def append(self, data: dict) -> Entry:
@@ -445,11 +456,11 @@ class TaskFile:
         aliases, or an edit that fails the check, goes through the round-trip path (ruamel, comment-preserving)
         and is re-parsed whole. If that fails too, EditRefused is raised and the file is left as it was."""
         text = self.text()
-        if text == self.original and self.exists:
+        if text == self.original and self.exists and self._stale is None:
             return False
         fresh = None
-        if self.style.anchors or self.style.aliases:
-            reason = "the file uses YAML anchors or aliases, which text edits could change elsewhere"
+        if self._stale is not None or self.style.anchors or self.style.aliases:
+            reason = self._stale or "the file uses YAML anchors or aliases, which text edits could change elsewhere"
             text, fresh = self._round_trip(reason)
         else:
             reason = self._check_edit(text)
@@ -466,7 +477,7 @@ class TaskFile:
         self.saved_sha = sha256_bytes(text.encode("utf-8"))
         if fresh is not None:  # adopt the written file's layout; callers keep their Entry objects
             self.prefix, self.suffix, self._empty_fix = fresh.prefix, fresh.suffix, fresh._empty_fix
-            self.style, self._rewritten = fresh.style, False
+            self.style, self._rewritten, self._stale = fresh.style, False, None
             self.dash_col, self.key_col = fresh.dash_col, fresh.key_col
             for mine, theirs in zip(self.entries, fresh.entries):
                 mine.text, mine.line, mine.source = theirs.text, theirs.line, theirs.source
@@ -479,13 +490,16 @@ class TaskFile:
     def _check_edit(self, text: str) -> str | None:
         """None if every entry edited since the last read/write re-parses, on its own, as exactly its data and
         keeps the file's block shape; else why not."""
+        reason = self._check_duplicates()
+        if reason is not None:
+            return reason
         last = len(self.entries) - 1
         dash = re.compile(r"(?:[ \t]*(?:#[^\n]*)?\n)*" + " " * self.dash_col + r"-[ \n]")
         for index, entry in enumerate(self.entries):
             if entry.text is entry.verified or entry.text == entry.verified:
                 continue
-            if not entry.valid and entry.origin is not None:
-                return f"invalid entry {index} would change"
+            if not entry.valid and entry.origin is not None and entry.text != (entry.verified or "") + "\n":
+                return f"invalid entry {index} would change"  # (a line break added after it is no change)
             if index != last and not entry.text.endswith("\n"):
                 return f"entry {index} does not end with a line break"
             if not dash.match(entry.text):
@@ -506,6 +520,24 @@ class TaskFile:
                 stripped = other_line.lstrip(" ")
                 if stripped and not stripped.startswith("#") and len(other_line) - len(stripped) <= self.dash_col:
                     return f"entry {index} has a line outside its indentation"
+        return None
+
+    def _check_duplicates(self) -> str | None:
+        """Entries moved around keep their verdicts: a valid entry is still the first with its name, and an
+        entry isolated only as a duplicate still has an earlier namesake."""
+        seen: set[str] = set()
+        for index, entry in enumerate(self.entries):
+            name = entry.name
+            if not (isinstance(name, str) and name):
+                continue
+            if name in seen:
+                if entry.valid:
+                    return f"entry {index} ({name!r}) would come after another entry with its name"
+            else:
+                seen.add(name)
+                if not entry.valid and entry.problems and all(
+                        p.message.startswith("duplicate name") for p in entry.problems):
+                    return f"entry {index} ({name!r}) would no longer be a duplicate"
         return None
 
     def _reparse(self, text: str) -> "TaskFile | str":

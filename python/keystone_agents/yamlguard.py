@@ -193,6 +193,9 @@ def check(text: str, file: str, *, deadline: float = DEADLINE) -> Style:
             anchor = getattr(event, "anchor", None)
             if anchor is not None:
                 used_anchor = True
+                if anchor in anchors or any(f.anchor == anchor for f in stack):
+                    add(line, f"anchor &{anchor} is defined twice; give each anchor its own name", path)
+                    break
             tag = getattr(event, "tag", None)
             if tag is not None:
                 add(line, f"YAML tag {tag} is not allowed in queue files; remove it (values are plain strings, "
