@@ -33,7 +33,7 @@ from keystone_agents.providers.coding import route as coding_route
 from keystone_agents.providers import ProviderError, ProviderResult, get
 from keystone_agents.providers.base import found_urls
 from keystone_agents.providers.process import RunOptions
-from keystone_agents.taskfile import Entry, TaskFile
+from keystone_agents.taskfile import EditRefused, Entry, TaskFile
 from keystone_agents.timeutil import iso_z
 
 NEEDS_MARK = "waiting on needs: "
@@ -261,6 +261,22 @@ def refuse_over_budget(ctx: ExecContext, entry: Entry, runtime: Runtime, fields:
 # ---------------------------------------------------------------- one task
 
 
+def save_or_report(tf: TaskFile, log, task: str) -> bool:
+    """Save TASKS.yaml; an edit the file cannot take safely (EditRefused) is an event, not a crash."""
+    try:
+        tf.save()
+        return True
+    except EditRefused as exc:
+        report_refused(log, exc, task)
+        return False
+
+
+def report_refused(log, exc: EditRefused, task: str = "") -> None:
+    for problem in exc.problems:
+        log.error("tasks_edit_refused", msg=f"TASKS.yaml edit not written: {problem}", step="execute",
+                  status="error", task_name=task, file=problem.file)
+
+
 def task_log_path(space, name: str) -> Path:
     stamp = dt.datetime.now().strftime("%Y-%m-%d_%H%M%S")
     return sanitize.inside(space.task_logs_dir, f"{stamp}_{name}.log", field="name")
@@ -292,7 +308,8 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
 
     started_at = iso_z()
     tf.set_fields(entry, {"status": "in_progress", "started_at": started_at})
-    tf.save()
+    if not save_or_report(tf, log, name):  # not run: a task that cannot be marked in_progress could run twice
+        return TaskFile.load(tf.path)
     running = {"task": name, "run_id": ctx.run_id, "pid": os.getpid(), "pgid": None, "started_at": started_at,
                "source_ref": entry.get("source_ref"), "log_path": str(log_path)}
     write_json(_running_file(space), running)
@@ -358,7 +375,7 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     updates = sanitize.clean_task(updates, lenient=True)  # reasons quote the agent's report and the CLI's output
     if target is not None:
         tf.set_fields(target, updates)
-        tf.save()
+        save_or_report(tf, log, name)  # refused: the outcome is still recorded in the history below
     else:
         log.warning("log", msg=f"task {name} is gone from TASKS.yaml; outcome only recorded", step="execute",
                     task_name=name)

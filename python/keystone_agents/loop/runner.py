@@ -151,9 +151,14 @@ class Run:
                 if not self.dry_run:
                     self.state.spend = spend_now(conn)
         except ValidationFailed as exc:
+            from keystone_agents.taskfile import EditRefused
+
+            refused = isinstance(exc, EditRefused)  # the file was left as it was: nothing lost, nothing damaged
             for problem in exc.problems:
-                log.error("log", msg=f"invalid file: {problem}", step=self.step, status="error",
-                          file=problem.file, line=problem.line or "", field=problem.field)
+                log.error("tasks_edit_refused" if refused else "log",
+                          msg=f"{'TASKS.yaml edit not written' if refused else 'invalid file'}: {problem}",
+                          step=self.step, status="error", file=problem.file, line=problem.line or "",
+                          field=problem.field)
             self.state.status = "error"
             self.state.stages.setdefault(self.step, ("error", 0.0))
         except Exception as exc:  # noqa: BLE001 - the run ends with status error, not a traceback only
@@ -204,7 +209,7 @@ class Run:
         from keystone_agents.loop import archive as archiving
         from keystone_agents.loop import prioritize
         from keystone_agents.loop.execute import has_runnable, recover
-        from keystone_agents.taskfile import TaskFile, read_plain
+        from keystone_agents.taskfile import TaskFile, read_entries
 
         self.step = "recover"
         self.tasks_lock.acquire()
@@ -219,15 +224,23 @@ class Run:
         if self.prompt:
             self.only_task = self.add_adhoc_task(tf)
 
-        archive_entries = read_plain(space.tasks_archive_file)
-        archived_names = {e.get("name") for e in archive_entries if e.get("status") == "completed"}
-        archived_refs = {e.get("source_ref") for e in archive_entries if e.get("source_ref")}
+        archive_entries, archive_problems = read_entries(space.tasks_archive_file)
+        archive_entries = [e for e in archive_entries if isinstance(e.get("name"), str)]
+        archived_names = {e["name"] for e in archive_entries if e.get("status") == "completed"}
+        archived_refs = {e["source_ref"] for e in archive_entries if isinstance(e.get("source_ref"), str)}
+        for problem in archive_problems:
+            log.warning("log", msg=f"TASKS.archive.yaml cannot be read; ingest skipped (no deduplication "
+                        f"against it): {problem}", step="ingest", status="error",
+                        file=problem.file, line=problem.line or "", field=problem.field)
+        if archive_problems:
+            self.state.degrade()
 
         # ingest
         self.step = "ingest"
-        self.ingest(tf, fetched, sources_hash, archive_entries, archived_refs, projects)
-        if not self.dry_run:
-            commit(fetched, log)  # the items are in TASKS.yaml: sources may advance (IMAP UIDs)
+        if not archive_problems:  # else: the sources keep their items for a later run
+            self.ingest(tf, fetched, sources_hash, archive_entries, archived_refs, projects)
+            if not self.dry_run:
+                commit(fetched, log)  # the items are in TASKS.yaml: sources may advance (IMAP UIDs)
 
         # archive
         self.step = "archive"
@@ -314,7 +327,7 @@ class Run:
         items, unusable = ingest.collect(fetched.fetched, rejected)
         for reason in rejected[:INGEST_EVENTS_MAX]:
             log.warning("log", msg=reason, step="ingest", status="error")
-        known = {e.get("source_ref") for e in tf.entries if isinstance(e.data, dict) and e.get("source_ref")}
+        known = {e.get("source_ref") for e in tf.entries if isinstance(e.get("source_ref"), str)}
         known |= archived_refs
         triaged_file = space.state_dir / "triage-skipped.json"
         triage = None
