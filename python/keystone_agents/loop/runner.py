@@ -454,7 +454,7 @@ class Run:
                 "tasks_blocked": c.blocked, "tasks_created": state.tasks_created, "tasks_executed": c.executed,
                 "tasks_recovered": state.recovered, "sources_failed": state.sources_failed, "token_total": c.tokens,
                 "cost_usd": round(c.cost_usd, 6), "skipped_unchanged": state.skipped_unchanged,
-                "run_log": str(self.run_log),
+                "run_log": str(self.run_log), "errors": self.error_messages()[:5],
             })
         except Exception as exc:  # noqa: BLE001 - history must not hide the run's own result
             self.log.error("log", msg=f"cannot record run history: {exc}", step="finish", status="error")
@@ -471,7 +471,6 @@ class Run:
     def summary(self, exit_code: int) -> dict:
         """The run as `loop --json` prints it (the keys of `runs --json`)."""
         state, c = self.state, self.state.counters
-        problems = [line for line in self.log.sink.lines if 'status="error"' in line]
         return {
             "run_id": self.run_id, "kind": "task-loop", "started_at": self.started_iso, "status": state.status,
             "exit_code": exit_code, "duration_seconds": round(time.time() - self.started, 3),
@@ -481,8 +480,12 @@ class Run:
             "tasks_archived": state.archived, "sources_failed": state.sources_failed, "token_total": c.tokens,
             "cost_usd": round(c.cost_usd, 6), "missed_runs": state.missed_runs, "run_log": str(self.run_log),
             "tasks": list(c.tasks), "queue": state.queue,
-            "errors": [_msg_of(line) for line in problems],
+            "errors": self.error_messages(),
         }
+
+    def error_messages(self) -> list[str]:
+        """The messages of this run's error events (why it failed)."""
+        return [_msg_of(line) for line in self.log.sink.lines if 'status="error"' in line]
 
     def write_metrics(self, exit_code: int, duration: float) -> None:
         from keystone_agents.metrics import metrics_path, textfile_dir, write_metrics
