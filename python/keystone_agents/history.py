@@ -187,6 +187,16 @@ def executions(path: Path, task: str | None = None, run_id: str | None = None, l
     return result
 
 
+def latest_runtimes(path: Path) -> dict[str, tuple[str | None, str | None]]:
+    """{task: (provider, model)} of each task's newest execution: what it effectively ran with."""
+    if not path.exists():
+        return {}
+    with closing(connect(path)) as conn:
+        rows = conn.execute("SELECT task, provider, model FROM task_executions WHERE id IN "
+                            "(SELECT MAX(id) FROM task_executions GROUP BY task)").fetchall()
+    return {row["task"]: (row["provider"], row["model"]) for row in rows}
+
+
 def failures(conn: sqlite3.Connection, task: str) -> int:
     row = conn.execute("SELECT failures FROM task_attempts WHERE task = ?", (task,)).fetchone()
     return int(row[0]) if row else 0

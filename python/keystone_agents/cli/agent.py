@@ -15,6 +15,7 @@ COMMANDS = {
     "init": "keystone_agents.commands.init:init_command",
     "validate": "keystone_agents.commands.validate:validate_command",
     "tasks": "keystone_agents.commands.tasks:tasks_command",
+    "task": "keystone_agents.commands.task:task_group",
     "pause": "keystone_agents.commands.pause:pause_command",
     "resume": "keystone_agents.commands.pause:resume_command",
     "paused": "keystone_agents.commands.pause:paused_command",
