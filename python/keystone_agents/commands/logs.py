@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from keystone_agents.cli.common import EXIT_PROBLEMS, agent_command
+from keystone_agents.cli.complete import task_names
 
 
 def newest(paths) -> Path | None:
@@ -37,7 +38,7 @@ def _run_log_with_task(logs_dir: Path, task: str) -> Path | None:
 
 
 @click.command("logs")
-@click.argument("task", required=False)
+@click.argument("task", required=False, shell_complete=task_names)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing what is appended (Ctrl-C to stop).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the run log's events as NDJSON (one JSON object per line, the logfmt fields; values are "
@@ -68,7 +69,17 @@ def logs_command(ctx, task, follow, as_json):
     else:
         path = newest(p for p in space.logs_dir.glob("*.log") if p.is_file())
     if path is None:
-        click.echo(f"error: no log {'for task ' + repr(task) if task else 'of any run'} in {space.logs_dir}", err=True)
+        hint = ""
+        if task:
+            import difflib
+
+            from keystone_agents.taskfile import TaskFile
+
+            names = [e.name for e in TaskFile.load(space.tasks_file).entries if e.name]
+            close = difflib.get_close_matches(task, names, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close and task not in names else ""
+        click.echo(f"error: no log {'for task ' + repr(task) if task else 'of any run'} in {space.logs_dir}{hint}",
+                   err=True)
         sys.exit(EXIT_PROBLEMS)
     with open(path, "r", encoding="utf-8", errors="replace") as handle:
         for line in handle:

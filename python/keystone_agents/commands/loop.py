@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from keystone_agents.cli.complete import task_names
 from keystone_agents.cli.output import output_options
 
 
@@ -21,7 +22,7 @@ from keystone_agents.cli.output import output_options
 @click.option("--dry-run", is_flag=True,
               help="Do everything except start providers and write files: each prompt (and the argv that "
                    "would run) goes to the task log; TASKS.yaml, history and metrics are untouched.")
-@click.option("--task", "only_task", metavar="NAME",
+@click.option("--task", "only_task", metavar="NAME", shell_complete=task_names,
               help="Execute only this task now (pending or blocked), whatever its place in the queue.")
 @click.option("--prompt", metavar="TEXT",
               help="Execute this ad-hoc prompt now: it is added to TASKS.yaml as task adhoc-<timestamp> "

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from keystone_agents.cli.common import EXIT_PROBLEMS, agent_command, echo_json
+from keystone_agents.cli.complete import task_names
 from keystone_agents.taskfile import KNOWN_FIELDS, NAME_RE, TaskFile, read_plain
 
 PROVIDERS = ("claude", "gemini", "codex", "command", "openai")
@@ -174,7 +175,7 @@ def add_command(ctx, name, description, name_from, project, provider, model, fal
 
 
 @task_group.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=task_names)
 @click.option("--limit", type=click.IntRange(min=1), default=5, show_default=True,
               help="How many of the last executions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the task, its attempts and executions as JSON.")
@@ -229,7 +230,7 @@ def show_command(ctx, name, limit, as_json):
 
 
 @task_group.command("retry")
-@click.argument("name")
+@click.argument("name", shell_complete=task_names)
 @click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
 @agent_command
 def retry_command(ctx, name, as_json):
@@ -256,7 +257,7 @@ def retry_command(ctx, name, as_json):
 
 
 @task_group.command("cancel")
-@click.argument("name")
+@click.argument("name", shell_complete=task_names)
 @click.option("--reason", metavar="TEXT", help="Why (kept in blocked_reason).")
 @click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
 @agent_command
@@ -280,7 +281,7 @@ def cancel_command(ctx, name, reason, as_json):
 
 
 @task_group.command("edit")
-@click.argument("name")
+@click.argument("name", shell_complete=task_names)
 @click.option("--description", metavar="TEXT")
 @click.option("--project", metavar="SLUG")
 @click.option("--provider", type=click.Choice(PROVIDERS))
@@ -340,15 +341,3 @@ def edit_command(ctx, name, unset, as_json, **fields):
     finally:
         lock.release()
     _print_task(task, as_json, "edited")
-
-
-def known_task_names(ctx_home=None) -> list[str]:
-    """Task names for shell completion (TASKS.yaml of $HOME or --home); never raises."""
-    try:
-        from keystone_agents.space import AgentSpace
-
-        tf = TaskFile.load(AgentSpace.from_home(ctx_home).tasks_file)
-        return [e.name for e in tf.entries if e.name]
-    except Exception:  # noqa: BLE001 - completion must never print a traceback
-        return []
-

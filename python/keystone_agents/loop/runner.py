@@ -378,7 +378,11 @@ class Run:
         entry = tf.find(self.only_task)
         problem = None
         if entry is None:
-            problem = f"task {self.only_task!r} is not in TASKS.yaml (or is an invalid entry)"
+            import difflib
+
+            close = difflib.get_close_matches(self.only_task, [e.name for e in tf.entries if e.name], n=3)
+            problem = (f"task {self.only_task!r} is not in TASKS.yaml (or is an invalid entry)"
+                       + (f"; did you mean {', '.join(close)}?" if close else ""))
         elif entry.get("status") not in ("pending", "blocked"):
             problem = f"task {self.only_task!r} is {entry.get('status')}; only pending or blocked tasks can be run"
         else:
