@@ -160,3 +160,31 @@ def test_loop_json_when_another_run_holds_the_lock(lh):
         result = lh.loop("--json")
     assert result.returncode == 0
     assert json.loads(result.stdout) == {"status": "skipped", "exit_code": 0, "reason": "another run holds the lock"}
+
+
+def test_a_dry_run_writes_exactly_what_docs_task_loop_md_says(lh):
+    """The files a dry run creates or changes are the ones the dry-run section of docs/task-loop.md lists."""
+    import os
+    import time
+
+    lh.loop("--max-tasks", "0")  # a first real run: the state exists, as on a live agent
+    before = {p: p.stat().st_mtime_ns for p in lh.home.rglob("*") if p.is_file()}
+    contents = {p: p.read_bytes() for p in before}
+    time.sleep(0.05)
+    result = lh.loop("--dry-run")
+    assert result.returncode == 0, result.stderr
+    changed = sorted(str(p.relative_to(lh.home / ".local/state/agent-task-loop")) for p in lh.home.rglob("*")
+                     if p.is_file() and (p not in before or contents[p] != p.read_bytes()))
+    locks = [name for name in changed if name.endswith(".lock")]
+    assert set(locks) <= {"state/task-loop.lock", "state/tasks.lock"}  # the holder's pid
+    changed = [name for name in changed if name not in locks]
+    assert len(changed) == 2, changed
+    assert changed[0].startswith("logs/") and changed[0].endswith(".log") and "/" not in changed[0][5:]
+    assert changed[1].startswith("logs/tasks/") and changed[1].endswith("_write-report.log")
+    assert "DRY RUN" in (lh.home / ".local/state/agent-task-loop" / changed[1]).read_text()
+    documented = (__import__("pathlib").Path(__file__).resolve().parents[2] / "docs/task-loop.md").read_text()
+    section = documented[documented.index("## Dry run"):documented.index("## Performance")]
+    for name in ("logs/<stamp>.log", "logs/tasks/<stamp>_<task>.log", "state/task-loop.lock", "state/tasks.lock",
+                 "state/config-validated.sha256", "state/projects-index.json", "state/history.sqlite3"):
+        assert f"`{name}`" in section, name
+    assert os.path.exists(lh.home / ".local/state/agent-task-loop/state/history.sqlite3")
