@@ -1,12 +1,17 @@
-"""`keystone-agent`: what runs inside an agent account (systemd units call it; so can the agent)."""
+"""`keystone-agent`: what runs inside an agent account (systemd units call it; so can the agent).
+
+The click group is `keystone_agents.cli.agent_cli.cli` (also importable from here as `cli`). `main()` has one
+shortcut: the exact invocation of the task-loop timer — `keystone-agent loop` with at most `--home DIR` and
+`--config FILE` — runs the loop without importing click, a fifth of the five-minute tick's start-up
+(docs/performance.md). Anything else, including every error in those two options, goes through click, which
+stays the one definition of the command line (a test runs both paths and compares them).
+"""
 
 from __future__ import annotations
 
-import importlib
-
-import click
-
-from keystone_agents import __version__
+import os
+import sys
+from typing import Any
 
 # Commands are imported when used: the task loop runs every few minutes and its start-up time is
 # measured (docs/performance.md), so `keystone-agent loop` must not import every other command's
@@ -32,56 +37,56 @@ COMMANDS = {
     "monitoring": "keystone_agents.commands.monitoring:monitoring_group",
 }
 
-
-class LazyGroup(click.Group):
-    def list_commands(self, ctx):
-        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
-
-    def get_command(self, ctx, name):
-        command = super().get_command(ctx, name)
-        if command is None and name in COMMANDS:
-            module, attr = COMMANDS[name].split(":")
-            command = getattr(importlib.import_module(module), attr)
-        return command
-
-    def resolve_command(self, ctx, args):
-        name = args[0] if args else ""
-        if name and not name.startswith("-") and self.get_command(ctx, name) is None and not ctx.resilient_parsing:
-            import difflib
-
-            close = difflib.get_close_matches(name, self.list_commands(ctx), n=3, cutoff=0.6)
-            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            ctx.fail(f"No such command {name!r}.{hint}")
-        return super().resolve_command(ctx, args)
-
-    def load_all(self, ctx) -> None:
-        """Import every lazy command (for generating manual pages)."""
-        for name in self.list_commands(ctx):
-            if name not in self.commands:
-                self.add_command(self.get_command(ctx, name), name)
+TIMER_OPTIONS = ("--home", "--config")
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="keystone-agent")
-def cli():
-    """Run an autonomous agent's work: its task loop, scheduler, notes sync and queue files.
-
-    Every command takes --home DIR (default $HOME) and --config FILE. Exit codes: 0 success,
-    1 invalid files/configuration or a failed run, 2 bad usage; `loop` also uses 3 (degraded).
-    """
-
-
-@cli.command("completion")
-@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
-def completion_command(shell):
-    """Print the completion script for SHELL (commands, options, task names). Install it, e.g. for bash:
-    `keystone-agent completion bash > ~/.local/share/bash-completion/completions/keystone-agent` (the Nix
-    package installs it for all three shells)."""
-    from click.shell_completion import get_completion_class
-
-    cls = get_completion_class(shell)
-    click.echo(cls(cli, {}, "keystone-agent", "_KEYSTONE_AGENT_COMPLETE").source())
+def timer_invocation(argv: list[str]) -> dict[str, str | None] | None:
+    """{"home", "config"} when `argv` is `loop` with at most --home and --config (each once, with a plain value,
+    naming no file/directory click would refuse), else None: then click parses (and explains) it."""
+    if not argv or argv[0] != "loop":
+        return None
+    values: dict[str, str] = {}
+    rest = argv[1:]
+    index = 0
+    while index < len(rest):
+        name, eq, value = rest[index].partition("=")
+        if name not in TIMER_OPTIONS or name in values:
+            return None
+        if not eq:
+            if index + 1 >= len(rest):
+                return None
+            index += 1
+            value = rest[index]
+        if not value or value.startswith("-"):
+            return None
+        values[name] = value
+        index += 1
+    home = values.get("--home") or os.environ.get("KEYSTONE_AGENT_HOME") or None
+    config = values.get("--config")
+    if (home and os.path.isfile(home)) or (config and os.path.isdir(config)):
+        return None  # click's Path types refuse these, with their message
+    fmt = os.environ.get("KEYSTONE_AGENT_LOG_FORMAT")
+    if fmt and fmt not in ("human", "logfmt", "json"):
+        return None
+    return {"home": home, "config": config}
 
 
 def main() -> None:
+    fast = timer_invocation(sys.argv[1:])
+    if fast is not None:
+        from pathlib import Path
+
+        from keystone_agents.loop.runner import run
+
+        sys.exit(run(Path(fast["home"]) if fast["home"] else None, Path(fast["config"]) if fast["config"] else None))
+    from keystone_agents.cli.agent_cli import cli
+
     cli(prog_name="keystone-agent")
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("cli", "LazyGroup", "completion_command"):
+        from keystone_agents.cli import agent_cli
+
+        return getattr(agent_cli, name)
+    raise AttributeError(name)
