@@ -337,7 +337,8 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
                              f"fallback={current.fallback_model or 'none'} effort={current.effort or 'none'}\n")
             result = provider.run(prompt, current, RunOptions(
                 log_path=log_path, timeout=config.task_timeout_seconds, kill_grace=config.kill_grace_seconds,
-                env=env, cwd=space.home, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds))
+                env=env, cwd=space.home, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds,
+                **_heartbeat(log, name)))
             attempts.append((current, result, ""))
         except ProviderError as exc:
             with open(log_path, "a", encoding="utf-8") as handle:
@@ -395,6 +396,11 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     usage = result.usage if result else None
     tokens = usage.total() if usage else 0
     ctx.counters.executed += 1
+    ctx.counters.tasks.append({"name": name, "outcome": outcome, "status": updates["status"], "reason": reason,
+                               "provider": final_runtime.provider, "model": final_runtime.model or None,
+                               "exit_code": result.exit_code if result else None, "tokens": tokens,
+                               "cost_usd": usage.cost_usd if usage else None,
+                               "duration_seconds": round(sum(r.duration_seconds for _, r, _ in attempts if r), 3)})
     ctx.counters.tokens += tokens
     ctx.counters.cost_usd += (usage.cost_usd or 0.0) if usage else 0.0
     status = updates["status"]
@@ -418,6 +424,16 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
              reason=reason, turns=result.turns if result and result.turns is not None else "",
              deliveries=len(deliveries), deliveries_failed=len(failed_deliveries))
     return tf
+
+
+def _heartbeat(log, name: str) -> dict:
+    """RunOptions for a still-running line every minute, when a person watches the terminal."""
+    if not getattr(log, "interactive", False):
+        return {}
+    from keystone_agents.events import heartbeat_interval
+
+    return {"heartbeat": heartbeat_interval(),
+            "on_heartbeat": lambda elapsed, size: log.heartbeat(name, elapsed, size)}
 
 
 def _decide(ctx: ExecContext, name: str, result: ProviderResult | None, error: str, report: dict | None,
@@ -508,6 +524,9 @@ def _dry_run(ctx, tf, entry, runtime, prompt, log_path, fields) -> TaskFile:
         handle.write(f"argv: {json.dumps(argv, ensure_ascii=False)}\n")
         handle.write(f"prompt:\n{prompt}\n")
     ctx.counters.executed += 1
+    ctx.counters.tasks.append({"name": entry.name, "outcome": "dry_run", "status": entry.get("status"), "reason": "",
+                               "provider": runtime.provider, "model": runtime.model or None, "exit_code": None,
+                               "tokens": 0, "cost_usd": None, "duration_seconds": 0})
     ctx.log.info("task_finish", msg=f"dry run: prompt for {entry.name} written to {log_path}", status="dry_run",
                  outcome="dry_run", duration_seconds=0, exit_code=0, token_total=0, **fields)
     return tf
