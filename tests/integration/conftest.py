@@ -12,8 +12,7 @@ from keystone_agents.config import CoordinationSettings, LocalBusSettings, Postg
 
 @pytest.fixture(scope="session")
 def bus_world():
-    from tests.support.bus import make_world
-    from tests.support.realusers import Unavailable
+    from tests.support.bus import Unavailable, make_world
 
     try:
         world = make_world()

@@ -1,6 +1,6 @@
 """The bus contract, one suite for both backends (local broker over SQLite; PostgreSQL), with real Linux users.
 
-Every operation runs in a process that *is* the agent's Linux user (tests/support/realusers.as_user): the
+Every operation runs in a process that *is* the agent's Linux user (tests/support/asuser.as_user; users from tests/support/realhost.py): the
 local broker knows it by SO_PEERCRED, PostgreSQL by peer authentication. Nothing in a request names the sender.
 """
 
@@ -50,10 +50,10 @@ def test_send_is_idempotent_by_id(bus_env):
 
 def test_lease_expires_and_the_message_is_redelivered(bus_env):
     msg_id = bus_env.run("alpha", lambda bus: bus.send("beta", "work").id)
-    first = bus_env.run("beta", lambda bus: bus.claim(10, 0.5, 5))
+    first = bus_env.run("beta", lambda bus: bus.claim(10, 4, 5))
     assert [m.id for m in first.messages] == [msg_id] and first.messages[0].delivery_count == 1
-    assert bus_env.run("beta", lambda bus: bus.claim(10, 0.5, 5)).messages == []  # leased: invisible
-    time.sleep(0.7)
+    assert bus_env.run("beta", lambda bus: bus.claim(10, 4, 5)).messages == []  # leased: invisible
+    time.sleep(4.2)
     again = bus_env.run("beta", lambda bus: bus.claim(10, 30, 5))
     assert [m.id for m in again.messages] == [msg_id] and again.messages[0].delivery_count == 2
     assert bus_env.run("beta", lambda bus: bus.ack(msg_id, f"comms-{msg_id}")) is True

@@ -20,7 +20,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.realusers import RealUsers, package_env
+from tests.support.asuser import as_user
+from tests.support.realhost import RealUsers, package_env, unavailable
 
 AGENTS = ("alpha", "beta", "gamma", "delta")
 KEYS = (*AGENTS, "human", "outsider", "bus")
@@ -69,9 +70,48 @@ class SocketActivator:
         self.socket_path.unlink(missing_ok=True)
 
 
+class Unavailable(Exception):
+    """Real users cannot be created here."""
+
+
+class Fleet:
+    """The session's users by key (alpha … bus), made with realhost.RealUsers."""
+
+    def __init__(self, keys):
+        reason = unavailable()
+        if reason:
+            raise Unavailable(reason)
+        self.real = RealUsers().__enter__()
+        try:
+            group = self.real.add_group("comms")
+            self.by_key = {key: self.real.add_user(self.real.group_name(key), group, home_mode=0o700) for key in keys}
+        except BaseException:
+            self.real.close()
+            raise
+
+    @property
+    def root(self) -> Path:
+        return self.real.root
+
+    def __getitem__(self, key: str) -> str:
+        return self.by_key[key].name
+
+    def home(self, key: str) -> Path:
+        return self.by_key[key].home
+
+    def uid(self, key: str) -> int:
+        return self.by_key[key].uid
+
+    def as_user(self, key: str, fn, *args, **kwargs):
+        return as_user(self[key], fn, *args, **kwargs)
+
+    def cleanup(self) -> None:
+        self.real.close()
+
+
 @dataclass
 class World:
-    users: RealUsers
+    users: Fleet
     host_config: Path
     bus_dir: Path  # the broker's state (0700, its user)
     run_dir: Path  # socket and wake files (0755)
@@ -100,7 +140,7 @@ class World:
         self.users.cleanup()
 
 
-def host_config_data(users: RealUsers, run_dir: Path, bus_dir: Path, pg: dict | None = None,
+def host_config_data(users: Fleet, run_dir: Path, bus_dir: Path, pg: dict | None = None,
                      backend: str = "local") -> dict:
     comms = {"alpha": {"sendsPerHour": 100000}, "gamma": {"acceptFrom": ["alpha"], "maxDepth": 1},
              "delta": {"sendsPerHour": 3}}
@@ -123,7 +163,7 @@ def host_config_data(users: RealUsers, run_dir: Path, bus_dir: Path, pg: dict | 
 
 
 def make_world() -> World:
-    users = RealUsers.create(list(KEYS))
+    users = Fleet(KEYS)
     try:
         run_dir = users.root / "run"
         run_dir.mkdir(mode=0o755)

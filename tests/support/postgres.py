@@ -19,7 +19,7 @@ import psycopg.types.json  # noqa: F401,E402
 import psycopg.errors  # noqa: F401,E402
 
 from keystone_agents.config import CoordinationSettings, PostgresBusSettings
-from tests.support.realusers import as_user
+from tests.support.asuser import as_user
 
 
 class Unavailable(Exception):
