@@ -209,3 +209,24 @@ def test_parallel_drains_claim_each_message_once(fleet):
     assert sorted(received) == sorted(sent), "a message was claimed twice or not at all"
     refs = [t["source_ref"] for t in beta.tasks()]
     assert sorted(refs) == sorted(f"comms-{i}" for i in sent)
+
+
+def test_humans_use_comms_as_themselves_through_agentctl(fleet):
+    alpha, beta = fleet.agent("alpha"), fleet.agent("beta")
+    human = fleet.bus_env.users["human"]
+    sent = ok(fleet.agentctl("human", "alpha", "send", "--subject", "hello", "--body", "from a human")).strip()
+    [received] = json.loads(ok(alpha.run("comms", "inbox", "--json")))
+    assert (received["id"], received["from"], received["to"]) == (sent, human, "alpha")
+    assert [m["id"] for m in json.loads(ok(fleet.agentctl("human", "alpha", "inbox", "--json")))] == [sent]
+    ask_id = ok(fleet.agentctl("human", "beta", "ask", "--question", "status?")).strip()
+    ok(beta.run("comms", "drain"))
+    ok(beta.run("loop"))
+    [reply] = [m for m in json.loads(ok(fleet.agentctl("human", "beta", "outbox", "--json"))) if m["kind"] == "reply"]
+    assert (reply["to"], reply["in_reply_to"], reply["body"]) == (human, ask_id, expected_answer("status?"))
+    tree = json.loads(ok(fleet.agentctl("human", "hierarchy", ask_id, "--json")))
+    assert [(m["kind"], m["from"], m["depth"]) for m in tree] == [("ask", human, 0), ("reply", "beta", 0)]
+    assert "reply beta -> " in ok(fleet.agentctl("human", "hierarchy", ask_id))
+    # the configuration does not know this user: the bus refuses it, whatever it claims
+    refused = fleet.agentctl("outsider", "alpha", "send", "--body", "let me in")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "refuse" in refused.stderr

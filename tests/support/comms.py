@@ -118,6 +118,28 @@ class CommsAgents:
         self.agents[key] = agent
         return agent
 
+    def host_config(self) -> Path:
+        """This test's host configuration (the world's, pointing at this test's bus)."""
+        path = self.root / "agentctl.json"
+        if not path.exists():
+            data = json.loads(self.bus_env.world.host_config.read_text())
+            settings = self.bus_env.settings
+            data["coordination"]["backend"] = settings.backend
+            if settings.backend == "postgresql":
+                pg = settings.postgresql
+                data["coordination"]["postgresql"] = {"host": pg.host, "port": pg.port, "database": pg.database}
+            path.write_text(json.dumps(data, indent=2))
+            path.chmod(0o644)
+        return path
+
+    def agentctl(self, key: str, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        """agentctl as the Linux user of `key` (a human admin, say)."""
+        users = self.bus_env.users
+        argv = [RUNUSER, "-u", users[key], "--", str(self.bus_env.world.bin_dir / "agentctl"), "--config",
+                str(self.host_config()), *args]
+        return subprocess.run(argv, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, input=input or "",
+                              capture_output=True, text=True, timeout=120, cwd="/")
+
     def close(self) -> None:
         for proc in self.listeners:
             if proc.poll() is None:

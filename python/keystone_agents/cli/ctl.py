@@ -176,8 +176,14 @@ def _session_verb(tool: str) -> click.Command:
 
 
 # Verbs with options of their own on the admin's side; every other verb of the allow-list passes its ARGS on.
+from keystone_agents.agentctl import comms as _comms  # noqa: E402
+
 CUSTOM_VERBS: dict[str, click.Command] = {
     "vnc": vnc_verb,
+    "send": _comms.send_verb,
+    "ask": _comms.ask_verb,
+    "inbox": _comms.inbox_verb,
+    "outbox": _comms.outbox_verb,
     "run": run_verb,
     **{tool: _session_verb(tool) for tool in sessions.TOOLS},
 }
@@ -401,3 +407,6 @@ def completion_command(shell):
 
 def main() -> None:
     cli(prog_name="agentctl")
+
+
+cli.add_command(_comms.hierarchy_command)

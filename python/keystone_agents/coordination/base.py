@@ -194,10 +194,11 @@ class Bus(Protocol):
         """The ask and its reply (or the message alone), oldest first, as far as the caller may see."""
         ...
 
-    def inbox(self, states: list[str] | None = None, limit: int = 100) -> list[Message]:
+    def inbox(self, states: list[str] | None = None, limit: int = 100, of: str | None = None) -> list[Message]:
+        """The caller's inbox (admins: agent `of`'s), by default what is not a task yet."""
         ...
 
-    def outbox(self, limit: int = 100) -> list[Message]:
+    def outbox(self, limit: int = 100, of: str | None = None) -> list[Message]:
         ...
 
     def wait_reply(self, ask_id: str, timeout: float) -> Message | None:

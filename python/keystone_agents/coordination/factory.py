@@ -34,3 +34,20 @@ def wake_file(settings: CoordinationSettings, agent_name: str, state_dir: Path) 
     if runtime:
         return Path(runtime) / "keystone" / "wake"
     return state_dir / "comms-wake"
+
+
+def settings_from_host(coordination: dict) -> CoordinationSettings:
+    """The bus settings of the host configuration's `coordination` object (what agentctl and humans use)."""
+    from keystone_agents.config import LocalBusSettings, PostgresBusSettings
+
+    local = coordination.get("local") or {}
+    pg = coordination.get("postgresql") or {}
+    return CoordinationSettings(
+        backend=coordination.get("backend") or "none",
+        local=LocalBusSettings(socket=local.get("socket") or LocalBusSettings.socket,
+                               wake_dir=local.get("wakeDir") or LocalBusSettings.wake_dir),
+        postgresql=PostgresBusSettings(host=pg.get("host"), port=pg.get("port"),
+                                       database=pg.get("database") or PostgresBusSettings.database),
+        max_deliveries=int(coordination.get("maxDeliveries") or 5),
+        lease_seconds=float(coordination.get("leaseSeconds") or 300),
+    )

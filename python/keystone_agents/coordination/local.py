@@ -80,11 +80,11 @@ class LocalBus:
     def thread(self, msg_id) -> list[Message]:
         return [Message.from_json(m) for m in self._call("thread", msg_id=msg_id)]
 
-    def inbox(self, states=None, limit=100) -> list[Message]:
-        return [Message.from_json(m) for m in self._call("inbox", states=states, limit=limit)]
+    def inbox(self, states=None, limit=100, of=None) -> list[Message]:
+        return [Message.from_json(m) for m in self._call("inbox", states=states, limit=limit, of=of)]
 
-    def outbox(self, limit=100) -> list[Message]:
-        return [Message.from_json(m) for m in self._call("outbox", limit=limit)]
+    def outbox(self, limit=100, of=None) -> list[Message]:
+        return [Message.from_json(m) for m in self._call("outbox", limit=limit, of=of)]
 
     def wait_reply(self, ask_id, timeout) -> Message | None:
         return protocol.message_or_none(self._call("wait_reply", _io_timeout=timeout + 30, ask_id=ask_id,

@@ -121,17 +121,17 @@ class PgBus:
             raise NotFound(f"no message {msg_id} that you sent or received")
         return [Message.from_json(m) for m in data]
 
-    def inbox(self, states=None, limit=100) -> list[Message]:
+    def inbox(self, states=None, limit=100, of=None) -> list[Message]:
         from keystone_agents.coordination.base import STATES
 
         states = states or ["queued", "leased"]
         bad = [s for s in states if s not in STATES]
         if bad:
             raise InvalidRequest(f"unknown state {bad[0]!r}")
-        return [Message.from_json(m) for m in self._call("inbox", list(states), limit)]
+        return [Message.from_json(m) for m in self._call("inbox", list(states), limit, of)]
 
-    def outbox(self, limit=100) -> list[Message]:
-        return [Message.from_json(m) for m in self._call("outbox", limit)]
+    def outbox(self, limit=100, of=None) -> list[Message]:
+        return [Message.from_json(m) for m in self._call("outbox", limit, of)]
 
     def _take(self, ask_id):
         data = self._call("take_reply", ask_id)

@@ -330,19 +330,31 @@ class Store:
             " ORDER BY m.id", (root_id, root_id, *args)).fetchall()
         return [self._message(r) for r in rows]
 
-    def inbox(self, states: list[str] | None = None, limit: int = 100) -> list[Message]:
+    def _whose(self, of: str | None) -> str:
+        """The caller's role, or (admins only) the role of agent `of`."""
+        if not of:
+            return self.me.role
+        if self.me.kind != "admin":
+            raise NotAllowed("only admins can read another agent's inbox or outbox")
+        agent = self.registry.agent(of)
+        if agent is None:
+            raise NotFound(f"no agent named {of!r} on the bus")
+        return agent.role
+
+    def inbox(self, states: list[str] | None = None, limit: int = 100, of: str | None = None) -> list[Message]:
         states = states or ["queued", "leased"]
         bad = [s for s in states if s not in STATES]
         if bad:
             raise InvalidRequest(f"unknown state {bad[0]!r} (states: {', '.join(STATES)})")
+        role = self._whose(of)
         marks = ",".join("?" * len(states))
         rows = self.conn.execute(f"SELECT {COLUMNS} FROM messages m WHERE m.recipient = ? AND m.state IN ({marks})"
-                                 " ORDER BY m.priority DESC, m.id LIMIT ?", (self.me.role, *states, limit)).fetchall()
+                                 " ORDER BY m.priority DESC, m.id LIMIT ?", (role, *states, limit)).fetchall()
         return [self._message(r) for r in rows]
 
-    def outbox(self, limit: int = 100) -> list[Message]:
+    def outbox(self, limit: int = 100, of: str | None = None) -> list[Message]:
         rows = self.conn.execute(f"SELECT {COLUMNS} FROM messages m WHERE m.sender = ? ORDER BY m.id DESC LIMIT ?",
-                                 (self.me.role, limit)).fetchall()
+                                 (self._whose(of), limit)).fetchall()
         return [self._message(r) for r in rows]
 
     def _take_reply(self, ask_id: str) -> Message | None:

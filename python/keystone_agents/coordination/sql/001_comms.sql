@@ -299,21 +299,33 @@ BEGIN
                     WHERE (x.msg_uuid = v_root OR x.correlation_id = v_root) AND visible(x, p)), '[]');
 END $$;
 
-CREATE FUNCTION keystone.inbox(p_states text[], p_limit int) RETURNS jsonb LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = keystone, pg_temp AS $$
-DECLARE p principals := me();
+CREATE FUNCTION keystone.whose(p principals, p_of text) RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE v_role text;
+BEGIN
+  IF p_of IS NULL OR p_of = '' THEN RETURN p.role; END IF;
+  IF p.kind <> 'admin' THEN
+    RAISE EXCEPTION 'only admins can read another agent''s inbox or outbox' USING ERRCODE = 'KS403';
+  END IF;
+  SELECT role INTO v_role FROM principals WHERE name = p_of AND kind = 'agent';
+  IF NOT FOUND THEN RAISE EXCEPTION 'no agent named % on the bus', p_of USING ERRCODE = 'KS404'; END IF;
+  RETURN v_role;
+END $$;
+
+CREATE FUNCTION keystone.inbox(p_states text[], p_limit int, p_of text) RETURNS jsonb LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = keystone, pg_temp AS $$
+DECLARE v_role text := whose(me(), p_of);
 BEGIN
   RETURN coalesce((SELECT jsonb_agg(envelope(x) ORDER BY x.priority DESC, x.id) FROM
-                    (SELECT * FROM messages WHERE recipient = p.role AND state = ANY (p_states)
+                    (SELECT * FROM messages WHERE recipient = v_role AND state = ANY (p_states)
                       ORDER BY priority DESC, id LIMIT p_limit) x), '[]');
 END $$;
 
-CREATE FUNCTION keystone.outbox(p_limit int) RETURNS jsonb LANGUAGE plpgsql STABLE SECURITY DEFINER
+CREATE FUNCTION keystone.outbox(p_limit int, p_of text) RETURNS jsonb LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = keystone, pg_temp AS $$
-DECLARE p principals := me();
+DECLARE v_role text := whose(me(), p_of);
 BEGIN
   RETURN coalesce((SELECT jsonb_agg(envelope(x) ORDER BY x.id DESC) FROM
-                    (SELECT * FROM messages WHERE sender = p.role ORDER BY id DESC LIMIT p_limit) x), '[]');
+                    (SELECT * FROM messages WHERE sender = v_role ORDER BY id DESC LIMIT p_limit) x), '[]');
 END $$;
 
 CREATE FUNCTION keystone.take_reply(p_ask uuid) RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER
@@ -375,6 +387,6 @@ END $$;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA keystone FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION keystone.identity(), keystone.send(text, jsonb, text, text, int, uuid, uuid, uuid, float8, text),
   keystone.claim(int, float8, int), keystone.ack(uuid, text), keystone.get_message(uuid), keystone.thread(uuid),
-  keystone.inbox(text[], int), keystone.outbox(int), keystone.take_reply(uuid), keystone.stop_waiting(uuid),
+  keystone.inbox(text[], int, text), keystone.outbox(int, text), keystone.take_reply(uuid), keystone.stop_waiting(uuid),
   keystone.hierarchy(uuid), keystone.stats()
   TO keystone_agent, keystone_admin;
