@@ -230,3 +230,33 @@ def test_humans_use_comms_as_themselves_through_agentctl(fleet):
     refused = fleet.agentctl("outsider", "alpha", "send", "--body", "let me in")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "refuse" in refused.stderr
+
+
+def test_mcp_server_gives_a_provider_session_comms(fleet):
+    """`keystone-agent mcp serve` as alpha, driven by the official MCP client over stdio."""
+    import asyncio
+
+    from mcp import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    alpha, beta = fleet.agent("alpha"), fleet.agent("beta")
+    argv = alpha.argv("mcp", "serve")
+
+    async def session():
+        params = StdioServerParameters(command=argv[0], args=argv[1:], env=alpha.env())
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as client:
+                await client.initialize()
+                tools = sorted(t.name for t in (await client.list_tools()).tools)
+                sent = await client.call_tool("comms_send", {"to": "beta", "body": "via MCP", "subject": "mcp"})
+                refused = await client.call_tool("comms_send", {"to": "nobody", "body": "who?"})
+                return tools, sent, refused
+
+    tools, sent, refused = asyncio.run(session())
+    assert tools == ["comms_ask", "comms_inbox", "comms_reply", "comms_send"]
+    envelope = sent.structured_content or json.loads(sent.content[0].text)
+    assert envelope["from"] == "alpha" and envelope["to"] == "beta" and envelope["subject"] == "mcp"
+    [received] = json.loads(ok(beta.run("comms", "inbox", "--json")))
+    assert received["id"] == envelope["id"] and received["body"] == "via MCP"
+    answer = refused.structured_content or json.loads(refused.content[0].text)
+    assert answer["ok"] is False and answer["error"] == "NotFound"
