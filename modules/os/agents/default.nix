@@ -12,5 +12,6 @@
     ./agentctl.nix
     ./tmpfiles.nix
     ./observability.nix
+    ./coordination.nix
   ];
 }
