@@ -77,12 +77,31 @@ def throughput(env: Env, total: int) -> tuple[float, float]:
     env.run("alpha", send_n(total, "one"))
     one = total / (time.perf_counter() - t0)
     per = total // 10
-    threads = [threading.Thread(target=env.run, args=("alpha", send_n(per, f"ten{k}"))) for k in range(10)]
+    # 10 senders: 10 processes of the sender's user, forked from this (single) thread, all sending at once
+    import pwd
+
+    entry = pwd.getpwnam(env.users["alpha"])
     t0 = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    pids = []
+    for k in range(10):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setgroups([])
+                os.setresgid(entry.pw_gid, entry.pw_gid, entry.pw_gid)
+                os.setresuid(entry.pw_uid, entry.pw_uid, entry.pw_uid)
+                from keystone_agents.coordination.factory import open_bus
+
+                bus = open_bus(env.settings)
+                send_n(per, f"ten{k}")(bus)
+                bus.close()
+                code = 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    failed = sum(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0 for pid in pids)
+    assert failed == 0, f"{failed} sender(s) failed"
     ten = per * 10 / (time.perf_counter() - t0)
     return one, ten
 
