@@ -56,6 +56,8 @@ class ExecContext:
     attempted: set[str] = field(default_factory=set)
     tasks_lock: Any = None  # lock.FileLock of TASKS.yaml, let go while a provider runs
     budget_stop: Any = None  # the agent-wide budget Refusal that ended the execute stage
+    preflight: Any = None  # providers.preflight.Preflight: can the task's provider run here, now?
+    unavailable: list = field(default_factory=list)  # (task, Finding) of tasks left untouched this run
 
 
 # ---------------------------------------------------------------- needs
@@ -281,6 +283,9 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
                   source=entry.get("source") or "", source_ref=entry.get("source_ref") or "",
                   provider=runtime.provider, profile=runtime.profile or "", model=runtime.model or "",
                   task_log_path=str(log_path))
+    finding = ctx.preflight.check(runtime.provider, runtime.model) if ctx.preflight is not None else None
+    if finding is not None:
+        return _unavailable(ctx, tf, entry, finding, fields)
     if ctx.dry_run:
         log.info("task_start", msg=f"Starting task {name}", status="started", **fields)
         return _dry_run(ctx, tf, entry, runtime, prompt, log_path, fields)
@@ -397,6 +402,20 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
              parsed_urls=pull_requests + issues, pr_urls=pull_requests, issue_urls=issues, message=message[:300],
              reason=reason, turns=result.turns if result and result.turns is not None else "",
              deliveries=len(deliveries), deliveries_failed=len(failed_deliveries))
+    return tf
+
+
+def _unavailable(ctx: ExecContext, tf: TaskFile, entry: Entry, finding, fields: dict) -> TaskFile:
+    """The machine, not the task, is at fault: the task is left exactly as it is (status, attempts), the event
+    names the cause and the fix, and the run goes on with the tasks whose providers work."""
+    ctx.unavailable.append((entry.name, finding))
+    ctx.counters.unavailable += 1
+    fields = {k: v for k, v in fields.items() if k != "task_log_path"}
+    if finding.provider:
+        fields["provider"] = finding.provider
+    ctx.log.error(finding.kind, msg=f"task {entry.name} not started: {finding.cause}; fix: {finding.fix}",
+                  status=entry.get("status") or "pending", cause=finding.cause, fix=finding.fix,
+                  dry_run=ctx.dry_run, **fields)
     return tf
 
 

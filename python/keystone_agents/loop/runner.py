@@ -48,6 +48,8 @@ class Counters:
     budget_refused: int = 0
     deliveries_failed: int = 0
     tasks_delivery_failed: int = 0
+    # environmental faults (issue 21): tasks not started because their provider or environment was unavailable
+    unavailable: int = 0
 
 
 @dataclass
@@ -381,10 +383,12 @@ class Run:
 
     def execute_tasks(self, tf, archived_names: set[str]):
         from keystone_agents.loop.execute import ExecContext, execute_one, next_runnable, unblock_ready
+        from keystone_agents.providers.preflight import Preflight
 
         log = self.log
         ctx = ExecContext(self.space, self.config, self.run_id, log, self.conn, self.provider_env, archived_names,
-                          dry_run=self.dry_run, counters=self.state.counters, tasks_lock=self.tasks_lock)
+                          dry_run=self.dry_run, counters=self.state.counters, tasks_lock=self.tasks_lock,
+                          preflight=Preflight(self.config, self.provider_env, self.space.home))
         t0 = time.monotonic()
         log.info("stage_start", msg="Executing tasks", step="execute", stage_name="execute", max_tasks=self.max_tasks)
         unblock_ready(tf, archived_names, log)
@@ -409,6 +413,12 @@ class Run:
         ctx.counters.blocked += blocked_on_needs
         if ctx.counters.failed:
             self.state.degrade()
+        if ctx.unavailable:
+            # the machine, not the work: degraded while other tasks could run, error when nothing could
+            if ctx.counters.executed == 0:
+                self.state.status = "error"
+            else:
+                self.state.degrade()
         log.info("stage_finish", msg=f"Executed {ctx.counters.executed} task(s)", step="execute",
                  stage_name="execute", status="ok", tasks_executed=ctx.counters.executed,
                  tasks_completed=ctx.counters.completed, tasks_failed=ctx.counters.failed,
@@ -426,7 +436,7 @@ class Run:
                       exit_code=exit_code, duration_seconds=round(duration, 3), tasks_completed=c.completed,
                       tasks_failed=c.failed, tasks_blocked=c.blocked, tasks_created=state.tasks_created,
                       tasks_executed=c.executed, tasks_recovered=state.recovered, sources_failed=state.sources_failed,
-                      token_total=c.tokens, dry_run=self.dry_run)
+                      token_total=c.tokens, tasks_unavailable=c.unavailable, dry_run=self.dry_run)
         if self.dry_run:
             return exit_code
         try:
@@ -435,6 +445,7 @@ class Run:
                 "trigger_at": self.started_iso, "missed_runs": self.state.missed_runs,
                 "tasks_stalled": c.stalled, "tasks_no_evidence": c.no_evidence, "tasks_max_turns": c.max_turns,
                 "tasks_budget_refused": c.budget_refused, "deliveries_failed": c.deliveries_failed,
+                "tasks_unavailable": c.unavailable,
                 "finished_at": iso_z(), "status": state.status, "exit_code": exit_code,
                 "duration_seconds": round(duration, 3), "tasks_completed": c.completed, "tasks_failed": c.failed,
                 "tasks_blocked": c.blocked, "tasks_created": state.tasks_created, "tasks_executed": c.executed,
@@ -542,6 +553,10 @@ class Run:
                                                  "last run.", c.deliveries_failed),
             prefix + "tasks_delivery_failed_total": ("Tasks with at least one failed delivery in the last run.",
                                                      c.tasks_delivery_failed),
+            prefix + "tasks_unavailable_total": ("Tasks not started in the last run because their provider or the "
+                                                 "environment was unavailable (provider_unavailable / "
+                                                 "environment_error events); they are left untouched.",
+                                                 c.unavailable),
         }
         if "tokens_today" in spend:
             samples.update({
