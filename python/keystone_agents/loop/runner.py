@@ -14,7 +14,7 @@ from pathlib import Path
 from keystone_agents import history
 from keystone_agents import pause as pausefile
 from keystone_agents.events import event_logger, hostname
-from keystone_agents.lock import FileLock, try_lock
+from keystone_agents.lock import FileLock, try_lock, wait_lock
 from keystone_agents.loop import observe
 from keystone_agents.loop.prefetch import PrefetchResult, build_sources, commit, prefetch
 from keystone_agents.loop.rotate import rotate
@@ -27,7 +27,9 @@ from keystone_agents.timeutil import iso_z, utc_now
 # The stage modules (YAML parsing, providers) are imported only when a run has work to do: an unchanged
 # tick (the common case, every five minutes) skips them, see docs/performance.md.
 
-EXIT_OK, EXIT_ERROR, EXIT_DEGRADED = 0, 1, 3
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DEGRADED = 0, 1, 2, 3
+EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: a human's request could not run now (lock held too long, paused); retry
+DEFAULT_WAIT = 1800.0  # seconds a `--task`/`--prompt` request waits for a running loop
 STATUS_EXIT = {"success": EXIT_OK, "paused": EXIT_OK, "degraded": EXIT_DEGRADED, "error": EXIT_ERROR}
 QUIESCENT_VERSION = 1
 INGEST_EVENTS_MAX = 100  # per-task ingest events per run; a flood of 10,000 lines helps nobody
@@ -75,18 +77,44 @@ class RunState:
 
 
 def run(home: Path | None, config_path: Path | None, max_tasks: int | None = None, dry_run: bool = False,
-        only_task: str | None = None, prompt: str | None = None) -> int:
-    """One run. `only_task` executes just that task; `prompt` first adds an ad-hoc task and executes just it."""
+        only_task: str | None = None, prompt: str | None = None, wait_timeout: float | None = DEFAULT_WAIT,
+        force: bool = False) -> int:
+    """One run. `only_task` executes just that task; `prompt` first adds an ad-hoc task and executes just it.
+
+    A timer's run skips quietly when another run holds the lock. A human's request (`only_task`/`prompt`) is
+    never dropped: it waits up to `wait_timeout` seconds (0: not at all) for the running loop, else exits 75
+    (EX_TEMPFAIL) without having run; a paused agent refuses it with 75 unless `force`."""
     space = AgentSpace.from_home(home)
+    manual = bool(only_task or prompt)
     try:
         space.ensure_state_dirs()
     except OSError as exc:
         print(f"error: cannot create {space.state_root}: {exc.strerror}", file=sys.stderr)
         return EXIT_ERROR
-    with try_lock(space.lock_file) as held:
+    if manual and not force:
+        refused = _refuse_paused(space)
+        if refused is not None:
+            return refused
+
+    def say_waiting(holder: str) -> None:
+        limit = "" if wait_timeout is None else f" (at most {wait_timeout:g}s; --no-wait not to wait)"
+        print(f"Waiting for the running task loop{' (pid ' + holder + ')' if holder else ''} to finish{limit}",
+              file=sys.stderr, flush=True)
+
+    lock = wait_lock(space.lock_file, wait_timeout, say_waiting) if manual else try_lock(space.lock_file)
+    with lock as held:
         if not held:
-            print("Task loop already running, skipping", file=sys.stderr)
-            return EXIT_OK
+            if not manual:
+                print("Task loop already running, skipping", file=sys.stderr)
+                return EXIT_OK
+            why = "another task-loop run holds the lock" + (
+                f" (waited {wait_timeout:g}s)" if wait_timeout else "")
+            print(f"error: {why}; the request was not run and is not kept: try again later", file=sys.stderr)
+            return EXIT_TEMPFAIL
+        if manual and not force:  # paused while we waited
+            refused = _refuse_paused(space)
+            if refused is not None:
+                return refused
         try:
             config = load_config_cached(config_path, space.home, space.state_dir / "config-validated.sha256")
         except ValidationFailed as exc:
@@ -94,13 +122,50 @@ def run(home: Path | None, config_path: Path | None, max_tasks: int | None = Non
                 print(f"error: {problem}", file=sys.stderr)
             return EXIT_ERROR
         space = AgentSpace.from_home(space.home, config.notes_dir)
-        return Run(space, config, max_tasks, dry_run, only_task, prompt).execute()
+        if only_task:
+            problem = _only_task_problem(space, only_task)
+            if problem:  # a usage error, not a run: no history row, no metrics
+                print(f"error: {problem}", file=sys.stderr)
+                return EXIT_USAGE
+        return Run(space, config, max_tasks, dry_run, only_task, prompt, force=force).execute()
+
+
+def _refuse_paused(space: AgentSpace) -> int | None:
+    pause = pausefile.read(space.pause_file)
+    if not pause.paused:
+        return None
+    details = ", ".join(x for x in (f"since {pause.paused_at}" if pause.paused_at else "",
+                                     f"by {pause.paused_by}" if pause.paused_by else "",
+                                     f"reason: {pause.reason}" if pause.reason else "") if x)
+    print(f"error: the task loop is paused{' (' + details + ')' if details else ''}; the request was not run. "
+          "Resume it (keystone-agent resume) or pass --force to run it anyway", file=sys.stderr)
+    return EXIT_TEMPFAIL
+
+
+def _only_task_problem(space: AgentSpace, name: str) -> str | None:
+    """Why `--task NAME` names no task that can run (unknown name, wrong status), or None."""
+    import difflib
+
+    from keystone_agents.taskfile import TaskFile
+
+    try:
+        tf = TaskFile.load(space.tasks_file)
+    except (ValidationFailed, OSError):
+        return None  # the run reports an unreadable queue itself
+    entry = tf.find(name)
+    if entry is None:
+        names = [e.name for e in tf.valid() if isinstance(e.name, str)]
+        close = difflib.get_close_matches(name, names, n=1)
+        return (f"task {name!r} is not in {space.tasks_file}" + (f"; did you mean {close[0]!r}?" if close else ""))
+    if entry.get("status") not in ("pending", "blocked"):
+        return f"task {name!r} is {entry.get('status')}; only pending or blocked tasks can be run"
+    return None
 
 
 class Run:
     def __init__(self, space: AgentSpace, config, max_tasks: int | None, dry_run: bool,
-                 only_task: str | None = None, prompt: str | None = None):
-        self.space, self.config, self.dry_run = space, config, dry_run
+                 only_task: str | None = None, prompt: str | None = None, force: bool = False):
+        self.space, self.config, self.dry_run, self.force = space, config, dry_run, force
         self.only_task, self.prompt = only_task, prompt
         self.max_tasks = config.max_tasks if max_tasks is None else max_tasks
         if only_task or prompt:
@@ -130,7 +195,10 @@ class Run:
         log.info("run_start", msg="Task loop run started" + (" (dry run)" if self.dry_run else ""),
                  step=self.step, status="started", max_tasks=self.max_tasks, dry_run=self.dry_run)
         pause = pausefile.read(space.pause_file)
-        if pause.paused:
+        if pause.paused and self.force:
+            log.warning("log", msg=f"Task loop is paused ({pause.reason or 'no reason'}); running this request "
+                        "anyway (--force)", step="pause", status="forced")
+        elif pause.paused:
             log.info("run_paused", msg="Task loop is paused; nothing done", step="pause", status="paused",
                      paused_at=pause.paused_at or "", paused_by=pause.paused_by or "", reason=pause.reason or "")
             self.state.status = "paused"
