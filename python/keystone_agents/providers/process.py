@@ -39,6 +39,11 @@ class RunOptions:
     echo: TextIO | None = None  # also copy output here (e.g. stderr for the journal)
     stall_timeout: float | None = None  # kill after this long without output (None: wall clock only)
     watch: list[Path] = field(default_factory=list)  # transcript files/directories that count as output
+    # called with the exit code the moment the child is reaped, before its output is parsed or anything else is
+    # done (the loop records it durably there: loop/journal.py); not called for a child we killed
+    on_exit: Callable[[int], None] | None = None
+    # called after `on_exit` once everything the child printed is in the task log (its pipes reached EOF)
+    on_drained: Callable[[int], None] | None = None
 
 
 @dataclass
@@ -153,12 +158,31 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
     deadline = started + options.timeout
     stall = options.stall_timeout
     poll = min(1.0, stall / 10) if stall else 1.0
+    # A blocking waitpid in its own thread sees the exit at once (Popen.wait(timeout) polls every 50 ms): the
+    # gap between the provider's exit and `on_exit` recording it is what a crash of the loop could lose.
+    exited = threading.Event()
+    killing = threading.Event()
+
+    def notify(callback, code) -> None:
+        if callback is not None and not killing.is_set():
+            try:
+                callback(code)
+            except Exception:  # noqa: BLE001 - the caller records the result again after parsing
+                pass
+
+    def reap() -> None:
+        proc.wait()
+        notify(options.on_exit, proc.returncode)
+        exited.set()
+        for thread in threads:  # EOF once the child and whatever it left running have closed the pipes
+            thread.join()
+        notify(options.on_drained, proc.returncode)
+
+    reaper = threading.Thread(target=reap, daemon=True)
+    reaper.start()
     while True:
-        try:
-            proc.wait(timeout=max(0.0, min(poll, deadline - time.monotonic())))
+        if exited.wait(timeout=max(0.0, min(poll, deadline - time.monotonic()))):
             break
-        except subprocess.TimeoutExpired:
-            pass
         now = time.monotonic()
         if now >= deadline:
             timed_out, why = True, f"timeout after {options.timeout:g}s"
@@ -174,8 +198,9 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
             with lock:
                 log.write(f"\n[keystone-agent] {why}: killing process group {pgid}\n")
                 log.flush()
+            killing.set()
             kill_group(pgid, options.kill_grace)
-            proc.wait()
+            exited.wait()
             break
     # Whatever the provider left running in its group is done too (it holds our pipes open otherwise).
     if group_alive(pgid):
@@ -185,6 +210,7 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
             pass
     for thread in threads:
         thread.join(timeout=5)
+    reaper.join(timeout=5)
     log.close()
     return ProcessResult(
         exit_code=proc.returncode,
