@@ -123,3 +123,37 @@ def test_dry_run_reports_the_same_preflight(lh):
     result = lh.loop("--dry-run", PATH=no_fakebin_path())
     assert result.returncode == 1
     assert len(events(result.stderr, "provider_unavailable")) == 7
+
+
+# ---------------------------------------------------------------- monitoring sees a run that cannot start
+
+
+def test_invalid_config_still_writes_history_event_and_metrics(lh, tmp_path):
+    prom = tmp_path / "unit-textfiles"
+    (lh.home / ".config/keystone-agent/config.json").write_text('{"agentName": "demo", "maxTasks": -4}')
+    result = lh.loop(PROMETHEUS_TEXTFILE_DIR=str(prom), USER="agent-helper-bot")
+    assert result.returncode == 1
+    assert "maxTasks" in result.stderr and "Traceback" not in result.stderr
+    [invalid] = events(result.stderr, "config_invalid")
+    assert invalid["field"] == "maxTasks" and invalid["file"].endswith("config.json") and invalid["line"] == "1"
+    [finish] = events(result.stderr, "run_finish")
+    assert (finish["status"], finish["exit_code"], finish["agent"]) == ("error", "1", "helper-bot")
+    # the textfile directory and the agent label come from the unit's environment and the user name
+    from prometheus_client.parser import text_string_to_metric_families
+
+    path = prom / "keystone-agent-task-loop-helper-bot.prom"
+    samples = {s.name: s for f in text_string_to_metric_families(path.read_text()) for s in f.samples}
+    assert samples["keystone_agent_task_loop_last_exit_code"].value == 1
+    assert samples["keystone_agent_task_loop_config_valid"].value == 0
+    assert samples["keystone_agent_task_loop_last_exit_code"].labels == {
+        "host": samples["keystone_agent_task_loop_last_exit_code"].labels["host"], "agent": "helper-bot",
+        "unit": "agent-helper-bot-task-loop"}
+    [row] = sqlite3.connect(lh.state / "history.sqlite3").execute(
+        "SELECT kind, status, exit_code FROM runs").fetchall()
+    assert row == ("task-loop", "error", 1)
+
+
+def test_a_valid_run_says_config_valid(lh):
+    lh.write_tasks(SEVEN)
+    assert lh.loop("--max-tasks", "0").returncode == 0
+    assert lh.metrics()["keystone_agent_task_loop_config_valid"] == 1

@@ -16,6 +16,7 @@ from keystone_agents import pause as pausefile
 from keystone_agents.events import event_logger, hostname
 from keystone_agents.lock import FileLock, try_lock, wait_lock
 from keystone_agents.loop import observe
+from keystone_agents.loop.failed_start import CONFIG_VALID_HELP
 from keystone_agents.loop.prefetch import PrefetchResult, build_sources, commit, prefetch
 from keystone_agents.loop.rotate import rotate
 from keystone_agents.loop.settings import env_for_children, load_config_cached, load_projects
@@ -70,6 +71,7 @@ class RunState:
     budget_stopped: bool = False  # an agent-wide budget ended the execute stage
     missed_runs: int = 0  # runs the timer should have started since the previous one (this run's finding)
     spend: dict[str, float] = field(default_factory=dict)  # tokens/cost today and this month (budget metrics)
+    invalid_input: bool = False  # the configuration or TASKS.yaml could not be loaded (config_valid 0)
 
     def degrade(self) -> None:
         if self.status == "success":
@@ -115,11 +117,16 @@ def run(home: Path | None, config_path: Path | None, max_tasks: int | None = Non
             refused = _refuse_paused(space)
             if refused is not None:
                 return refused
+        started = time.time()
         try:
             config = load_config_cached(config_path, space.home, space.state_dir / "config-validated.sha256")
         except ValidationFailed as exc:
             for problem in exc.problems:
                 print(f"error: {problem}", file=sys.stderr)
+            if not dry_run:  # monitoring must see a run that cannot start (history, event, metrics)
+                from keystone_agents.loop import failed_start
+
+                failed_start.record(space, exc.problems, started)
             return EXIT_ERROR
         space = AgentSpace.from_home(space.home, config.notes_dir)
         if only_task:
@@ -221,6 +228,7 @@ class Run:
                 if not self.dry_run:
                     self.state.spend = spend_now(conn)
         except ValidationFailed as exc:
+            self.state.invalid_input = True
             for problem in exc.problems:
                 log.error("log", msg=f"invalid file: {problem}", step=self.step, status="error",
                           file=problem.file, line=problem.line or "", field=problem.field)
@@ -285,7 +293,7 @@ class Run:
         if tf.problems:
             self.state.degrade()
         if not self.dry_run:
-            self.state.recovered = recover(space, tf, self.conn, log, config.kill_grace_seconds)
+            self.state.recovered = recover(space, tf, self.conn, log, config.kill_grace_seconds, config)
         if self.prompt:
             self.only_task = self.add_adhoc_task(tf)
 
@@ -561,6 +569,7 @@ class Run:
             prefix + "sources_failed_total": ("Sources skipped in the last run.", self.state.sources_failed),
             prefix + "tokens_total": ("Model tokens used in the last run.", c.tokens),
             prefix + "cost_usd_total": ("Reported model cost in USD of the last run.", c.cost_usd),
+            prefix + "config_valid": (CONFIG_VALID_HELP, 0 if self.state.invalid_input else 1),
         }
         samples.update(observe.samples(self.space.state_dir, self.state, exit_code))  # issue 11's block
         samples.update(self.unattended_samples(prefix))
