@@ -59,6 +59,8 @@ def agent_command(func: Callable) -> Callable:
     @functools.wraps(func)
     def wrapper(home: Path | None, config_path: Path | None, **kwargs: Any) -> Any:
         ctx = AgentContext(home=home, config_path=config_path)
+        if home is not None:  # refuse a directory that is not an agent home before touching it
+            refuse_non_home(ctx.home_dir, config_path)
         try:
             return func(ctx, **kwargs)
         except ValidationFailed as exc:
@@ -67,6 +69,15 @@ def agent_command(func: Callable) -> Callable:
             sys.exit(EXIT_PROBLEMS)
 
     return wrapper
+
+
+def refuse_non_home(home: Path, config_path: Path | None) -> None:
+    from keystone_agents.home_check import home_problem
+
+    problem = home_problem(home, config_path)
+    if problem:
+        click.echo(f"error: {problem}", err=True)
+        sys.exit(EXIT_PROBLEMS)
 
 
 def echo_json(value: Any) -> None:

@@ -49,6 +49,11 @@ def loop_command(home, config_path, max_tasks, dry_run, only_task, prompt, no_wa
         raise click.UsageError("--task and --prompt exclude each other")
     if prompt is not None and not prompt.strip():
         raise click.UsageError("--prompt must not be empty")
+    if home is not None:  # not an agent home: refused before any state directory is created there
+        from keystone_agents.cli.common import refuse_non_home
+        from keystone_agents.space import AgentSpace
+
+        refuse_non_home(AgentSpace.from_home(home).home, config_path)
     manual = bool(only_task or prompt)
     if not manual and (no_wait or force):
         raise click.UsageError("--no-wait and --force apply to --task/--prompt requests only")

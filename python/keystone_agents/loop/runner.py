@@ -129,6 +129,14 @@ def run(home: Path | None, config_path: Path | None, max_tasks: int | None = Non
                 failed_start.record(space, exc.problems, started)
             return EXIT_ERROR
         space = AgentSpace.from_home(space.home, config.notes_dir)
+        if not dry_run:
+            from keystone_agents.home_check import ensure_queue_files
+
+            try:
+                ensure_queue_files(space.home)  # a home provisioned with only its configuration
+            except OSError as exc:
+                print(f"error: cannot write the empty queue files in {space.home}: {exc.strerror}", file=sys.stderr)
+                return EXIT_ERROR
         if only_task:
             problem = _only_task_problem(space, only_task)
             if problem:  # a usage error, not a run: no history row, no metrics
