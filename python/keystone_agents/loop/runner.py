@@ -543,8 +543,8 @@ class Run:
             self.write_metrics(exit_code, duration)
         self.write_pause_metric(state.status == "paused")
         try:
-            rotate(self.space.logs_dir, self.space.task_logs_dir, self.config.keep_run_logs,
-                   self.config.keep_task_log_days, (self.space.state_dir / "results",))
+            rotate(self.space, self.config.keep_run_logs, self.config.keep_task_log_days,
+                   (self.space.state_dir / "results",))
         except OSError:
             pass
         return exit_code
