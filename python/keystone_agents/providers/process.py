@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -179,6 +180,9 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
         notify(options.on_drained, proc.returncode)
 
     reaper = threading.Thread(target=reap, daemon=True)
+    # the reaper must get the GIL at once when the child exits (default switch interval: 5 ms)
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
     reaper.start()
     while True:
         if exited.wait(timeout=max(0.0, min(poll, deadline - time.monotonic()))):
@@ -211,6 +215,7 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
     for thread in threads:
         thread.join(timeout=5)
     reaper.join(timeout=5)
+    sys.setswitchinterval(switch_interval)
     log.close()
     return ProcessResult(
         exit_code=proc.returncode,
