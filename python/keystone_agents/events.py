@@ -61,9 +61,16 @@ class TeeLogger:
         except (OSError, ValueError):
             pass  # a closed stderr must not stop the run; the run log still has the line
         if self.log_file is not None:
-            if self._handle is None:  # opened once: a run can emit thousands of lines
-                self._handle = open(self.log_file, "a", encoding="utf-8", buffering=1)
-            self._handle.write(message + "\n")
+            try:
+                if self._handle is None:  # opened once: a run can emit thousands of lines
+                    self._handle = open(self.log_file, "a", encoding="utf-8", buffering=1)
+                self._handle.write(message + "\n")
+            except OSError as exc:  # a full disk or a lost directory: stderr (the journal) still has every line
+                self.log_file = None
+                try:
+                    self.stream.write(f"warning: cannot write the run log any more: {exc.strerror or exc}\n")
+                except (OSError, ValueError):
+                    pass
 
     info = debug = warning = error = critical = msg
 

@@ -22,14 +22,22 @@ def try_lock(path: Path) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        _write_pid(fd)
         try:
             yield True
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _write_pid(fd: int) -> None:
+    """The holder's pid, for humans; a full disk does not stop the run over it."""
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError:
+        pass
 
 
 @contextmanager
@@ -58,8 +66,7 @@ def wait_lock(path: Path, timeout: float | None, on_wait=None, poll: float = 0.2
                     except OSError:
                         on_wait("")
                 time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        _write_pid(fd)
         try:
             yield True
         finally:

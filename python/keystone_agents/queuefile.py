@@ -390,6 +390,10 @@ def load(path: str | Path, kind: QueueKind, *, missing_ok: bool = True) -> Queue
         text, exists = "", False
     except UnicodeDecodeError as exc:
         raise ValidationFailed([Problem(str(path), None, "", f"not UTF-8 text ({exc.reason})")]) from None
+    except OSError as exc:  # a directory, no permission, a symlink loop, an I/O error
+        from keystone_agents.taskfile import unreadable
+
+        raise ValidationFailed([Problem(str(path), None, "", unreadable(exc))]) from None
     yaml = _yaml_for(text)
     try:
         data = yaml.load(text) if text.strip() else None

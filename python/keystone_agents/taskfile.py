@@ -204,6 +204,8 @@ class TaskFile:
             if not missing_ok:
                 raise ValidationFailed([Problem(str(path), None, "", "file does not exist")]) from None
             raw, exists = b"", False
+        except OSError as exc:  # a directory, no permission, a symlink loop, an I/O error
+            raise ValidationFailed([Problem(str(path), None, "", unreadable(exc))]) from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -523,11 +525,20 @@ def _deletion(text: str, mapping: yaml.MappingNode, k_node: yaml.Node, v_node: y
     return (start, _line_end(text, _node_end(v_node)), "")
 
 
+def unreadable(exc: OSError) -> str:
+    """One clear line for a queue file that cannot be read."""
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not a file: move it aside"
+    return f"cannot read: {exc.strerror or exc}"
+
+
 def read_plain(path: Path, key: str = "tasks") -> list[dict]:
     """All mapping entries under `key` of a queue file, unvalidated (dedup against the archive, lookups)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError):
         return []
     try:
         data = yaml.load(text, Loader=_Loader)

@@ -7,6 +7,7 @@ import importlib
 import click
 
 from keystone_agents import __version__
+from keystone_agents.cli.common import SafeGroup
 
 # Commands are imported when used: the task loop runs every few minutes and its start-up time is
 # measured (docs/performance.md), so `keystone-agent loop` must not import every other command's
@@ -31,7 +32,7 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(SafeGroup):
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 from click.shell_completion import get_completion_class
 
+from keystone_agents.cli.common import SafeGroup
 from keystone_agents import __version__
 from keystone_agents.agentctl import remote, sessions, status
 from keystone_agents.agentctl.dispatch import (
@@ -296,7 +297,7 @@ def _agent_group(name: str) -> AgentGroup:
     return group
 
 
-class AgentctlGroup(click.Group):
+class AgentctlGroup(SafeGroup):
     """Built-in commands, plus one sub-group per agent of the host configuration."""
 
     def list_commands(self, ctx):

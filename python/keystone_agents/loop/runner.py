@@ -5,6 +5,7 @@ configuration or TASKS.yaml, or an unexpected failure), 3 degraded (a source, a 
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import sys
 import time
 from contextlib import closing
@@ -221,6 +222,11 @@ class Run:
         try:
             with closing(history.connect(space.history_db)) as conn:
                 self.conn = conn
+                for aside, why in history.RECREATED:
+                    log.warning("history_recreated", msg=f"the history database was corrupt ({why}); moved aside "
+                                f"to {aside.name} and recreated", step="setup", status="recreated",
+                                corrupt_file=str(aside))
+                history.RECREATED.clear()
                 if not self.dry_run:
                     # a run still "running" in the history died (we hold the lock): it ended in error
                     conn.execute("UPDATE runs SET status = 'error', exit_code = -9 WHERE kind = 'task-loop' "
@@ -240,6 +246,11 @@ class Run:
             for problem in exc.problems:
                 log.error("log", msg=f"invalid file: {problem}", step=self.step, status="error",
                           file=problem.file, line=problem.line or "", field=problem.field)
+            self.state.status = "error"
+            self.state.stages.setdefault(self.step, ("error", 0.0))
+        except (OSError, sqlite3.Error) as exc:  # the machine (full disk, lost directory): one clear line
+            log.error("log", msg=f"run failed: {machine_error(exc)}", step=self.step, status="error",
+                      error=type(exc).__name__)
             self.state.status = "error"
             self.state.stages.setdefault(self.step, ("error", 0.0))
         except Exception as exc:  # noqa: BLE001 - the run ends with status error, not a traceback only
@@ -655,6 +666,16 @@ class Run:
                 "How often the timer should start a run (alert when time() - last_run_timestamp_seconds exceeds a "
                 "few of these).", self.config.expected_interval_seconds)
         return samples
+
+
+def machine_error(exc: BaseException) -> str:
+    """What went wrong with the machine, for one line: the cause and the file."""
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        if exc.errno == 28:  # ENOSPC
+            return f"no space left on the device{where}: the files written before stay as they were; free space"
+        return f"{exc.strerror or exc}{where}"
+    return f"history database: {exc}"
 
 
 def spend_now(conn) -> dict[str, float]:
