@@ -16,6 +16,9 @@ written in the prompt (so one loop run can hold tasks that behave differently):
   [fake:turns=N]            report N agentic turns (claude's num_turns), whatever --max-turns said
   [fake:cost=X]             report a cost of X dollars (claude's total_cost_usd)
   [fake:output-tokens=N]    report N output tokens
+  [fake:set-status=S]       set this task's status to S in TASKS.yaml ($HOME/TASKS.yaml), with a blocked_reason
+                            for blocked (as an agent that edits its own queue)
+  [fake:break-tasks]        overwrite TASKS.yaml with `tasks: [unclosed` (a provider that breaks the queue)
   [fake:delivery-failed=K]  the report lists a failed delivery of kind K (and a successful pull request)
 A triage prompt ("You triage incoming items...") is answered with the triage JSON, unless the item holds
 [fake:not-actionable] (actionable: false) or [fake:bad-triage] (an answer that is not JSON).
@@ -35,7 +38,8 @@ def record(tool, argv, **extra):
     if not path:
         return
     line = json.dumps({"tool": tool, "argv": argv, "pid": os.getpid(), "task": os.environ.get("KEYSTONE_TASK_NAME"),
-                       "result_env": os.environ.get("KEYSTONE_TASK_RESULT"), "time": time.time(), **extra})
+                       "result_env": os.environ.get("KEYSTONE_TASK_RESULT"), "time": time.time(), "cwd": os.getcwd(),
+                       **extra})
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (line + "\n").encode())
@@ -100,6 +104,22 @@ def behave(tool, prompt):
         answer += f"\nCreated pull request {d['pr']}"
     if "empty" in d:
         answer = ""
+    tasks_file = os.path.join(os.environ.get("HOME", "/nonexistent"), "TASKS.yaml")
+    if "set-status" in d:
+        import yaml
+
+        with open(tasks_file) as handle:
+            data = yaml.safe_load(handle)
+        for task in data["tasks"]:
+            if task.get("name") == os.environ.get("KEYSTONE_TASK_NAME"):
+                task["status"] = d["set-status"]
+                if d["set-status"] == "blocked":
+                    task["blocked_reason"] = "the agent needs a decision from a human"
+        with open(tasks_file, "w") as handle:
+            yaml.safe_dump(data, handle, sort_keys=False)
+    if "break-tasks" in d:
+        with open(tasks_file, "w") as handle:
+            handle.write("tasks: [unclosed\n")
     report = d.get("report")
     if report and os.environ.get("KEYSTONE_TASK_RESULT"):
         body = {"status": report, "message": f"agent says {report}", "pull_requests_created": [], "issues_created": []}

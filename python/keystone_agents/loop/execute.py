@@ -32,13 +32,17 @@ from keystone_agents.profiles import Runtime, resolve
 from keystone_agents.providers.coding import route as coding_route
 from keystone_agents.providers import ProviderError, ProviderResult, get
 from keystone_agents.providers.base import found_urls
+from keystone_agents.providers.mcp import McpError
+from keystone_agents.providers.mcp import plan_for as mcp_plan
 from keystone_agents.providers.process import RunOptions
+from keystone_agents.space import AgentSpaceMissing, require_agent_space
 from keystone_agents.taskfile import Entry, TaskFile
 from keystone_agents.timeutil import iso_z
 
 NEEDS_MARK = "waiting on needs: "
 RESULT_ENV = "KEYSTONE_TASK_RESULT"
 REPORT_STATUSES = ("completed", "blocked")
+MCP_PROVIDERS = ("claude", "codex", "gemini")  # the CLIs that take MCP servers (providers/mcp.py)
 DELIVERY_KINDS = ("email", "pull_request", "issue", "comment", "message")
 
 
@@ -311,16 +315,19 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
         ctx.tasks_lock.release()
     while True:
         try:
+            cwd = require_agent_space(space)
             provider = coding_route(entry.data, config, space) or get(current.provider, config)
+            if provider.mcp is None and provider.name in MCP_PROVIDERS:
+                provider.mcp = mcp_plan(config, space, f"{ctx.run_id}-{name}")
             with open(log_path, "a", encoding="utf-8") as handle:
                 handle.write(f"[keystone-agent] task={name} provider={current.provider} "
                              f"profile={current.profile or 'none'} model={current.model or 'provider-default'} "
                              f"fallback={current.fallback_model or 'none'} effort={current.effort or 'none'}\n")
             result = provider.run(prompt, current, RunOptions(
                 log_path=log_path, timeout=config.task_timeout_seconds, kill_grace=config.kill_grace_seconds,
-                env=env, cwd=space.home, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds))
+                env=env, cwd=cwd, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds))
             attempts.append((current, result, ""))
-        except ProviderError as exc:
+        except (ProviderError, McpError, AgentSpaceMissing) as exc:
             with open(log_path, "a", encoding="utf-8") as handle:
                 handle.write(f"[keystone-agent] provider error: {exc}\n")
             attempts.append((current, None, str(exc)))
@@ -478,11 +485,18 @@ def _record(ctx, name, entry, runtime, result, outcome, started_at, log_path, at
 
 
 def _dry_run(ctx, tf, entry, runtime, prompt, log_path, fields) -> TaskFile:
+    provider = None
     try:
-        inv = get(runtime.provider, ctx.config).invocation(prompt, runtime)
+        provider = get(runtime.provider, ctx.config)
+        if provider.name in MCP_PROVIDERS:
+            provider.mcp = mcp_plan(ctx.config, ctx.space, f"{ctx.run_id}-{entry.name}")
+        inv = provider.invocation(prompt, runtime)
         argv = inv.argv
-    except ProviderError as exc:
+    except (ProviderError, McpError) as exc:
         argv = [f"<{exc}>"]
+    finally:
+        if provider is not None and provider.mcp is not None:
+            provider.mcp.cleanup()
     with open(log_path, "a", encoding="utf-8") as handle:
         handle.write("[keystone-agent] DRY RUN: the provider was not started. It would have run:\n")
         handle.write(f"argv: {json.dumps(argv, ensure_ascii=False)}\n")

@@ -322,7 +322,7 @@ class Run:
             known |= set(skipped_before)
             triage = Triage(self.config, sorted(projects.ranks), log,
                             space.task_logs_dir / f"{self.run_log.stem}_ingest-triage.log", self.provider_env,
-                            space.home)
+                            space.notes_dir)
         names = {e.name for e in tf.entries if isinstance(e.name, str)} | {e.get("name") for e in archive_entries}
         new, not_actionable = ingest.new_tasks(items, known, ingest.Namer(n for n in names if n), iso_z(), triage)
         for number, entry in enumerate(new):
@@ -389,6 +389,9 @@ class Run:
         log.info("stage_start", msg="Executing tasks", step="execute", stage_name="execute", max_tasks=self.max_tasks)
         unblock_ready(tf, archived_names, log)
         blocked_on_needs = 0
+        if not self.dry_run and not self.agent_space_ready(tf, archived_names):
+            self.state.stages["execute"] = ("error", time.monotonic() - t0)
+            return tf
         if self.only_task:
             entry = self.pick_only_task(tf, archived_names)
             if entry is not None:
@@ -415,6 +418,20 @@ class Run:
                  tasks_blocked=ctx.counters.blocked, duration_seconds=round(time.monotonic() - t0, 3))
         self.state.stages["execute"] = ("degraded" if ctx.counters.failed else "ok", time.monotonic() - t0)
         return tf
+
+    def agent_space_ready(self, tf, archived_names: set[str]) -> bool:
+        """Providers run in the agent space: without it no task starts (none is charged a failed attempt)."""
+        from keystone_agents.loop.execute import has_runnable
+        from keystone_agents.space import agent_space_problem
+
+        problem = agent_space_problem(self.space)
+        if problem is None or not (self.only_task or has_runnable(tf, archived_names)):
+            return True
+        self.log.error("agent_space_missing", msg=f"no task executed: {problem}", step="execute", status="error",
+                       path=str(problem.path))
+        print(f"error: {problem}", file=sys.stderr)
+        self.state.status = "error"
+        return False
 
     # ------------------------------------------------------------ the end
 

@@ -1,6 +1,6 @@
-"""Claude Code: `claude --print --output-format json --dangerously-skip-permissions [--model M]
-[--fallback-model F] [--effort E] [--max-turns N] <prompt>` (the seed's argv, plus the turn limit when
-`maxTurns` is set).
+"""Claude Code: `claude --print --output-format json [--mcp-config FILE --strict-mcp-config]
+--dangerously-skip-permissions [--model M] [--fallback-model F] [--effort E] [--max-turns N] <prompt>` (the
+seed's argv, plus the configured MCP servers (providers/mcp.py) and the turn limit when `maxTurns` is set).
 
 Evidence that it ran the task: a parsable JSON result with `is_error: false` and non-zero
 `usage.output_tokens`. `num_turns` is the number of agentic turns; `subtype: error_max_turns` means the
@@ -55,7 +55,13 @@ class ClaudeProvider(Provider):
         return [base / "projects" / re.sub(r"[^A-Za-z0-9]", "-", str(cwd))]
 
     def invocation(self, prompt, runtime) -> Invocation:
-        argv = ["claude", "--print", "--output-format", "json", "--dangerously-skip-permissions"]
+        argv = ["claude", "--print", "--output-format", "json"]
+        if self.mcp is not None:
+            from keystone_agents.providers.mcp import claude_document
+
+            # --mcp-config takes several values: another flag must follow its file, never the prompt
+            argv += ["--mcp-config", str(self.mcp.write(claude_document(self.mcp.servers))), "--strict-mcp-config"]
+        argv += ["--dangerously-skip-permissions"]
         if runtime.model:
             argv += ["--model", runtime.model]
         if runtime.fallback_model and runtime.fallback_model != runtime.model:

@@ -1,5 +1,6 @@
-"""Codex CLI: `codex exec --json --full-auto [-m M] <prompt>` (the seed's argv plus `--json`; fallback model
-and effort are not passed).
+"""Codex CLI: `codex exec --json --full-auto [-c mcp_servers.…]… [-m M] <prompt>` (the seed's argv plus
+`--json` and the configured MCP servers as `-c` overrides, see providers/mcp.py; fallback model and effort are
+not passed).
 
 With `--json`, stdout is JSON Lines, one event per line: `thread.started`, `turn.started`, `item.started` /
 `item.updated` / `item.completed` (`item.type` `agent_message` carries the answer in `item.text`),
@@ -43,9 +44,15 @@ class CodexProvider(Provider):
 
     def invocation(self, prompt, runtime) -> Invocation:
         argv = ["codex", "exec", "--json", "--full-auto"]
+        env: dict[str, str] = {}
+        if self.mcp is not None:
+            from keystone_agents.providers.mcp import codex_overrides
+
+            overrides, env = codex_overrides(self.mcp.servers)
+            argv += overrides
         if runtime.model:
             argv += ["-m", runtime.model]
-        return Invocation(argv + [prompt])
+        return Invocation(argv + [prompt], env=env)
 
     def transcript_paths(self, cwd: Path, home: Path) -> list[Path]:
         base = Path(os.environ.get("CODEX_HOME") or home / ".codex") / "sessions"

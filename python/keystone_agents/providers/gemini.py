@@ -1,5 +1,7 @@
-"""Gemini CLI: `gemini --prompt <prompt> --yolo --output-format json [-m M]` (the seed's argv plus the JSON
-output; fallback model and effort are not passed, the CLI has no equivalent).
+"""Gemini CLI: `gemini --prompt <prompt> --yolo [--allowed-mcp-server-names NAME]… --output-format json [-m M]`
+(the seed's argv plus the JSON output and the configured MCP servers, whose settings file is named by
+`GEMINI_CLI_SYSTEM_SETTINGS_PATH`, see providers/mcp.py; fallback model and effort are not passed, the CLI has
+no equivalent).
 
 The JSON output is one object: `response` (the final answer), `stats` (tokens from
 `stats.models.<model>.tokens.{prompt,candidates,total}`) and, on failure, `error.{type,message,code}`.
@@ -21,10 +23,19 @@ class GeminiProvider(Provider):
     name = "gemini"
 
     def invocation(self, prompt, runtime) -> Invocation:
-        argv = ["gemini", "--prompt", prompt, "--yolo", "--output-format", "json"]
+        argv = ["gemini", "--prompt", prompt, "--yolo"]
+        env: dict[str, str] = {}
+        if self.mcp is not None:
+            from keystone_agents.providers.mcp import SETTINGS_ENV_GEMINI, gemini_settings
+
+            path = self.mcp.write(gemini_settings(self.mcp.servers))
+            env[SETTINGS_ENV_GEMINI] = str(path)
+            for server in self.mcp.servers:
+                argv += ["--allowed-mcp-server-names", server.name]
+        argv += ["--output-format", "json"]
         if runtime.model:
             argv += ["-m", runtime.model]
-        return Invocation(argv)
+        return Invocation(argv, env=env)
 
     def transcript_paths(self, cwd: Path, home: Path) -> list[Path]:
         project = home / ".gemini" / "tmp" / hashlib.sha256(str(cwd).encode()).hexdigest()

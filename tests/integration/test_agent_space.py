@@ -1,0 +1,156 @@
+"""Issue 15: the agent works inside its agent space, the way the operator configured it. `keystone-agent loop`
+runs as a real subprocess with stand-in provider CLIs (tests/fakebin) that record their working directory,
+argv and the MCP configuration they were given."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from tests.support.loop import events, make_home
+
+
+@pytest.fixture
+def lh(tmp_path, clean_env):
+    return make_home(tmp_path)
+
+
+def one_task(lh, description="Do it", name="do-it", **fields):
+    extra = "".join(f"    {k}: {json.dumps(v)}\n" for k, v in fields.items())
+    lh.write_tasks(f"""
+        tasks:
+          - name: {name}
+            description: {json.dumps(description)}
+            status: pending
+    """ + extra)
+
+
+SERVERS = {
+    "deepwork": {"command": "deepwork", "args": ["serve", "--path", "."], "env": {"LOG_LEVEL": "info"}},
+    "forge": {"command": "/opt/forge-mcp", "args": [], "env": {}, "envFiles": {"FORGE_TOKEN": "SECRET_FILE"}},
+}
+
+
+def servers_with_secret(lh):
+    secret = lh.root / "forge-token"
+    secret.write_text("s3cret-value\n")
+    servers = json.loads(json.dumps(SERVERS))
+    servers["forge"]["envFiles"]["FORGE_TOKEN"] = str(secret)
+    return servers
+
+
+# ------------------------------------------------------------------ working directory
+
+
+@pytest.mark.parametrize("provider", ["claude", "codex", "gemini"])
+def test_providers_run_in_the_agent_space(lh, provider):
+    lh.config(defaults={"provider": provider})
+    one_task(lh)
+    result = lh.loop()
+    assert result.returncode == 0, result.stderr
+    [call] = lh.calls(provider)
+    assert call["cwd"] == str(lh.home / "notes")
+    assert lh.task("do-it")["status"] == "completed"
+
+
+def test_a_configured_notes_dir_is_the_working_directory(lh):
+    (lh.home / "space").mkdir()
+    lh.config(notesDir="~/space")
+    one_task(lh)
+    assert lh.loop().returncode == 0
+    assert lh.calls("claude")[0]["cwd"] == str(lh.home / "space")
+
+
+def test_a_missing_agent_space_is_a_clear_error_and_charges_no_attempt(lh):
+    shutil.rmtree(lh.home / "notes")
+    one_task(lh)
+    result = lh.loop()
+    assert result.returncode == 1
+    assert f"agent space {lh.home / 'notes'} does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    [event] = events(result.stderr, "agent_space_missing")
+    assert event["path"] == str(lh.home / "notes")
+    assert lh.calls() == []
+    assert lh.task("do-it")["status"] == "pending"
+
+
+# ------------------------------------------------------------------ MCP servers
+
+
+def test_claude_gets_exactly_the_configured_servers_in_a_private_file_removed_afterwards(lh):
+    lh.config(mcpServers=servers_with_secret(lh))
+    one_task(lh)
+    result = lh.loop()
+    assert result.returncode == 0, result.stderr
+    [call] = lh.calls("claude")
+    argv = call["argv"]
+    index = argv.index("--mcp-config")
+    path = argv[index + 1]
+    assert argv[index + 2] == "--strict-mcp-config"  # never the prompt right after --mcp-config's values
+    assert argv[-1].startswith("Execute this task.")
+    assert call["strict_mcp"] is True
+    given = call["mcp"][path]
+    assert given["mode"] == "0o600"
+    assert set(given["config"]["mcpServers"]) == {"deepwork", "forge"}
+    assert given["config"]["mcpServers"]["deepwork"] == {
+        "type": "stdio", "command": "deepwork", "args": ["serve", "--path", "."], "env": {"LOG_LEVEL": "info"}}
+    assert given["config"]["mcpServers"]["forge"]["env"] == {"FORGE_TOKEN": "s3cret-value"}
+    assert path.startswith(str(lh.state / "mcp"))
+    assert not (lh.state / "mcp" / path.rsplit("/", 1)[1]).exists()
+    # the secret is in no argv, log or event
+    assert "s3cret-value" not in json.dumps(argv)
+    assert "s3cret-value" not in result.stderr
+    for log in (lh.home / ".local/state/agent-task-loop/logs").rglob("*.log"):
+        assert "s3cret-value" not in log.read_text()
+
+
+def test_no_configured_servers_means_no_mcp_flags(lh):
+    one_task(lh)
+    assert lh.loop().returncode == 0
+    argv = lh.calls("claude")[0]["argv"]
+    assert "--mcp-config" not in argv and "--strict-mcp-config" not in argv
+
+
+def test_codex_gets_the_servers_as_config_overrides_with_secrets_only_in_its_environment(lh):
+    lh.config(defaults={"provider": "codex"}, mcpServers=servers_with_secret(lh))
+    one_task(lh)
+    result = lh.loop()
+    assert result.returncode == 0, result.stderr
+    [call] = lh.calls("codex")
+    assert call["overrides"] == {
+        "mcp_servers.deepwork.command": "deepwork",
+        "mcp_servers.deepwork.args": ["serve", "--path", "."],
+        "mcp_servers.deepwork.env": {"LOG_LEVEL": "info"},
+        "mcp_servers.forge.command": "/opt/forge-mcp",
+        "mcp_servers.forge.args": [],
+        "mcp_servers.forge.env_vars": ["FORGE_TOKEN"],
+    }
+    assert call["forwarded_env_present"] == {"FORGE_TOKEN": True}
+    assert "s3cret-value" not in json.dumps(call["argv"])
+
+
+def test_gemini_gets_a_settings_file_and_only_these_servers(lh):
+    lh.config(defaults={"provider": "gemini"}, mcpServers=servers_with_secret(lh))
+    one_task(lh)
+    result = lh.loop()
+    assert result.returncode == 0, result.stderr
+    [call] = lh.calls("gemini")
+    assert sorted(call["allowed_mcp"]) == ["deepwork", "forge"]
+    assert call["settings"]["mcpServers"]["forge"] == {"command": "/opt/forge-mcp", "args": [],
+                                                       "env": {"FORGE_TOKEN": "s3cret-value"}}
+    assert not list((lh.state / "mcp").glob("*.json"))
+
+
+def test_a_missing_secret_file_fails_the_task_naming_the_server_and_file(lh):
+    servers = json.loads(json.dumps(SERVERS))
+    servers["forge"]["envFiles"]["FORGE_TOKEN"] = str(lh.root / "absent")
+    lh.config(mcpServers=servers)
+    one_task(lh)
+    result = lh.loop()
+    assert result.returncode == 3
+    assert lh.calls("claude") == []
+    [finish] = events(result.stderr, "task_finish")
+    assert f"MCP server 'forge': envFiles.FORGE_TOKEN: secret file {lh.root / 'absent'} does not exist" in finish["message"]
