@@ -144,6 +144,8 @@ class Rule:
     keywords: list[str] = field(default_factory=list)
     source: str | None = None
     project: str | None = None
+    project_keywords: list[str] = field(default_factory=list)  # any of them in the task's project's description
+    project_has_repos: bool | None = None  # the task's project lists code repositories (PROJECTS.yaml repos)
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ class Config:
     task_token_budget: int | None = None
     llm_triage: bool = False
     workflow_rules: list[WorkflowRule] = field(default_factory=list)
+    default_workflow_rules: bool = True
     runtime_rules: list[RuntimeRule] = field(default_factory=list)
     command_provider: CommandProviderSettings | None = None
     openai_provider: OpenAIProviderSettings | None = None

@@ -99,6 +99,10 @@ class AgentSpace:
         """Clones the agent works on: `<agent space>/.repos/{owner}/{repo}` (the seed's layout)."""
         return self.notes_dir / ".repos"
 
+    def deepwork_job_dir(self, workflow: str) -> Path:
+        """Where the DeepWork job of `job/workflow` lives in the agent space (`.deepwork/jobs/<job>`)."""
+        return self.notes_dir / ".deepwork" / "jobs" / workflow.split("/", 1)[0]
+
     def mcp_run_config(self, run_id: str) -> Path:
         """The MCP server file written for one provider run (mode 0600, removed afterwards)."""
         return self.state_dir / "mcp" / f"{run_id}.json"

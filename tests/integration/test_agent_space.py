@@ -154,3 +154,111 @@ def test_a_missing_secret_file_fails_the_task_naming_the_server_and_file(lh):
     assert lh.calls("claude") == []
     [finish] = events(result.stderr, "task_finish")
     assert f"MCP server 'forge': envFiles.FORGE_TOKEN: secret file {lh.root / 'absent'} does not exist" in finish["message"]
+
+
+# ------------------------------------------------------------------ the workflow decision tree
+
+
+def test_the_default_decision_tree_assigns_the_seed_workflows_and_keeps_existing_ones(lh):
+    (lh.home / "notes/.deepwork/jobs/press_release").mkdir(parents=True)
+    lh.write_projects("""
+        projects:
+          - name: Enclosure
+            slug: enclosure
+            description: A printed case, designed in FreeCAD
+            status: active
+            priority: 1
+            updated: "2026-01-01"
+          - name: Service
+            slug: service
+            description: The backend
+            status: active
+            priority: 2
+            updated: "2026-01-01"
+            repos: ["ssh://forgejo@git.example.com:2222/o/service.git"]
+    """)
+    lh.write_tasks("""
+        tasks:
+          - name: launch-announcement
+            description: Draft the Press Release for the launch
+            status: pending
+          - name: bracket
+            description: Model the mounting bracket in OpenSCAD
+            status: pending
+          - name: login-issue
+            description: Users cannot log in
+            status: pending
+            source: forgejo-issue
+            source_ref: https://git.example.com/o/r/issues/1
+          - name: lid
+            description: Make the lid thicker
+            status: pending
+            project: enclosure
+          - name: endpoint
+            description: Add the health endpoint
+            status: pending
+            project: service
+          - name: crash-report
+            description: Look at the crash when saving
+            status: pending
+          - name: decade-review
+            description: Prepare the press kit for the decade review
+            status: pending
+          - name: mine
+            description: Fix the build
+            status: pending
+            workflow: custom/own
+    """)
+    result = lh.loop("--max-tasks", "0")
+    assert result.returncode == 0, result.stderr
+    workflows = {t["name"]: t.get("workflow") for t in lh.task_list()}
+    assert workflows == {
+        "launch-announcement": "press_release/write",
+        "bracket": "cadeng/cadeng",
+        "login-issue": "sweng/sweng",
+        "lid": "cadeng/cadeng",  # from its project's description
+        "endpoint": "sweng/sweng",  # its project has code repositories
+        "crash-report": "sweng/sweng",  # a code keyword
+        "decade-review": None,  # "press" is not PR, "decade" is not CAD
+        "mine": "custom/own",  # a pre-existing workflow is never changed
+    }
+
+
+def test_the_prompt_starts_with_deepwork_even_when_the_job_is_missing_with_a_warning(lh):
+    one_task(lh, "Fix the login bug", name="login")
+    assert lh.loop("--max-tasks", "0").returncode == 0  # prioritize only
+    report = lh.agent("validate", "--json")
+    assert report.returncode == 0, report.stderr
+    [item] = json.loads(report.stdout)
+    assert item["severity"] == "warning" and item["field"] == "tasks[0].workflow"
+    assert "'sweng'" in item["message"]
+    result = lh.loop()
+    assert result.returncode == 0, result.stderr
+    [call] = lh.calls("claude")
+    assert call["argv"][-1].startswith("/deepwork sweng/sweng\n")
+    [warning] = events(result.stderr, "workflow_job_missing")
+    assert warning["workflow"] == "sweng/sweng" and warning["path"] == str(lh.home / "notes/.deepwork/jobs/sweng")
+
+
+def test_configured_rules_come_first_and_the_default_tree_can_be_switched_off(lh):
+    lh.write_tasks("""
+        tasks:
+          - name: a
+            description: Fix the printer driver
+            status: pending
+          - name: b
+            description: Write the press release
+            status: pending
+    """)
+    lh.config(workflowRules=[{"keywords": ["printer"], "workflow": "ops/printer"}])
+    assert lh.loop("--max-tasks", "0").returncode == 0
+    assert {t["name"]: t.get("workflow") for t in lh.task_list()} == {"a": "ops/printer", "b": "press_release/write"}
+    lh.write_tasks("""
+        tasks:
+          - name: c
+            description: Write the press release
+            status: pending
+    """)
+    lh.config(defaultWorkflowRules=False)
+    assert lh.loop("--max-tasks", "0").returncode == 0
+    assert "workflow" not in lh.task("c")

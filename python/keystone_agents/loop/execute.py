@@ -291,6 +291,12 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     if refuse_over_budget(ctx, entry, runtime, fields):
         return tf
     log.info("task_start", msg=f"Starting task {name}", status="started", **fields)
+    workflow = entry.get("workflow")
+    if workflow and not space.deepwork_job_dir(workflow).is_dir():
+        # the seed's contract: the prompt still starts with /deepwork job/workflow; say the job is not there
+        log.warning("workflow_job_missing", msg=f"task {name}: DeepWork job of {workflow} is not in the agent space "
+                    f"({space.deepwork_job_dir(workflow)})", status="warning", step="execute", task_name=name,
+                    workflow=workflow, path=str(space.deepwork_job_dir(workflow)))
 
     started_at = iso_z()
     tf.set_fields(entry, {"status": "in_progress", "started_at": started_at})

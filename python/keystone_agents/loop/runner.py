@@ -247,7 +247,7 @@ class Run:
         self.step = "prioritize"
         t0 = time.monotonic()
         log.info("stage_start", msg="Prioritizing pending tasks", step="prioritize", stage_name="prioritize")
-        ruled = prioritize.apply_rules(tf, config.workflow_rules, config.runtime_rules)
+        ruled = prioritize.apply_rules(tf, prioritize.workflow_rules(config), config.runtime_rules, projects.facts)
         moved = prioritize.order(tf, projects.ranks)
         wrote = tf.save() if not self.dry_run else False
         log.info("stage_finish", msg="Prioritize " + ("rewrote TASKS.yaml" if wrote else "left TASKS.yaml unchanged"),
