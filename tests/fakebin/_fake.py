@@ -18,6 +18,8 @@ written in the prompt (so one loop run can hold tasks that behave differently):
   [fake:output-tokens=N]    report N output tokens
   [fake:set-status=S]       set this task's status to S in TASKS.yaml ($HOME/TASKS.yaml), with a blocked_reason
                             for blocked (as an agent that edits its own queue)
+  [fake:drop-others]        remove every other task from TASKS.yaml
+  [fake:add-task]           append a task `follow-up-by-agent` to TASKS.yaml
   [fake:break-tasks]        overwrite TASKS.yaml with `tasks: [unclosed` (a provider that breaks the queue)
   [fake:delivery-failed=K]  the report lists a failed delivery of kind K (and a successful pull request)
 A triage prompt ("You triage incoming items...") is answered with the triage JSON, unless the item holds
@@ -115,6 +117,17 @@ def behave(tool, prompt):
                 task["status"] = d["set-status"]
                 if d["set-status"] == "blocked":
                     task["blocked_reason"] = "the agent needs a decision from a human"
+        with open(tasks_file, "w") as handle:
+            yaml.safe_dump(data, handle, sort_keys=False)
+    if "drop-others" in d or "add-task" in d:
+        import yaml
+
+        with open(tasks_file) as handle:
+            data = yaml.safe_load(handle)
+        if "drop-others" in d:
+            data["tasks"] = [t for t in data["tasks"] if t.get("name") == os.environ.get("KEYSTONE_TASK_NAME")]
+        else:
+            data["tasks"].append({"name": "follow-up-by-agent", "description": "noted by the agent", "status": "pending"})
         with open(tasks_file, "w") as handle:
             yaml.safe_dump(data, handle, sort_keys=False)
     if "break-tasks" in d:

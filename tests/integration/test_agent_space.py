@@ -262,3 +262,105 @@ def test_configured_rules_come_first_and_the_default_tree_can_be_switched_off(lh
     lh.config(defaultWorkflowRules=False)
     assert lh.loop("--max-tasks", "0").returncode == 0
     assert "workflow" not in lh.task("c")
+
+
+# ------------------------------------------------------------------ what the agent says about its task
+
+
+def test_a_provider_that_blocks_its_task_in_tasks_yaml_leaves_it_blocked(lh):
+    lh.write_tasks("""
+        tasks:
+          - name: ask-first
+            description: "Decide the name [fake:set-status=blocked]"
+            status: pending
+          - name: other
+            description: "Later"
+            status: pending
+            needs: [ask-first]
+    """)
+    result = lh.loop()
+    assert result.returncode == 0, result.stderr
+    task = lh.task("ask-first")
+    assert task["status"] == "blocked"
+    assert task["blocked_reason"] == "the agent needs a decision from a human"
+    [finish] = events(result.stderr, "task_finish")[:1]
+    assert finish["outcome"] == "blocked"
+
+
+def test_a_provider_that_completes_its_task_in_tasks_yaml_leaves_it_completed(lh):
+    one_task(lh, "Quick one [fake:set-status=completed] [fake:empty]")
+    result = lh.loop()  # no output at all: only its own edit says it did the work
+    assert result.returncode == 0, result.stderr
+    assert lh.task("do-it")["status"] == "completed"
+
+
+def test_the_report_file_wins_over_an_edit_in_tasks_yaml(lh):
+    one_task(lh, "Both [fake:set-status=blocked] [fake:report=completed]")
+    assert lh.loop().returncode == 0
+    task = lh.task("do-it")
+    assert task["status"] == "completed" and "blocked_reason" not in task
+
+
+# ------------------------------------------------------------------ a provider cannot break the queue
+
+
+def test_a_provider_that_breaks_tasks_yaml_cannot_break_the_queue(lh):
+    lh.write_tasks("""
+        tasks:
+          - name: breaker
+            description: "Tidy up [fake:break-tasks]"
+            status: pending
+          - name: innocent
+            description: "Runs next time"
+            status: pending
+    """)
+    result = lh.loop("--max-tasks", "1")
+    assert result.returncode == 3, result.stderr  # degraded
+    [rejected] = list(lh.home.glob("TASKS.yaml.rejected-*"))
+    assert rejected.read_text() == "tasks: [unclosed\n"
+    import re
+
+    assert re.fullmatch(r"TASKS\.yaml\.rejected-\d{8}T\d{6}Z", rejected.name)
+    tasks = {t["name"]: t for t in lh.task_list()}  # valid YAML again
+    assert tasks["breaker"]["status"] == "completed"  # the outcome of the task that ran
+    assert tasks["innocent"]["status"] == "pending"
+    [event] = events(result.stderr, "tasks_file_rejected")
+    assert event["task_name"] == "breaker" and event["rejected_file"] == str(rejected)
+    issues = yaml.safe_load((lh.home / "ISSUES.yaml").read_text())["issues"]
+    [issue] = [i for i in issues if i["name"] == event["issue"]]
+    assert issue["discovered_during"] == "breaker" and issue["status"] == "open"
+    assert lh.agent("validate").returncode == 0
+
+    again = lh.loop()
+    assert again.returncode == 0, again.stderr
+    assert lh.task("innocent")["status"] == "completed"
+
+
+def test_a_provider_that_drops_a_task_is_rejected_too(lh):
+    lh.write_tasks("""
+        tasks:
+          - name: dropper
+            description: "Clean the queue [fake:drop-others]"
+            status: pending
+          - name: keep-me
+            description: "Must survive"
+            status: pending
+    """)
+    result = lh.loop("--max-tasks", "1")
+    assert result.returncode == 3, result.stderr
+    assert {t["name"] for t in lh.task_list()} == {"dropper", "keep-me"}
+    [event] = events(result.stderr, "tasks_file_rejected")
+    assert "keep-me" in event["reason"]
+
+
+def test_a_valid_edit_of_other_tasks_is_kept(lh):
+    lh.write_tasks("""
+        tasks:
+          - name: planner
+            description: "Plan [fake:add-task]"
+            status: pending
+    """)
+    assert lh.loop("--max-tasks", "1").returncode == 0
+    names = [t["name"] for t in lh.task_list()]
+    assert names == ["planner", "follow-up-by-agent"]
+    assert lh.task("planner")["status"] == "completed"

@@ -9,10 +9,12 @@
   started (outcome token_budget, it stays pending); an agent-wide ceiling also ends the execute stage.
 * The provider runs with stdin closed, a clean environment, and a stall watchdog next to the wall clock.
 * Outcome: more turns than `maxTurns` → failed (max-turns); the agent's report in $KEYSTONE_TASK_RESULT
-  wins; else exit 0 WITH evidence (providers' `parse`) → completed, exit 0 without → failed (no-evidence);
+  wins; else the status the agent gave its own task in TASKS.yaml (blocked with its blocked_reason, or
+  completed) when it exited 0; else exit 0 WITH evidence (providers' `parse`) → completed, exit 0 without → failed (no-evidence);
   a model error → one retry with the fallback model; failure or timeout → pending with the failure counted,
   blocked after maxAttempts. Status `error` is never written. Deliveries the report lists are recorded
   apart from the status.
+* TASKS.yaml as the provider left it is kept when valid, rejected and restored when not (loop/guard.py).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class ExecContext:
     counters: Counters = field(default_factory=Counters)
     attempted: set[str] = field(default_factory=set)
     tasks_lock: Any = None  # lock.FileLock of TASKS.yaml, let go while a provider runs
+    rejected_files: list = field(default_factory=list)  # guard.Rejection: TASKS.yaml a provider left broken
     budget_stop: Any = None  # the agent-wide budget Refusal that ended the execute stage
 
 
@@ -359,12 +362,20 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     report = read_report(report_path, log, name)
     remove(report_path)
     now = iso_z()
-    outcome, updates, message, reason = _decide(ctx, name, result, error, report, now)
+    # The agent may have edited TASKS.yaml meanwhile: keep a valid edit (and what it says about its own task),
+    # reject a broken one (loop/guard.py), then apply our change to what is on disk now.
+    said = None
+    if tf.on_disk_changed():
+        from keystone_agents.loop.guard import reload_after_provider
+
+        tf, rejection = reload_after_provider(tf, name, log)
+        if rejection is not None:
+            ctx.rejected_files.append(rejection)
+        else:
+            said = _agent_says(tf.find(name))
+    outcome, updates, message, reason = _decide(ctx, name, result, error, report, now, said)
     deliveries = _deliveries(report)
     failed_deliveries = [d for d in deliveries if not d["ok"]]
-    # The agent may have edited TASKS.yaml meanwhile: apply our change to what is on disk now.
-    if tf.on_disk_changed():
-        tf = TaskFile.load(tf.path)
     target = tf.find(name)
     if target is not None:
         tf.set_fields(target, updates)
@@ -413,9 +424,19 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     return tf
 
 
+def _agent_says(entry: Entry | None) -> dict | None:
+    """The status the agent gave its own task in TASKS.yaml during the run (completed or blocked), if any."""
+    if entry is None or entry.get("status") not in REPORT_STATUSES:
+        return None
+    return {"status": entry.get("status"), "blocked_reason": entry.get("blocked_reason"),
+            "completed_at": entry.get("completed_at")}
+
+
 def _decide(ctx: ExecContext, name: str, result: ProviderResult | None, error: str, report: dict | None,
-            now: str) -> tuple[str, dict, str, str]:
-    """→ (outcome, field updates, message, reason)."""
+            now: str, said: dict | None = None) -> tuple[str, dict, str, str]:
+    """→ (outcome, field updates, message, reason). Precedence: the turn limit; the report in
+    $KEYSTONE_TASK_RESULT; the status the agent set on its task in TASKS.yaml (when it exited 0); the exit code
+    and evidence."""
     config, conn = ctx.config, ctx.conn
     budget = config.task_token_budget
     over_budget = bool(budget and result and result.usage.total() > budget)
@@ -435,6 +456,14 @@ def _decide(ctx: ExecContext, name: str, result: ProviderResult | None, error: s
         blocked = report.get("blocked_reason") or message or "blocked by the agent"
         history.reset_failures(conn, name)
         return "blocked", {"status": "blocked", "blocked_reason": blocked}, message, reason
+    if said is not None and result is not None and not result.timed_out and result.exit_code == 0:
+        history.reset_failures(conn, name)
+        if said["status"] == "completed":
+            outcome = "token_budget" if over_budget else "completed"
+            return outcome, {"status": "completed", "completed_at": said["completed_at"] or now,
+                             "blocked_reason": None}, "the agent marked its task completed in TASKS.yaml", reason
+        blocked = said["blocked_reason"] or "blocked by the agent"
+        return "blocked", {"status": "blocked", "blocked_reason": blocked}, f"the agent blocked its task: {blocked}", reason
     if result is not None and result.succeeded and result.evidence:
         history.reset_failures(conn, name)
         outcome = "token_budget" if over_budget else "completed"

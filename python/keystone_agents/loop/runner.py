@@ -410,13 +410,13 @@ class Run:
         if not self.dry_run:
             tf.save()
         ctx.counters.blocked += blocked_on_needs
-        if ctx.counters.failed:
+        if ctx.counters.failed or ctx.rejected_files:
             self.state.degrade()
         log.info("stage_finish", msg=f"Executed {ctx.counters.executed} task(s)", step="execute",
                  stage_name="execute", status="ok", tasks_executed=ctx.counters.executed,
                  tasks_completed=ctx.counters.completed, tasks_failed=ctx.counters.failed,
                  tasks_blocked=ctx.counters.blocked, duration_seconds=round(time.monotonic() - t0, 3))
-        self.state.stages["execute"] = ("degraded" if ctx.counters.failed else "ok", time.monotonic() - t0)
+        self.state.stages["execute"] = ("degraded" if ctx.counters.failed or ctx.rejected_files else "ok", time.monotonic() - t0)
         return tf
 
     def agent_space_ready(self, tf, archived_names: set[str]) -> bool:
