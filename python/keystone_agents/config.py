@@ -57,6 +57,14 @@ class NotesSettings:
 
 
 @dataclass(frozen=True)
+class GitSettings:
+    """The agent's one git identity (name and email come from fullName/email) and commit signing."""
+
+    signing_key: str | None = None
+    allowed_signers_file: str = "~/.config/git/allowed_signers"
+
+
+@dataclass(frozen=True)
 class Endpoint:
     host: str
     port: int | None = None
@@ -195,6 +203,7 @@ class Config:
     sources: list[Source] = field(default_factory=list)
     textfile_dir: str | None = None
     notes: NotesSettings = field(default_factory=NotesSettings)
+    git: GitSettings = field(default_factory=GitSettings)
     mail: MailSettings | None = None
     calendar: CalendarSettings | None = None
     github: GithubSettings | None = None

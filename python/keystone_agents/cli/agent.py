@@ -28,6 +28,7 @@ COMMANDS = {
     "info": "keystone_agents.commands.info:info_command",
     "session": "keystone_agents.commands.session:session_command",
     "mail": "keystone_agents.commands.mail:mail_command",
+    "configure": "keystone_agents.commands.configure:configure_command",
 }
 
 

@@ -41,9 +41,30 @@ def init_command(directory, agent_name, full_name, email, human_name, human_emai
         for path in exc.existing:
             click.echo(f"  {path}", err=True)
         sys.exit(EXIT_PROBLEMS)
+    configured = _configure(home)
     if as_json:
-        echo_json({"home": str(home), "written": [str(p) for p in written]})
+        echo_json({"home": str(home), "written": [str(p) for p in written], "configured": configured})
     else:
         click.echo(f"Scaffolded agent home {home} for '{values['agent_name']}':")
         for path in written:
             click.echo(f"  {path.relative_to(home)}")
+        if configured:
+            click.echo(f"Git identity in {configured['git_config']}; MCP servers in {configured['mcp_json']}")
+
+
+def _configure(home: Path) -> dict | None:
+    """What `keystone-agent configure` does, for the new home: its git identity and the agent space's .mcp.json
+    from the configuration just written (or $KEYSTONE_AGENT_CONFIG)."""
+    from keystone_agents.commands.configure import apply
+    from keystone_agents.config import load_config
+    from keystone_agents.git import GitError
+    from keystone_agents.problems import ValidationFailed
+    from keystone_agents.space import AgentSpace
+
+    try:
+        config = load_config(None, home)
+        return apply(config, AgentSpace.from_home(home, config.notes_dir))
+    except (ValidationFailed, GitError, OSError) as exc:
+        click.echo(f"warning: the home was scaffolded but not configured ({exc}); run `keystone-agent configure`",
+                   err=True)
+        return None

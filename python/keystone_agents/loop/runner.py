@@ -119,7 +119,10 @@ class Run:
         self.tasks_lock = FileLock(space.tasks_lock_file)
         from keystone_agents.providers.environment import clean_env
 
-        self.provider_env = clean_env(config.environment)  # provider processes get the allow-list only
+        from keystone_agents.git_identity import identity_env
+
+        # provider processes get the allow-list only, and the agent's git identity (their commits are its own)
+        self.provider_env = clean_env({**identity_env(config, space.home), **config.environment})
 
     # ------------------------------------------------------------ the run
 
