@@ -80,7 +80,8 @@ def test_one_agent_with_defaults(evaluate):
                for t in timers.values())
 
     # desktop and browser by default; VNC on loopback
-    assert set(ev["services"]) == {"agent-drago-labwc", "agent-drago-wayvnc", "agent-drago-chromium"}
+    assert set(ev["services"]) == {"agent-drago-labwc", "agent-drago-wayvnc", "agent-drago-chromium",
+                                   "agent-drago-git-config"}
     assert ev["services"]["agent-drago-wayvnc"]["serviceConfig"]["ExecStart"].endswith("wayvnc 127.0.0.1 5901")
     chromium = ev["services"]["agent-drago-chromium"]["serviceConfig"]
     assert "--remote-debugging-port=9222" in chromium["ExecStart"]
@@ -168,7 +169,8 @@ def test_desktop_off(evaluate):
       keystone.os.agents.beta = { };
     }''')
     assert ev["failedAssertions"] == []
-    assert not any(s.startswith("agent-alpha-") for s in ev["services"])
+    # no desktop, no browser: only the git identity's oneshot runs as a system service
+    assert [s for s in ev["services"] if s.startswith("agent-alpha-")] == ["agent-alpha-git-config"]
     assert ev["warnings"] == [
         "keystone.os.agents.alpha: chrome.enable needs desktop.enable; Chromium is not started. "
         "Set chrome.enable = false to silence this."]

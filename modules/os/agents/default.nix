@@ -4,6 +4,7 @@
 {
   imports = [
     ./options.nix
+    ./keys.nix
     ./users.nix
     ./services.nix
     ./units.nix
@@ -11,5 +12,6 @@
     ./agentctl.nix
     ./tmpfiles.nix
     ./observability.nix
+    ./tools.nix
   ];
 }
