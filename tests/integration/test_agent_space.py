@@ -87,10 +87,10 @@ def test_claude_gets_exactly_the_configured_servers_in_a_private_file_removed_af
     assert result.returncode == 0, result.stderr
     [call] = lh.calls("claude")
     argv = call["argv"]
-    index = argv.index("--mcp-config")
-    path = argv[index + 1]
-    assert argv[index + 2] == "--strict-mcp-config"  # never the prompt right after --mcp-config's values
-    assert argv[-1].startswith("Execute this task.")
+    [index] = [i for i, a in enumerate(argv) if a.startswith("--mcp-config=")]
+    path = argv[index].split("=", 1)[1]
+    assert argv[index + 1] == "--strict-mcp-config"  # never the prompt right after --mcp-config's values
+    assert argv[-2] == "--" and argv[-1].startswith("Execute this task.")
     assert call["strict_mcp"] is True
     given = call["mcp"][path]
     assert given["mode"] == "0o600"
@@ -111,7 +111,7 @@ def test_no_configured_servers_means_no_mcp_flags(lh):
     one_task(lh)
     assert lh.loop().returncode == 0
     argv = lh.calls("claude")[0]["argv"]
-    assert "--mcp-config" not in argv and "--strict-mcp-config" not in argv
+    assert not any(a.startswith("--mcp-config") for a in argv) and "--strict-mcp-config" not in argv
 
 
 def test_codex_gets_the_servers_as_config_overrides_with_secrets_only_in_its_environment(lh):

@@ -7,6 +7,7 @@
     ./keys.nix
     ./users.nix
     ./services.nix
+    ./switch.nix
     ./units.nix
     ./config.nix
     ./agentctl.nix

@@ -7,7 +7,7 @@
 # - the Pimalaya tools: himalaya (IMAP/SMTP, from mail.*), calendula (CalDAV, from calendar.*), cardamum
 #   (CardDAV, from contacts.*): a TOML file under /etc/keystone-agents/agents/<name>/ (readable by the agent and
 #   agent-admins; it holds the password *file path*, read by the tool through `cat`), linked into ~/.config;
-# - the packages on the agent's PATH.
+# - the packages on the agent's PATH (added to extraPackages in options.nix).
 { config, lib, pkgs, options, ... }:
 let
   L = import ./lib.nix { inherit config lib pkgs; };
@@ -89,6 +89,11 @@ let
         User = userOf name;
         Group = "agents";
         ExecStart = "${rt.package}/bin/keystone-agent configure --config ${L.configPath name}";
+      } // L.hardening.base // L.hardening.agentHome name // {
+        # it writes files in the home, nothing else: no network
+        PrivateNetwork = true;
+        RestrictAddressFamilies = [ "AF_UNIX" ];
+        IPAddressDeny = "any";
       } // lib.optionalAttrs (a.tools.bitwarden.serverUrl != null) {
         ExecStartPost = "${pkgs.bitwarden-cli}/bin/bw config server ${lib.escapeShellArg a.tools.bitwarden.serverUrl}";
       };
@@ -138,8 +143,11 @@ in
       mapAttrsToList (tool: t: nameValuePair (toolEtc name tool) {
         text = t.text;
         mode = "0440";
+        # by name and by number (the overlay /etc and userborn only use uid/gid), as config.nix does
         user = userOf name;
         group = "agent-admins";
+        uid = uidOf name;
+        gid = rt.adminsGid;
       }) (toolsOf name)) localNames);
 
     systemd.tmpfiles.rules = concatMap (name:
@@ -150,9 +158,5 @@ in
         "L+ ${homeOf name}/.config/${tool}/config.toml - - - - /etc/${toolEtc name tool}"
       ]) (builtins.attrNames tools)) localNames;
 
-    users.users = listToAttrs (map (name: nameValuePair (userOf name) {
-      packages = mapAttrsToList (_: t: t.package) (toolsOf name)
-        ++ optional (cfg.${name}.tools.bitwarden.serverUrl != null) pkgs.bitwarden-cli;
-    }) localNames);
   };
 }

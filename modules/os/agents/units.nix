@@ -62,7 +62,7 @@ let
       TimeoutStartSec = job.timeoutSec;
       SyslogIdentifier = job.unit;
       LogRateLimitIntervalSec = 0;
-    };
+    } // L.hardening.userUnit;
   };
 
   timerOf = name: job: nameValuePair job.unit {

@@ -11,7 +11,7 @@ How each CLI gets them (their documented mechanisms):
 * claude: `--mcp-config FILE --strict-mcp-config`. FILE (`{"mcpServers": {...}}`, mode 0600, under the state
   dir) is written for the run and removed afterwards; `--strict-mcp-config` makes these the only servers.
   `--mcp-config` takes several values, so the runtime always puts another flag after its file, never the prompt.
-* codex: `-c mcp_servers.<name>.command=…`, `.args=[…]`, `.env={…}` overrides (TOML values) of its
+* codex: `--config=mcp_servers.<name>.command=…` (`-c`), `.args=[…]`, `.env={…}` overrides (TOML values) of its
   `mcp_servers` table. Secret values never go into argv: they are put in codex's environment and forwarded to
   the server by name with `mcp_servers.<name>.env_vars=[…]`.
 * gemini: a settings file with `mcpServers` (mode 0600, removed afterwards) named by
@@ -124,16 +124,16 @@ def toml_key(name: str) -> str:
 
 
 def codex_overrides(servers: list[Server]) -> tuple[list[str], dict[str, str]]:
-    """(argv of `-c` overrides, environment with the secret values) for codex."""
+    """(argv of `--config=` (-c) overrides, environment with the secret values) for codex."""
     argv: list[str] = []
     env: dict[str, str] = {}
     for s in servers:
         key = f"mcp_servers.{toml_key(s.name)}"
-        argv += ["-c", f"{key}.command={toml_string(s.command)}", "-c", f"{key}.args={toml_value(s.args)}"]
+        argv += [f"--config={key}.command={toml_string(s.command)}", f"--config={key}.args={toml_value(s.args)}"]
         if s.env:
-            argv += ["-c", f"{key}.env={toml_value(s.env)}"]
+            argv.append(f"--config={key}.env={toml_value(s.env)}")
         if s.secrets:
-            argv += ["-c", f"{key}.env_vars={toml_value(sorted(s.secrets))}"]
+            argv.append(f"--config={key}.env_vars={toml_value(sorted(s.secrets))}")
             env.update(s.secrets)
     return argv, env
 
