@@ -20,6 +20,7 @@ written in the prompt (so one loop run can hold tasks that behave differently):
                             for blocked (as an agent that edits its own queue)
   [fake:drop-others]        remove every other task from TASKS.yaml
   [fake:add-task]           append a task `follow-up-by-agent` to TASKS.yaml
+  [fake:commit]             write WORK.md in the working directory and `git commit` it
   [fake:break-tasks]        overwrite TASKS.yaml with `tasks: [unclosed` (a provider that breaks the queue)
   [fake:delivery-failed=K]  the report lists a failed delivery of kind K (and a successful pull request)
 With $FAKE_RUN_COMMANDS set, the stand-in behaves like a model that does what it is told: every command line the
@@ -153,6 +154,12 @@ def behave(tool, prompt):
             data["tasks"].append({"name": "follow-up-by-agent", "description": "noted by the agent", "status": "pending"})
         with open(tasks_file, "w") as handle:
             yaml.safe_dump(data, handle, sort_keys=False)
+    if "commit" in d:  # commit everything in the working directory, as an agent does (identity from git's config)
+        import subprocess
+
+        (open(os.path.join(os.getcwd(), "WORK.md"), "a")).write("work done\n")
+        subprocess.run(["git", "add", "-A"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["git", "commit", "-q", "-m", "Work by the agent"], check=True, stdout=subprocess.DEVNULL)
     if "break-tasks" in d:
         with open(tasks_file, "w") as handle:
             handle.write("tasks: [unclosed\n")

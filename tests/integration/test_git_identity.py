@@ -86,3 +86,44 @@ def test_a_signing_key_that_is_not_loaded_fails_the_sync_clearly(run_agent, tmp_
     assert result.exit_code != 0
     assert "Traceback" not in result.output
     assert git("status", "--porcelain", cwd=home / "notes")  # nothing lost: the change is still there
+
+
+def test_configure_renders_the_agent_spaces_mcp_json_without_secrets(run_agent, tmp_path):
+    home = tmp_path / "home"
+    assert run_agent("init", str(home), "--name", "drago").exit_code == 0
+    assert json.loads((home / "notes/.mcp.json").read_text()) == {"mcpServers": {}}
+    secret = tmp_path / "token"
+    secret.write_text("s3cret\n")
+    set_config(home, mcpServers={
+        "forge": {"command": "forge-mcp", "args": ["--stdio"], "env": {"LOG_LEVEL": "info"},
+                  "envFiles": {"FORGE_TOKEN": str(secret)}}})
+    result = run_agent("configure", "--home", str(home))
+    assert result.exit_code == 0, result.output
+    text = (home / "notes/.mcp.json").read_text()
+    assert json.loads(text) == {"mcpServers": {"forge": {
+        "type": "stdio", "command": "forge-mcp", "args": ["--stdio"],
+        "env": {"LOG_LEVEL": "info", "FORGE_TOKEN": "${FORGE_TOKEN}"}}}}
+    assert "s3cret" not in text
+
+
+def test_a_commit_the_provider_makes_in_the_agent_space_is_the_agents_and_signed(tmp_path, keys, clean_env):
+    from tests.support.loop import make_home
+
+    lh = make_home(tmp_path)
+    notes = lh.home / "notes"
+    git("init", "-q", "-b", "main", str(notes))
+    lh.config(fullName="Demo Agent", email="demo@example.com", git={"signingKey": str(keys[0].private)})
+    assert lh.agent("configure").returncode == 0
+    lh.write_tasks("""
+        tasks:
+          - name: write-it
+            description: "Write it down [fake:commit]"
+            status: pending
+    """)
+    result = lh.loop()
+    assert result.returncode == 0, result.stderr
+    head = git("rev-parse", "HEAD", cwd=notes)
+    assert git("log", "-1", "--format=%an <%ae> %s", cwd=notes) == "Demo Agent <demo@example.com> Work by the agent"
+    checked = verify_commit(notes, head, lh.home / ".config/git/allowed_signers")
+    assert checked.returncode == 0, checked.stderr
+    assert 'Good "git" signature for demo@example.com' in checked.stderr
