@@ -31,6 +31,7 @@ from keystone_agents import yamlguard
 from keystone_agents.atomic import write_atomic
 from keystone_agents.plain import to_plain
 from keystone_agents.problems import Problem, ValidationFailed
+from keystone_agents.sanitize import MODEL_MAX, MODEL_RE, NAME_MAX, WORKFLOW_RE
 
 try:  # libyaml; the pure-Python loader is a slow but correct fallback
     from yaml import CSafeLoader as _BaseLoader
@@ -111,7 +112,10 @@ class EditRefused(ValidationFailed):
 STATUSES = ("pending", "in_progress", "completed", "blocked")
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
-STRING_FIELDS = ("project", "source", "source_ref", "profile", "model", "fallback_model", "blocked_reason")
+STRING_FIELDS = ("source", "source_ref", "blocked_reason")
+# fields with a shape (sanitize's patterns, the same as the schema's): a name, a model, a workflow
+SHAPED_FIELDS = {"project": (NAME_RE, NAME_MAX), "profile": (NAME_RE, NAME_MAX), "model": (MODEL_RE, MODEL_MAX),
+                 "fallback_model": (MODEL_RE, MODEL_MAX), "workflow": (WORKFLOW_RE, 128)}
 ENUMS = {
     "status": STATUSES,
     "provider": ("claude", "gemini", "codex", "command", "openai"),
@@ -137,7 +141,24 @@ plain = to_plain  # libyaml values as JSON types (timestamps as ISO 8601 strings
 
 _PLAIN_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
 _YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
-_YAML_BREAKS = re.compile("[\u2028\u2029\u0085\ufeff]")
+# Characters YAML reads back differently or refuses unescaped (line breaks it folds, DEL, C1, BOM, non-characters)
+_YAML_ESCAPE = re.compile("[\u2028\u2029\x7f-\x9f\ufeff\ufffe\uffff]")
+_UNREPRESENTABLE = re.compile("[\ud800-\udfff]")
+
+
+class Unrepresentable(ValueError):
+    """A value the fast writer will not write, because YAML cannot represent it; `field` names it."""
+
+    def __init__(self, message: str, field: str = ""):
+        self.field = field
+        super().__init__(message)
+
+
+def field_scalar(key: str, value: Any) -> str:
+    try:
+        return scalar(value)
+    except Unrepresentable as exc:
+        raise Unrepresentable(str(exc), key) from None
 try:  # the C encoder behind json.dumps(ensure_ascii=False), without json.dumps' per-call overhead
     from json.encoder import c_encode_basestring as _encode_string
 except ImportError:  # pragma: no cover
@@ -154,14 +175,23 @@ def scalar(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(scalar(v) for v in value) + "]"
-    text = str(value)
+    text = value if isinstance(value, str) else str(value)
     if _PLAIN_OK.match(text) and text.lower() not in _YAML_WORDS:
         return text
-    # A JSON string is a YAML double-quoted scalar; escape what YAML would fold or reject.
+    bad = _UNREPRESENTABLE.search(text)
+    if bad:  # a lone surrogate: no YAML (no UTF-8) can hold it; refuse rather than corrupt the file
+        raise Unrepresentable(f"U+{ord(bad.group()):04X} at character {bad.start()} cannot be written to YAML")
+    # A JSON string is a YAML double-quoted scalar; escape what YAML would fold or reject (JSON escapes C0
+    # controls itself; DEL, C1 controls and the non-characters YAML may not print are escaped here).
     out = _encode_string(text)
-    if _YAML_BREAKS.search(out):
-        out = out.replace("\u2028", "\\L").replace("\u2029", "\\P").replace("\u0085", "\\N").replace("\ufeff", "\\uFEFF")
+    if _YAML_ESCAPE.search(out):
+        out = _YAML_ESCAPE.sub(_yaml_escape, out)
     return out
+
+
+def _yaml_escape(match: re.Match) -> str:
+    char = match.group()
+    return {"\u2028": "\\L", "\u2029": "\\P", "\u0085": "\\N"}.get(char) or f"\\u{ord(char):04X}"
 
 
 def entry_lines(entry: dict, dash_col: int = 2, key_col: int = 4) -> str:
@@ -170,7 +200,7 @@ def entry_lines(entry: dict, dash_col: int = 2, key_col: int = 4) -> str:
     lines = []
     for i, key in enumerate(keys):
         prefix = (" " * dash_col + "-" + " " * (key_col - dash_col - 1)) if i == 0 else " " * key_col
-        lines.append(f"{prefix}{key}: {scalar(entry[key])}\n")
+        lines.append(f"{prefix}{key}: {field_scalar(key, entry[key])}\n")
     return "".join(lines)
 
 
@@ -183,7 +213,11 @@ def fast_valid(entry: Any) -> bool:
         return False
     for key, value in entry.items():
         if key == "name":
-            if not (isinstance(value, str) and NAME_RE.match(value)):
+            if not (isinstance(value, str) and NAME_RE.match(value) and len(value) <= NAME_MAX):
+                return False
+        elif key in SHAPED_FIELDS:
+            shape, longest = SHAPED_FIELDS[key]
+            if not (isinstance(value, str) and shape.match(value) and len(value) <= longest):
                 return False
         elif key == "description":
             if not (isinstance(value, str) and value):
@@ -194,11 +228,9 @@ def fast_valid(entry: Any) -> bool:
         elif key in STRING_FIELDS:
             if not isinstance(value, str):
                 return False
-        elif key == "workflow":
-            if not (isinstance(value, str) and value):
-                return False
         elif key == "needs":
-            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            if not (isinstance(value, list) and all(isinstance(v, str) and NAME_RE.match(v) and len(v) <= NAME_MAX
+                                                    for v in value)):
                 return False
         elif key in TIME_FIELDS:
             if not (isinstance(value, str) and TIMESTAMP_RE.match(value)):
@@ -465,11 +497,15 @@ class TaskFile:
             problems = entry_problems(new, str(self.path), self.entries.index(entry), {}, entry.line)
             if problems:
                 raise ValidationFailed(problems)
+        index = self.entries.index(entry)
         if self.style.anchors or self.style.aliases:
             self._stale = "the file uses YAML anchors or aliases, which text edits could change elsewhere"
         else:
             try:
                 entry.text = _edit_chunk(entry.text, entry.data, updates, self.dash_col, self.key_col)
+            except Unrepresentable as exc:
+                raise ValidationFailed([Problem(str(self.path), entry.line or None, f"tasks[{index}].{exc.field}",
+                                                f"not written: {exc}")]) from None
             except yaml.YAMLError as exc:  # the chunk does not parse on its own: the round-trip path edits it
                 self._stale = f"entry {entry.name!r} cannot be edited as text ({str(exc).splitlines()[0]})"
         entry.data = new
@@ -481,7 +517,12 @@ class TaskFile:
                 raise ValidationFailed(problems)
         if self.entries and not self.entries[-1].text.endswith("\n"):
             self.entries[-1].text += "\n"
-        entry = Entry(entry_lines(data, self.dash_col, self.key_col), dict(data), 0)
+        try:
+            text = entry_lines(data, self.dash_col, self.key_col)
+        except Unrepresentable as exc:
+            raise ValidationFailed([Problem(str(self.path), None, f"tasks[{len(self.entries)}].{exc.field}",
+                                            f"not written: {exc}")]) from None
+        entry = Entry(text, dict(data), 0)
         self.entries.append(entry)
         return entry
 
@@ -759,14 +800,14 @@ def _edit_chunk(chunk: str, old: dict, updates: dict[str, Any], dash_col: int, k
                 edits.append(_deletion(text, mapping, k_node, v_node))
             else:
                 start, stop = v_node.start_mark.index, _node_end(v_node)
-                replacement = scalar(value)
+                replacement = field_scalar(key, value)
                 if stop > start and text[stop - 1] == "\n":  # block scalar: keep the line break
                     replacement += "\n"
                 if start == stop and not isinstance(v_node, yaml.ScalarNode):
                     replacement = " " + replacement
                 edits.append((start, stop, replacement))
         elif value is not None:
-            appended.append(f"{' ' * col}{key}: {scalar(value)}\n")
+            appended.append(f"{' ' * col}{key}: {field_scalar(key, value)}\n")
     if appended:
         last_value = mapping.value[-1][1]
         at = _line_end(text, _node_end(last_value))

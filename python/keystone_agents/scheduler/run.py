@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from keystone_agents import history, queuefile
+from keystone_agents import history, queuefile, sanitize
 from keystone_agents.atomic import write_atomic
 from keystone_agents.config import Config
 from keystone_agents.events import event_logger, hostname
@@ -70,8 +70,16 @@ class _Queue:
     refs: set[str]
     names: set[str]
     new: list[dict[str, Any]] = field(default_factory=list)
+    spill_dir: Path | None = None  # where descriptions over sanitize.DESCRIPTION_MAX go
+    refused: list[str] = field(default_factory=list)
 
     def add(self, task: dict[str, Any]) -> dict[str, Any] | None:
+        """Queue a new task (made safe by sanitize.clean_task) unless its source_ref is known; None if not added."""
+        try:
+            task = sanitize.clean_task(task, spill_dir=self.spill_dir)
+        except sanitize.UnsafeText as exc:
+            self.refused.append(f"{task.get('source_ref')}: not created: {exc}")
+            return None
         if task["source_ref"] in self.refs:
             return None
         name, n = task["name"], 2
@@ -103,7 +111,7 @@ def _load_queue(space: AgentSpace) -> _Queue:
         raise ValidationFailed([Problem(p.file, p.line, p.field, f"cannot read for deduplication: {p.message}")
                                 for p in problems])
     refs |= archive_refs
-    return _Queue(tf.problems, refs, names)
+    return _Queue(tf.problems, refs, names, spill_dir=space.task_texts_dir)
 
 
 def _save_queue(space: AgentSpace, queue: _Queue) -> list[dict[str, Any]]:
@@ -354,6 +362,8 @@ def run(
         schedules_read = False
         try:
             queue = _load_queue(space)
+            if dry_run:
+                queue.spill_dir = None  # a dry run writes nothing, long descriptions are only cut
         except ValidationFailed as exc:
             for problem in exc.problems:
                 errors.append(str(problem))
@@ -364,6 +374,9 @@ def run(
             last_run = _read_last_run(space.scheduler_last_run_file)
             schedule_created, schedules_read = _schedule_tasks(space, config, now, last_run, queue, log, errors)
             calendar_created = _calendar_tasks(config, now, queue, log, errors)
+            for reason in queue.refused:
+                errors.append(reason)
+                log.warning("log", msg=reason, level="warning")
             created = schedule_created + calendar_created
             saved = True
             if created and not dry_run:
