@@ -226,3 +226,13 @@ def test_a_never_firing_cron_is_a_problem_of_that_schedule_only(tmp_path):
     problems = check_document(doc)
     assert [str(p) for p in problems] == [
         f"{path}:4: schedules[0].schedule: '0 0 30 2 *' never fires (no such date, e.g. 30 February); fix the day or month"]
+
+
+@pytest.mark.parametrize("name", sorted(hostile.CORPUS))
+def test_tasks_and_info_commands_survive_the_corpus(agent_home, run_agent, name):
+    (agent_home / "TASKS.yaml").write_bytes(hostile.CORPUS[name])
+    for command in ("tasks", "info"):
+        result = run_agent(command, "--home", str(agent_home))  # catch_exceptions=False: a crash fails here
+        assert result.exit_code in (0, 1), result.output
+        if name in REJECTED and command == "tasks":
+            assert result.exit_code == 1 and "TASKS.yaml:" in result.output
