@@ -89,8 +89,10 @@ def main() -> int:
             slow = verdict(lambda: queuefile.load(tasks, queuefile.TASKS).problems)
             if fast[0] != slow[0]:
                 counts["readers: different verdicts"] += 1
+                broken.append(f"file {number}: the readers disagree: {data[:300]!r}\n fast {fast}\n slow {slow}"[:1500])
             elif fast != slow:
                 counts["readers: different problems"] += 1
+                broken.append(f"file {number}: the readers disagree: {data[:300]!r}\n fast {fast}\n slow {slow}"[:1500])
             else:
                 counts["readers: same verdict and problems"] += 1
     elapsed = time.monotonic() - started
