@@ -283,7 +283,15 @@ class QueueDocument:
         new_bad = [p for p, entry in entry_problems if id(entry) not in self.invalid]
         if file_problems or new_bad:
             raise ValidationFailed(file_problems + new_bad)
-        write_atomic(self.path, self.dumps())
+        text = self.dumps()
+        try:  # the text must read back as what we hold: never write a file the readers would reject or misread
+            same = to_plain(loads(text, self.path, self.kind).data) == to_plain(self.data)
+        except ValidationFailed:
+            same = False
+        if not same:
+            raise ValidationFailed([Problem(str(self.path), None, "", "edit not written, the file is left as it "
+                                            "was: the saved text would not read back as the edited data")])
+        write_atomic(self.path, text)
         self.exists = True
 
     def _locate(self, path: list) -> int | None:
