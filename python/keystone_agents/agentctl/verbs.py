@@ -211,6 +211,11 @@ VERBS: dict[str, Verb] = _table(
     *(Verb(tool, f"An interactive {tool} session as the agent.", session(tool)) for tool in SESSION_TOOLS),
     Verb("vnc", "Open the agent's desktop in remote-viewer (runs here, as you; never forwarded).", host_only,
          host_only=True),
+    # comms as the human's own principal (agentctl/comms.py): on the admin's side, straight to the bus
+    Verb("send", "Send the agent a message as yourself (comms).", host_only, host_only=True),
+    Verb("ask", "Ask the agent a question as yourself; --wait prints the reply.", host_only, host_only=True),
+    Verb("inbox", "The agent's comms inbox.", host_only, host_only=True),
+    Verb("outbox", "The messages the agent sent.", host_only, host_only=True),
 )
 
 # Verbs the helper runs (everything but the admin-side ones).
