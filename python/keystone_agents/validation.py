@@ -3,8 +3,8 @@
 * SCHEDULES.yaml: cron fields out of range (naming the field: minute, hour, day-of-month, month,
   day-of-week), unknown time zones, `time` with a cron schedule — the scheduler's own parser decides;
 * TASKS.yaml: `project:` not in PROJECTS.yaml (did you mean …), a provider or model that cannot run here
-  (the loop's preflight: CLI not on PATH, `openai` without a model, unreadable secret), workflows whose
-  DeepWork job is not in the agent space;
+  (the loop's preflight: CLI not on PATH, `openai` without a model, unreadable secret) — a workflow whose
+  DeepWork job is not in the agent space is a warning of `validate` itself (commands/validate.py);
 * the configuration: the default provider's preflight, source commands (config and PROJECTS.yaml) and MCP
   server commands that are not installed.
 
@@ -99,28 +99,7 @@ def check_schedules(space, default_zone=None) -> list[Problem]:
                 message += "; " + did_you_mean(entry.get("timezone"), available_timezones()).rstrip()
             problems.append(Problem(str(doc.path), locate(["schedules", index, exc.field]),
                                     f"schedules[{index}].{exc.field}", message.rstrip("; ") + (f"; fix: {fix}" if fix else "")))
-        workflow = entry.get("workflow")
-        if workflow:
-            why = workflow_problem(space, str(workflow))
-            if why:
-                problems.append(Problem(str(doc.path), locate(["schedules", index, "workflow"]),
-                                        f"schedules[{index}].workflow", why))
     return problems
-
-
-def deepwork_job_dirs(space) -> list[Path]:
-    """Where DeepWork jobs live: the agent space's `.deepwork/jobs/` (and the home's, for older homes)."""
-    return [space.notes_dir / ".deepwork" / "jobs", space.home / ".deepwork" / "jobs"]
-
-
-def workflow_problem(space, workflow: str) -> str | None:
-    job = workflow.split("/", 1)[0]
-    dirs = deepwork_job_dirs(space)
-    if any((d / job).is_dir() for d in dirs):
-        return None
-    known = sorted({p.name for d in dirs if d.is_dir() for p in d.iterdir() if p.is_dir()})
-    return (f"workflow {workflow!r}: DeepWork job {job!r} is not in the agent space ({dirs[0]}); "
-            f"{did_you_mean(job, known)}fix: add the job there or correct the workflow")
 
 
 def check_tasks(space, config, preflight) -> list[Problem]:
@@ -140,12 +119,6 @@ def check_tasks(space, config, preflight) -> list[Problem]:
             problems.append(Problem(str(doc.path), locate(["tasks", index, "project"]), f"tasks[{index}].project",
                                     f"project {project!r} is not in PROJECTS.yaml; {did_you_mean(project, slugs)}"
                                     "fix: add the project to PROJECTS.yaml or correct the slug"))
-        workflow = entry.get("workflow")
-        if workflow:
-            why = workflow_problem(space, str(workflow))
-            if why:
-                problems.append(Problem(str(doc.path), locate(["tasks", index, "workflow"]),
-                                        f"tasks[{index}].workflow", why))
         if entry.get("status") not in ("pending", "blocked", "in_progress"):
             continue
         runtime = resolve(config, "execute", dict(entry))

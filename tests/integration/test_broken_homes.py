@@ -152,7 +152,7 @@ def test_tasks_yaml_a_directory_is_one_clear_line(tmp_path, env):
     home = broken_home(tmp_path, "tasks-is-a-directory")
     result = CliRunner().invoke(agent_cli, ["tasks", "--home", str(home)], catch_exceptions=False)
     assert result.exit_code == 1
-    assert f"{home / 'TASKS.yaml'}: is a directory, not a file: move it aside" in result.stderr
+    assert f"{home / 'TASKS.yaml'}: is a directory, not a file" in result.stderr
 
 
 @pytest.fixture

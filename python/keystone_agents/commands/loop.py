@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import click
+
+from keystone_agents.cli.complete import task_names
+from keystone_agents.cli.output import output_options
 
 
 @click.command("loop")
@@ -18,7 +22,7 @@ import click
 @click.option("--dry-run", is_flag=True,
               help="Do everything except start providers and write files: each prompt (and the argv that "
                    "would run) goes to the task log; TASKS.yaml, history and metrics are untouched.")
-@click.option("--task", "only_task", metavar="NAME",
+@click.option("--task", "only_task", metavar="NAME", shell_complete=task_names,
               help="Execute only this task now (pending or blocked), whatever its place in the queue.")
 @click.option("--prompt", metavar="TEXT",
               help="Execute this ad-hoc prompt now: it is added to TASKS.yaml as task adhoc-<timestamp> "
@@ -31,9 +35,14 @@ import click
 @click.option("--force", is_flag=True,
               help="With --task/--prompt: run even though the task loop is paused (a paused agent otherwise "
                    "refuses the request with exit 75 and the pause reason).")
-def loop_command(home, config_path, max_tasks, dry_run, only_task, prompt, no_wait, wait_timeout, force):
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object for the run on stdout (run_id, status, exit_code, counters, tasks); "
+                   "events still go to stderr.")
+@output_options
+def loop_command(home, config_path, max_tasks, dry_run, only_task, prompt, no_wait, wait_timeout, force, as_json):
     """Run the task loop once: lock, pause check, recover, pre-fetch sources, ingest new items,
-    prioritize, execute up to N pending tasks, then record history and metrics.
+    prioritize, execute up to N pending tasks, then record history and metrics. Ends with one summary
+    line (created, executed, completed, failed, blocked, tokens, cost, duration).
 
     A human's request (--task, --prompt) is never dropped: it waits for a running loop (saying so on
     stderr) up to --wait-timeout, or exits 75 at once with --no-wait; it never exits 0 without having run.
@@ -49,13 +58,12 @@ def loop_command(home, config_path, max_tasks, dry_run, only_task, prompt, no_wa
         raise click.UsageError("--task and --prompt exclude each other")
     if prompt is not None and not prompt.strip():
         raise click.UsageError("--prompt must not be empty")
-    if home is not None:  # not an agent home: refused before any state directory is created there
-        from keystone_agents.cli.common import refuse_non_home
-        from keystone_agents.space import AgentSpace
-
-        refuse_non_home(AgentSpace.from_home(home).home, config_path)
     manual = bool(only_task or prompt)
     if not manual and (no_wait or force):
         raise click.UsageError("--no-wait and --force apply to --task/--prompt requests only")
-    sys.exit(run(home, config_path, max_tasks=max_tasks, dry_run=dry_run, only_task=only_task, prompt=prompt,
-                 wait_timeout=0 if no_wait else wait_timeout, force=force))
+    report: dict = {}
+    code = run(home, config_path, max_tasks=max_tasks, dry_run=dry_run, only_task=only_task, prompt=prompt,
+               report=report, wait_timeout=0 if no_wait else wait_timeout, force=force)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    sys.exit(code)

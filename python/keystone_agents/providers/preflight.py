@@ -65,13 +65,18 @@ def _readable(path: str) -> str | None:
         return exc.strerror or str(exc)
 
 
-def check_agent_space(cwd: Path | None) -> Finding | None:
-    """The directory providers run in must exist (a missing agent space is the machine's fault, not the task's)."""
-    if cwd is None or Path(cwd).is_dir():
+def check_agent_space(space) -> Finding | None:
+    """The agent space (notesDir), the providers' working directory, must exist: a missing one is the machine's
+    fault, not the task's (issue 15's one check: space.agent_space_problem)."""
+    if space is None:
         return None
-    return Finding(ENVIRONMENT_ERROR, "", f"the agent space {cwd} does not exist (providers run in it)",
-                   f"create it (keystone-agent init --home {Path(cwd).parent if Path(cwd).name == 'notes' else cwd}) "
-                   "or set notesDir in the configuration")
+    from keystone_agents.space import agent_space_problem
+
+    problem = agent_space_problem(space)
+    if problem is None:
+        return None
+    return Finding(ENVIRONMENT_ERROR, "", f"the agent space {problem.path} does not exist (providers run in it)",
+                   "create it (keystone-agent init), clone the notes repo (keystone-agent sync), or set notesDir")
 
 
 def check_openai_endpoint(base_url: str, timeout: float = CONNECT_TIMEOUT) -> str | None:
@@ -143,14 +148,14 @@ def check(provider: str, model: str | None, config, env: Mapping[str, str] | Non
 class Preflight:
     """Per-run cache of provider checks (a missing CLI is looked up once per run, not once per task)."""
 
-    def __init__(self, config, env: Mapping[str, str] | None, cwd: Path | None, connect: bool = True):
-        self.config, self.env, self.cwd, self.connect = config, env, cwd, connect
+    def __init__(self, config, env: Mapping[str, str] | None, space=None, connect: bool = True):
+        self.config, self.env, self.space, self.connect = config, env, space, connect
         self._cache: dict[tuple[str, str | None], Finding | None] = {}
 
     def check(self, provider: str, model: str | None) -> Finding | None:
-        space = check_agent_space(self.cwd)
-        if space is not None:
-            return space
+        missing = check_agent_space(self.space)
+        if missing is not None:
+            return missing
         key = (provider, model if provider in ("openai", "command") else None)
         if key not in self._cache:
             self._cache[key] = check(provider, model, self.config, self.env, self.connect)

@@ -45,6 +45,8 @@ class RunOptions:
     on_exit: Callable[[int], None] | None = None
     # called after `on_exit` once everything the child printed is in the task log (its pipes reached EOF)
     on_drained: Callable[[int], None] | None = None
+    heartbeat: float | None = None  # call on_heartbeat(elapsed seconds, output bytes) this often while running
+    on_heartbeat: Callable[[float, int], None] | None = None
 
 
 @dataclass
@@ -110,8 +112,8 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
             start_new_session=True,
             preexec_fn=_pdeathsig,
         )
-    except OSError as exc:
-        message = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in argv or the environment
+        message = f"cannot start {argv[0]!r}: {getattr(exc, 'strerror', None) or exc}"
         log.write(message + "\n")
         log.close()
         return ProcessResult(exit_code=127, timed_out=False, duration_seconds=0.0, stderr=message + "\n")
@@ -121,11 +123,13 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
     buffers: dict[str, list[str]] = {"stdout": [], "stderr": []}
     sizes = {"stdout": 0, "stderr": 0}
     activity = [time.monotonic()]  # monotonic time of the last output seen
+    total_bytes = [0]  # bytes of output so far (heartbeat lines report it)
 
     def pump(stream, key: str) -> None:
         for chunk in iter(lambda: stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536), b""):
             text = chunk.decode("utf-8", errors="replace")
             with lock:
+                total_bytes[0] += len(chunk)
                 log.write(text)
                 log.flush()
                 if options.echo is not None:
@@ -184,10 +188,22 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)
     reaper.start()
+    beat = options.heartbeat if options.on_heartbeat else None
+    if beat:
+        poll = min(poll, beat)
+    next_beat = started + beat if beat else float("inf")
     while True:
         if exited.wait(timeout=max(0.0, min(poll, deadline - time.monotonic()))):
             break
         now = time.monotonic()
+        if now >= next_beat:
+            next_beat += beat
+            with lock:
+                size = total_bytes[0]
+            try:
+                options.on_heartbeat(now - started, size)
+            except Exception:  # noqa: BLE001 - a display problem must not stop the task
+                pass
         if now >= deadline:
             timed_out, why = True, f"timeout after {options.timeout:g}s"
         elif stall and now - activity[0] >= stall:
