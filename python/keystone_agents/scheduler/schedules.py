@@ -143,9 +143,9 @@ def zone_named(name: str) -> ZoneInfo:
         from zoneinfo import available_timezones
 
         close = difflib.get_close_matches(name, sorted(available_timezones()), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ScheduleError("timezone", f"unknown time zone {name!r}{hint} (expected an IANA name like "
-                            "Europe/Berlin or UTC)") from None
+        hint = f"; did you mean {close[0]!r}?" if close else ";"
+        raise ScheduleError("timezone", f"unknown time zone {name!r}{hint} fix: use an IANA name such as "
+                            "Europe/Berlin or UTC") from None
 
 
 CRON_FIELDS = (("minute", "0-59"), ("hour", "0-23"), ("day-of-month", "1-31"), ("month", "1-12"),
