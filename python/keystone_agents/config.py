@@ -206,6 +206,29 @@ class OpenAIProviderSettings:
 
 
 @dataclass(frozen=True)
+class PostgresBusSettings:
+    host: str | None = None
+    port: int | None = None
+    database: str = "keystone"
+
+
+@dataclass(frozen=True)
+class LocalBusSettings:
+    socket: str = "/run/keystone-bus/bus.sock"
+    wake_dir: str = "/run/keystone-bus/wake"
+
+
+@dataclass(frozen=True)
+class CoordinationSettings:
+    backend: str = "none"
+    postgresql: PostgresBusSettings = field(default_factory=PostgresBusSettings)
+    local: LocalBusSettings = field(default_factory=LocalBusSettings)
+    wake_file: str | None = None
+    max_deliveries: int = 5
+    lease_seconds: float = 300
+
+
+@dataclass(frozen=True)
 class Config:
     """The agent's configuration (one typed object, loaded from the module's JSON)."""
 
@@ -251,6 +274,7 @@ class Config:
     openai_provider: OpenAIProviderSettings | None = None
     environment: dict[str, str] = field(default_factory=dict)
     mcp_servers: dict[str, Any] = field(default_factory=dict)  # {name: {command, args, env}}, passed through
+    coordination: CoordinationSettings = field(default_factory=CoordinationSettings)
     source_path: Path | None = field(default=None, compare=False)
 
     def stage(self, name: str) -> StageSettings:

@@ -14,6 +14,8 @@ from keystone_agents.space import AgentSpace
 SHOW_KEYS = {
     "agent", "user", "configuredHost", "preferredHost", "local", "project", "provider", "model", "fallbackModel",
     "vncPort", "desktop", "pause", "lastRun", "nextTimer", "taskCounts", "errors",
+    # issue 16: the fleet view
+    "running", "today", "lastRunFailure", "notesConflict", "state", "probe", "unknown", "warnings",
 }
 
 
@@ -25,7 +27,8 @@ def test_list_json_shape_for_local_and_remote_agents(fleet):
     for row in rows:
         assert set(row) == SHOW_KEYS
         assert set(row["pause"]) == {"state", "pausedAt", "pausedBy", "reason"}
-        assert row["errors"] == []
+        assert row["errors"] == [] and row["probe"] == {"ok": True, "error": None} and row["unknown"] == []
+        assert row["state"] == "idle" and row["today"] == {"tokens": 0, "costUsd": 0.0}
         assert row["taskCounts"] == {"in_progress": 0, "pending": 0, "blocked": 0, "completed": 0, "invalid": 0}
     alpha, beta, gamma = rows
     assert (alpha["vncPort"], beta["vncPort"], gamma["vncPort"]) == (5901, None, 5903)

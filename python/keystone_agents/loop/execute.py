@@ -332,6 +332,11 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     report_path = sanitize.inside(results_dir, f"{ctx.run_id}-{name}.json", field="name")
     remove(report_path)
     env = {**ctx.env, RESULT_ENV: str(report_path), "KEYSTONE_TASK_NAME": name, "KEYSTONE_RUN_ID": ctx.run_id}
+    from keystone_agents.coordination.base import msg_id_of
+
+    comms_msg = msg_id_of(entry.get("source_ref")) if entry.get("source") == "comms" else None
+    if comms_msg:  # what the task sends over comms is one level deeper than this message
+        env["KEYSTONE_COMMS_PARENT"] = comms_msg
 
     def on_spawn(pgid: int) -> None:
         running["pgid"] = pgid
@@ -412,6 +417,11 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     _record(ctx, name, entry, final_runtime, result, outcome, started_at, log_path,
             attempt=len(attempts), fallback_used=len(attempts) > 1, message=message,
             pull_requests=pull_requests, issues=issues, reason=reason, deliveries=deliveries)
+    if comms_msg and not ctx.dry_run and updates["status"] in ("completed", "blocked"):
+        from keystone_agents.coordination.comms import after_task
+
+        after_task(config, space.state_dir, entry.get("source_ref"), updates["status"], report, message,
+                   updates.get("blocked_reason"), log)  # a task made from an ask: the runtime replies, once
     for delivery in failed_deliveries:
         log.warning("delivery_failed", msg=f"task {name}: {delivery['kind']} to {delivery['target']} was not "
                     f"delivered: {delivery.get('error') or 'no reason given'}"[:500], step="execute", task_name=name,

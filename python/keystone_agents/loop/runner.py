@@ -90,6 +90,8 @@ def run(home: Path | None, config_path: Path | None, max_tasks: int | None = Non
             print("Task loop already running, skipping", file=sys.stderr)
             report.update(status="skipped", exit_code=EXIT_OK, reason="another run holds the lock")
             return EXIT_OK
+        # a run request (comms drain) is served by this run; one made while it runs starts the next
+        remove(space.state_dir / "run-requested")
         try:
             config = load_config_cached(config_path, space.home, space.state_dir / "config-validated.sha256")
         except ValidationFailed as exc:
