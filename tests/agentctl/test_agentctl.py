@@ -194,6 +194,27 @@ def test_email_and_shell(fleet):
     assert fleet.argvs("himalaya") == [["envelope", "list", "--page", "2"]]
 
 
+@pytest.mark.parametrize("agent", ["alpha", "beta"])
+def test_mail_send_goes_out_as_the_agent_through_a_real_smtp_server(fleet, mail_server, agent, tmp_path):
+    mail_server.clear("tester")
+    config_file = fleet.homes[agent] / ".config/keystone-agent/config.json"
+    config = json.loads(config_file.read_text())
+    config["mail"] = mail_server.mail_config("agent", tmp_path)
+    config_file.write_text(json.dumps(config))
+    subject = f"Hello from {agent}"
+    result = fleet.run(agent, "mail", "send", "--to", mail_server.address("tester"), "--subject", subject,
+                       "--json", input="Sent through agentctl.\n")
+    assert result.returncode == 0, result.stderr
+    delivered = mail_server.wait_for("tester", lambda m: m["Subject"] == subject)
+    assert delivered is not None
+    assert delivered.get_body(("plain",)).get_content().strip() == "Sent through agentctl."
+    assert json.loads(result.stdout)["Subject"] == subject
+    [argv] = fleet.argvs("keystone-agent")
+    assert argv[:4] == ["mail", "send", "--home", str(fleet.homes[agent])]
+    refused = fleet.run(agent, "mail", "list")
+    assert refused.returncode == 2 and "mail takes: send" in refused.stderr
+
+
 def test_prefs_persist_across_processes_and_feed_show(fleet):
     assert fleet.run("prefs", "set", "alpha", "--provider", "codex", "--model", "gpt-5").returncode == 0
     assert fleet.run("prefs", "set", "alpha", "--project", "web", "--model", "o3", "--host", "testhost").returncode == 0

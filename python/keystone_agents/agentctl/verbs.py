@@ -154,6 +154,16 @@ def email(agent: Target, args: list[str]) -> list[str]:
     return ["himalaya", "envelope", "list", *args]
 
 
+def mail(agent: Target, args: list[str]) -> list[str]:
+    """`mail send ARGS` → `keystone-agent mail send --home H [--config C] ARGS` (the body on stdin)."""
+    if not args or args[0] != "send":
+        raise Refused("mail takes: send --to ADDR --subject TEXT [--in-reply-to MSGID] [--json], the body on stdin")
+    argv = [KEYSTONE_AGENT, "mail", "send", "--home", agent.home]
+    if agent.config_path:
+        argv += ["--config", agent.config_path]
+    return argv + list(args[1:])
+
+
 def run(agent: Target, args: list[str]) -> list[str]:
     """`run` starts the task-loop unit without waiting; `run --task T` / `run --prompt P` run in the foreground."""
     if not args:
@@ -195,10 +205,17 @@ VERBS: dict[str, Verb] = _table(
     Verb("exec", "Run CMD ARGS… as the agent, in its environment.", exec_),
     Verb("shell", "A login shell as the agent, in its notes directory.", shell),
     Verb("email", "The agent's inbox: himalaya envelope list ARGS, as the agent.", email),
+    Verb("mail", "Send a mail as the agent: mail send --to ADDR --subject TEXT [--in-reply-to MSGID], the body on "
+         "stdin (keystone-agent mail send).", mail),
     Verb("run", "Trigger the task loop now, or run one task (--task) or one ad-hoc prompt (--prompt).", run),
     *(Verb(tool, f"An interactive {tool} session as the agent.", session(tool)) for tool in SESSION_TOOLS),
     Verb("vnc", "Open the agent's desktop in remote-viewer (runs here, as you; never forwarded).", host_only,
          host_only=True),
+    # comms as the human's own principal (agentctl/comms.py): on the admin's side, straight to the bus
+    Verb("send", "Send the agent a message as yourself (comms).", host_only, host_only=True),
+    Verb("ask", "Ask the agent a question as yourself; --wait prints the reply.", host_only, host_only=True),
+    Verb("inbox", "The agent's comms inbox.", host_only, host_only=True),
+    Verb("outbox", "The messages the agent sent.", host_only, host_only=True),
 )
 
 # Verbs the helper runs (everything but the admin-side ones).

@@ -213,9 +213,15 @@ def task_verb(ctx, args):
 
 
 # Verbs with options of their own on the admin's side; every other verb of the allow-list passes its ARGS on.
+from keystone_agents.agentctl import comms as _comms  # noqa: E402
+
 CUSTOM_VERBS: dict[str, click.Command] = {
     "task": task_verb,
     "vnc": vnc_verb,
+    "send": _comms.send_verb,
+    "ask": _comms.ask_verb,
+    "inbox": _comms.inbox_verb,
+    "outbox": _comms.outbox_verb,
     "run": run_verb,
     **{tool: _session_verb(tool) for tool in sessions.TOOLS},
 }
@@ -473,3 +479,6 @@ def completion_command(shell):
 
 def main() -> None:
     cli(prog_name="agentctl")
+
+
+cli.add_command(_comms.hierarchy_command)
