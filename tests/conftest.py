@@ -43,6 +43,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for var in ("KEYSTONE_AGENT_CONFIG", "KEYSTONE_AGENT_HOME", "PROMETHEUS_TEXTFILE_DIR"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "default-home"))
+    # the stand-in provider CLIs are "installed": `validate` and the loop's preflight find them on PATH
+    monkeypatch.setenv("PATH", f"{FAKEBIN}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
 @pytest.fixture

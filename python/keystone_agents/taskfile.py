@@ -124,7 +124,8 @@ ENUMS = {
 TIME_FIELDS = ("created_at", "started_at", "completed_at")
 KNOWN_FIELDS = (
     "name", "description", "status", "project", "source", "source_ref", "profile", "provider", "model",
-    "fallback_model", "effort", "workflow", "needs", "blocked_reason", "created_at", "started_at", "completed_at",
+    "fallback_model", "effort", "workflow", "needs", "once", "blocked_reason", "created_at", "started_at",
+    "completed_at",
 )
 # Field order of entries the runtime writes (humans may use any order).
 WRITE_ORDER = {name: i for i, name in enumerate(KNOWN_FIELDS)}
@@ -231,6 +232,9 @@ def fast_valid(entry: Any) -> bool:
         elif key == "needs":
             if not (isinstance(value, list) and all(isinstance(v, str) and NAME_RE.match(v) and len(v) <= NAME_MAX
                                                     for v in value)):
+                return False
+        elif key == "once":
+            if not isinstance(value, bool):
                 return False
         elif key in TIME_FIELDS:
             if not (isinstance(value, str) and TIMESTAMP_RE.match(value)):
