@@ -74,11 +74,18 @@ def agent_subprocess(clean_env):
 def mail_server(tmp_path_factory):
     """Real dovecot (IMAP, LMTP) + postfix (SMTP submission) on loopback with self-signed TLS, once per session
     (tests/support/mailserver.py); skips with the reason where they cannot run."""
+    import tempfile
+
     from tests.support.mailserver import Unavailable, start
 
+    # Not under pytest's basetemp: every pytest session starting on this machine (other worktrees too) resets
+    # /tmp/pytest-of-<user> to mode 0700, and dovecot's unprivileged auth process then cannot read its users file.
+    root = Path(tempfile.mkdtemp(prefix="ks-test-mail-"))
     try:
-        server, stop = start(tmp_path_factory.mktemp("mail"))
+        server, stop = start(root / "mail")
     except Unavailable as exc:
+        shutil.rmtree(root, ignore_errors=True)
         pytest.skip(f"real mail servers unavailable: {exc}")
     yield server
     stop()
+    shutil.rmtree(root, ignore_errors=True)

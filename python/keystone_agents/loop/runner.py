@@ -307,7 +307,10 @@ class Run:
             space.deepwork_dir.mkdir(parents=True, exist_ok=True)
             import json
 
-            write_text(space.sources_json, json.dumps(fetched.sources_json(), indent=2, ensure_ascii=False))
+            text = json.dumps(fetched.sources_json(), indent=2, ensure_ascii=False)
+            if not text.isascii() and _has_surrogate(text):  # a lone surrogate cannot be UTF-8: escape it
+                text = json.dumps(fetched.sources_json(), indent=2)
+            write_text(space.sources_json, text)
         from keystone_agents.loop import ingest
 
         rejected: list[str] = []
@@ -562,6 +565,14 @@ class Run:
                 "How often the timer should start a run (alert when time() - last_run_timestamp_seconds exceeds a "
                 "few of these).", self.config.expected_interval_seconds)
         return samples
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def spend_now(conn) -> dict[str, float]:
