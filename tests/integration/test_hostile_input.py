@@ -176,9 +176,10 @@ def test_hostile_items_tasks_and_projects_through_the_real_loop(tmp_path):
         items.append({"id": f"{key}-{text[:200]}", "subject": text, "from": {"name": text, "addr": f"{key}@example.test"},
                       "body": text, "message_id": f"<{key}.{text[:100]}@example.test>"})
         items.append(text)  # free text
-        # a sender address that is itself a command substitution (no spaces: it is a valid address)
+        # a sender address that is itself a command substitution: no space, comma or angle bracket, nothing that
+        # lowercasing changes (IFS is spelled $'\\x49\\x46\\x53') — a valid address that runs `touch` in a shell
         items.append({"id": f"addr-{key}", "subject": f"from {key}", "body": "hello",
-                      "from": {"name": "", "addr": f"x$(touch${{IFS}}{outside}/addr-{key})@example.test"}})
+                      "from": {"name": "", "addr": f"x$(a=$'\\x49\\x46\\x53';touch${{!a}}{outside}/addr-{key})@example.test"}})
     items_file = tmp_path / "items.json"
     items_file.write_text(json.dumps(items) [:-1] + ', {"title": "lone \\ud800 surrogate", "body": "x"}]')
     lh.write_projects(f"""
