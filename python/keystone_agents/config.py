@@ -26,6 +26,8 @@ HOME_CONFIG = Path(".config/keystone-agent/config.json")
 
 @dataclass(frozen=True)
 class StageSettings:
+    """Provider/profile/model settings of one loop stage (ingest, prioritize, execute)."""
+
     profile: str | None = None
     provider: str | None = None
     model: str | None = None
@@ -35,6 +37,8 @@ class StageSettings:
 
 @dataclass(frozen=True)
 class ProviderProfile:
+    """What a semantic profile (fast, medium, max, ...) means for one provider."""
+
     model: str | None = None
     fallback_model: str | None = None
     effort: str | None = None
@@ -42,6 +46,8 @@ class ProviderProfile:
 
 @dataclass(frozen=True)
 class Source:
+    """A pre-fetch source: a command printing JSON items."""
+
     name: str
     command: str | list[str]
     timeout: float | None = None
@@ -50,6 +56,8 @@ class Source:
 
 @dataclass(frozen=True)
 class NotesSettings:
+    """Notes repo sync."""
+
     repo: str | None = None
     commit_prefix: str = "vault sync"
     keep_records: int = 10
@@ -57,7 +65,17 @@ class NotesSettings:
 
 
 @dataclass(frozen=True)
+class GitSettings:
+    """The agent's one git identity (name and email come from fullName/email) and commit signing."""
+
+    signing_key: str | None = None
+    allowed_signers_file: str = "~/.config/git/allowed_signers"
+
+
+@dataclass(frozen=True)
 class Endpoint:
+    """A mail server endpoint."""
+
     host: str
     port: int | None = None
     security: str | None = None
@@ -65,6 +83,8 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class MailSettings:
+    """Email: IMAP in, SMTP out."""
+
     address: str
     user: str | None = None
     password_file: str | None = None
@@ -78,6 +98,8 @@ class MailSettings:
 
 @dataclass(frozen=True)
 class CalendarSettings:
+    """The CalDAV calendar (or command) the scheduler reads."""
+
     url: str | None = None
     user: str | None = None
     password_file: str | None = None
@@ -87,6 +109,8 @@ class CalendarSettings:
 
 @dataclass(frozen=True)
 class GithubSettings:
+    """The GitHub account."""
+
     username: str
     token_file: str | None = None
     fetch: bool = True
@@ -95,6 +119,8 @@ class GithubSettings:
 
 @dataclass(frozen=True)
 class ForgejoSettings:
+    """The Forgejo/Gitea account."""
+
     url: str
     username: str | None = None
     token_file: str | None = None
@@ -105,6 +131,8 @@ class ForgejoSettings:
 
 @dataclass(frozen=True)
 class CodingSettings:
+    """The coding subagent."""
+
     forge: str | None = None
     clone_url: str | None = None
     provider: str | None = None
@@ -131,6 +159,8 @@ class Budgets:
 
 @dataclass(frozen=True)
 class SchedulerSettings:
+    """Scheduler settings."""
+
     horizon_days: float = 7
     expected_interval_seconds: float | None = None
     wake_command: list[str] | None = None
@@ -144,10 +174,14 @@ class Rule:
     keywords: list[str] = field(default_factory=list)
     source: str | None = None
     project: str | None = None
+    project_keywords: list[str] = field(default_factory=list)  # any of them in the task's project's description
+    project_has_repos: bool | None = None  # the task's project lists code repositories (PROJECTS.yaml repos)
 
 
 @dataclass(frozen=True)
 class WorkflowRule(Rule):
+    """A rule that assigns a workflow."""
+
     workflow: str | None = None  # required by the schema
 
 
@@ -158,17 +192,46 @@ class RuntimeRule(Rule, StageSettings):
 
 @dataclass(frozen=True)
 class CommandProviderSettings:
+    """The `command` provider."""
+
     argv: list[str]
 
 
 @dataclass(frozen=True)
 class OpenAIProviderSettings:
+    """The `openai` provider (an OpenAI-compatible endpoint)."""
+
     base_url: str
     api_key_file: str | None = None
 
 
 @dataclass(frozen=True)
+class PostgresBusSettings:
+    host: str | None = None
+    port: int | None = None
+    database: str = "keystone"
+
+
+@dataclass(frozen=True)
+class LocalBusSettings:
+    socket: str = "/run/keystone-bus/bus.sock"
+    wake_dir: str = "/run/keystone-bus/wake"
+
+
+@dataclass(frozen=True)
+class CoordinationSettings:
+    backend: str = "none"
+    postgresql: PostgresBusSettings = field(default_factory=PostgresBusSettings)
+    local: LocalBusSettings = field(default_factory=LocalBusSettings)
+    wake_file: str | None = None
+    max_deliveries: int = 5
+    lease_seconds: float = 300
+
+
+@dataclass(frozen=True)
 class Config:
+    """The agent's configuration (one typed object, loaded from the module's JSON)."""
+
     agent_name: str
     full_name: str | None = None
     email: str | None = None
@@ -193,6 +256,7 @@ class Config:
     sources: list[Source] = field(default_factory=list)
     textfile_dir: str | None = None
     notes: NotesSettings = field(default_factory=NotesSettings)
+    git: GitSettings = field(default_factory=GitSettings)
     mail: MailSettings | None = None
     calendar: CalendarSettings | None = None
     github: GithubSettings | None = None
@@ -204,11 +268,13 @@ class Config:
     task_token_budget: int | None = None
     llm_triage: bool = False
     workflow_rules: list[WorkflowRule] = field(default_factory=list)
+    default_workflow_rules: bool = True
     runtime_rules: list[RuntimeRule] = field(default_factory=list)
     command_provider: CommandProviderSettings | None = None
     openai_provider: OpenAIProviderSettings | None = None
     environment: dict[str, str] = field(default_factory=dict)
     mcp_servers: dict[str, Any] = field(default_factory=dict)  # {name: {command, args, env}}, passed through
+    coordination: CoordinationSettings = field(default_factory=CoordinationSettings)
     source_path: Path | None = field(default=None, compare=False)
 
     def stage(self, name: str) -> StageSettings:

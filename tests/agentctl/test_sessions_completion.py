@@ -75,8 +75,8 @@ def test_gemini_session_keeps_caller_mode_flag(fleet):
 def test_session_for_other_user_goes_through_the_helper(fleet):
     assert fleet.run("beta", "claude", "-r", "architecture").returncode == 0
     [sudo] = fleet.argvs("sudo")
-    assert sudo[1] == "agent-beta" and sudo[4:7] == ["exec", "keystone-agent", "session"]
-    assert sudo[sudo.index("session") + 1:][-4:] == ["claude", "--role", "architecture", "--"]
+    helper = str(Path(__file__).parent / "bin" / "agent-helper")
+    assert sudo == ["-u", "agent-beta", "--", helper, "claude", "--role", "architecture", "--"]
     assert "# Role: architect" in _claude_prompt(fleet.argvs("claude")[0])
 
 
@@ -109,10 +109,18 @@ def _complete(fleet, words: str) -> list[str]:
 
 
 def test_completion_knows_agents_and_verbs(fleet):
-    assert _complete(fleet, "agentctl ") == ["completion", "list", "prefs", "show", "alpha", "beta", "gamma"]
+    assert _complete(fleet, "agentctl ") == ["completion", "hierarchy", "list", "prefs", "show", "status", "alpha",
+                                              "beta", "gamma"]
     assert _complete(fleet, "agentctl be") == ["beta"]
     assert _complete(fleet, "agentctl alpha pa") == ["pause", "paused"]
     assert _complete(fleet, "agentctl show g") == ["gamma"]
+    # task actions, then the task names of a local agent's TASKS.yaml
+    (fleet.homes["alpha"] / "TASKS.yaml").write_text(
+        "tasks:\n  - {name: write-report, description: x, status: pending}\n"
+        "  - {name: fix-login, description: y, status: blocked}\n")
+    assert _complete(fleet, "agentctl alpha task ") == ["add", "show", "retry", "cancel", "edit"]
+    assert _complete(fleet, "agentctl alpha task show w") == ["write-report"]
+    assert _complete(fleet, "agentctl alpha task retry ") == ["write-report", "fix-login"]
 
 
 def test_session_runs_in_the_dev_shell_when_the_space_has_a_flake(fleet, tmp_path):

@@ -4,12 +4,15 @@
 {
   imports = [
     ./options.nix
+    ./keys.nix
     ./users.nix
     ./services.nix
+    ./switch.nix
     ./units.nix
     ./config.nix
     ./agentctl.nix
     ./tmpfiles.nix
     ./observability.nix
+    ./tools.nix
   ];
 }

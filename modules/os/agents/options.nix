@@ -4,6 +4,7 @@
 { config, lib, pkgs, ... }:
 let
   inherit (lib) mkOption types literalExpression;
+  top = config;
 
   providers = [ "claude" "gemini" "codex" "command" "openai" ];
   efforts = [ "low" "medium" "high" "max" ];
@@ -110,10 +111,25 @@ let
         default = { };
         description = "Environment of the MCP server (no secrets: they would be world-readable in the store).";
       };
+      envFiles = mkOption {
+        type = types.attrsOf (types.strMatching "/.+");
+        default = { };
+        example = { FORGE_TOKEN = "/run/agenix/agent-drago-forgejo-token"; };
+        description = "Secret environment of the MCP server: variable name to a file (readable by agent-<name>) whose content is read when a provider starts; never copied into the store or the config.";
+      };
     };
   };
 
+  hostOf = agent: if agent.host != null then agent.host else top.networking.hostName;
+
   agentModule = { name, config, ... }: {
+    # the tools configured by tools.nix are on the agent's PATH
+    config.extraPackages =
+      lib.optional (config.tools.himalaya.enable && config.mail.address != null) pkgs.himalaya
+      ++ lib.optional (config.tools.calendula.enable && config.tools.calendula.package != null) config.tools.calendula.package
+      ++ lib.optional (config.tools.cardamum.enable && config.tools.cardamum.package != null) config.tools.cardamum.package
+      ++ lib.optional (config.tools.bitwarden.serverUrl != null) pkgs.bitwarden-cli;
+
     options = {
       uid = mkOption {
         type = types.nullOr types.ints.positive;
@@ -139,13 +155,28 @@ let
       };
 
       ssh = {
-        publicKey = nullStr "The agent's SSH public key (commit signing key; documentation of which key it holds).";
-        keyFile = secretFile "Private SSH key (ed25519) loaded into the agent's ssh-agent; readable by agent-<name>.";
-        passphraseFile = secretFile "Passphrase of keyFile; readable by agent-<name>. null: the key has no passphrase.";
+        publicKey = mkOption {
+          type = types.nullOr types.str;
+          default = top.keystone.keys."agent-${name}".hosts.${hostOf config}.publicKey or null;
+          defaultText = literalExpression ''keystone.keys."agent-<name>".hosts.<host>.publicKey or null'';
+          description = "The agent's SSH public key (its commit signing key). Setting it turns on the ssh-agent with the agenix key files below.";
+        };
+        keyFile = mkOption {
+          type = types.nullOr (types.strMatching "/.+");
+          default = if config.ssh.publicKey != null then "/run/agenix/agent-${name}-ssh-key" else null;
+          defaultText = literalExpression ''if ssh.publicKey != null then "/run/agenix/agent-<name>-ssh-key" else null'';
+          description = "Private SSH key (ed25519) loaded into the agent's ssh-agent; readable by agent-<name>. null: no ssh-agent.";
+        };
+        passphraseFile = mkOption {
+          type = types.nullOr (types.strMatching "/.+");
+          default = if config.ssh.publicKey != null then "/run/agenix/agent-${name}-ssh-passphrase" else null;
+          defaultText = literalExpression ''if ssh.publicKey != null then "/run/agenix/agent-<name>-ssh-passphrase" else null'';
+          description = "Passphrase of keyFile; readable by agent-<name>. null: the key has no passphrase.";
+        };
         signCommits = mkOption {
           type = types.bool;
           default = true;
-          description = "Sign notes commits with ssh.publicKey (when set).";
+          description = "Sign every commit of the agent (notes sync, coding subagent, provider CLIs) with ssh.publicKey (when set), through its ssh-agent.";
         };
       };
 
@@ -170,6 +201,16 @@ let
           default = "127.0.0.1";
           description = "Address wayvnc listens on. The default keeps VNC on loopback (reach it through SSH: agentctl <agent> vnc).";
         };
+        vncConfigFile = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "/run/agenix/agent-drago-wayvnc.conf";
+          description = ''
+            A wayvnc configuration file (readable by agent-<name>, e.g. an agenix/sops secret) passed with --config;
+            it must turn authentication on (enable_auth=true with username/password or rsa_private_key_file).
+            Required when vncBind is not a loopback address.
+          '';
+        };
       };
 
       chrome = {
@@ -185,8 +226,18 @@ let
         };
         mcp.enable = mkOption {
           type = types.bool;
-          default = true;
-          description = "Offer the chrome-devtools MCP server (connected to this Chromium) to the provider CLIs.";
+          default = config.chrome.mcp.package != null;
+          defaultText = literalExpression "chrome.mcp.package != null";
+          description = "Offer the chrome-devtools MCP server (connected to this Chromium) to the provider CLIs. Enabled without a package, it is left out with a warning.";
+        };
+        mcp.package = mkOption {
+          type = types.nullOr types.package;
+          default = pkgs.chrome-devtools-mcp or null;
+          defaultText = literalExpression "pkgs.chrome-devtools-mcp or null";
+          description = ''
+            The package providing bin/chrome-devtools-mcp. null (nixpkgs has none): the server is left out of the
+            agent's MCP servers, with a warning.
+          '';
         };
       };
 
@@ -217,6 +268,48 @@ let
           default = 24;
           description = "Calendar events starting within this many hours become tasks.";
         };
+      };
+
+      contacts = {
+        url = nullStr "CardDAV address book URL (for cardamum). null: no contacts.";
+        user = nullStr "CardDAV login. null: mail.user, else mail.address.";
+        passwordFile = secretFile "CardDAV password; readable by agent-<name>. null: mail.passwordFile.";
+      };
+
+      tools = {
+        himalaya.enable = mkOption {
+          type = types.bool;
+          default = config.mail.address != null;
+          defaultText = literalExpression "mail.address != null";
+          description = "himalaya (nixpkgs `himalaya`) on the agent's PATH, configured for its mailbox (~/.config/himalaya/config.toml from the mail options; the password read from mail.passwordFile). `agentctl <agent> email` uses it.";
+        };
+        calendula = {
+          enable = mkOption {
+            type = types.bool;
+            default = false;
+            description = "calendula (Pimalaya's CalDAV CLI) on the agent's PATH, configured from the calendar options. Off by default: calendula is not in nixpkgs; set tools.calendula.package.";
+          };
+          package = mkOption {
+            type = types.nullOr types.package;
+            default = pkgs.calendula or null;
+            defaultText = literalExpression "pkgs.calendula or null";
+            description = "The calendula package (e.g. from Pimalaya's flake: github:pimalaya/calendula).";
+          };
+        };
+        cardamum = {
+          enable = mkOption {
+            type = types.bool;
+            default = false;
+            description = "cardamum (Pimalaya's CardDAV CLI) on the agent's PATH, configured from the contacts options. Off by default: cardamum is not in nixpkgs; set tools.cardamum.package.";
+          };
+          package = mkOption {
+            type = types.nullOr types.package;
+            default = pkgs.cardamum or null;
+            defaultText = literalExpression "pkgs.cardamum or null";
+            description = "The cardamum package (e.g. from Pimalaya's flake: github:pimalaya/cardamum).";
+          };
+        };
+        bitwarden.serverUrl = nullStr "Vaultwarden (Bitwarden-compatible) server URL: `bw` (nixpkgs `bitwarden-cli`) goes on the agent's PATH and is pointed at it (`bw config server`). null: no bw.";
       };
 
       github = {
@@ -392,12 +485,21 @@ in
         example = [ "alice" ];
         description = "Human users added to agent-admins: they can read agent homes and steer agents with agentctl.";
       };
-      helpers = mkOption {
+      agentsGid = mkOption {
+        type = types.ints.between 1000 65533;
+        default = 4000;
+        description = "GID of the group `agents` (every agent's primary group). Fixed, so that files can be owned by GID where names are not resolved (overlay /etc, userborn).";
+      };
+      adminsGid = mkOption {
+        type = types.ints.between 1000 65533;
+        default = 4099;
+        description = "GID of the group `agent-admins`. Fixed, so that the agents' config files under /etc are owned by GID as well as by name (with the overlay /etc or userborn, names are ignored).";
+      };
+      generatedScripts = mkOption {
         type = types.attrsOf types.package;
         default = { };
         internal = true;
-        readOnly = false;
-        description = "Store path of each local agent's sudo helper (agent-svc-<name>), for agentctl's host config.";
+        description = "Scripts the module generates for units, by name (for the evaluation tests, which run them).";
       };
       configDir = mkOption {
         type = types.strMatching "/etc/.+";

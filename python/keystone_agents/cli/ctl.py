@@ -1,6 +1,7 @@
 """`agentctl`: the host-side CLI with which humans inspect and steer agents.
 
-    agentctl list [--json]
+    agentctl list [--json] [--timeout S] [--parallel N]
+    agentctl status [--json] [--timeout S] [--parallel N]
     agentctl show AGENT [--project SLUG] [--json]
     agentctl prefs get|set|clear AGENT [--project SLUG] [--host H] [--provider P] [--model M] [--fallback-model F]
     agentctl completion bash|zsh|fish
@@ -20,20 +21,14 @@ import click
 from click.shell_completion import get_completion_class
 
 from keystone_agents import __version__
-from keystone_agents.agentctl import remote, sessions, status
-from keystone_agents.agentctl.dispatch import (
-    REFUSED_VERBS,
-    SYSTEMCTL_VERBS,
-    AgentRunner,
-    DispatchError,
-    run_passthrough,
-)
+from keystone_agents.agentctl import fleet, remote, sessions, status, verbs
+from keystone_agents.agentctl.dispatch import AgentRunner, DispatchError, run_passthrough
 from keystone_agents.agentctl.hostconfig import AgentEntry, HostConfig, load
 from keystone_agents.agentctl.prefs import PROVIDERS, PrefsStore
 from keystone_agents.cli.common import EXIT_PROBLEMS, echo_json
 from keystone_agents.problems import ValidationFailed
 
-EXIT_REFUSED = 2  # a verb that is not allow-listed is bad usage
+EXIT_REFUSED = verbs.EXIT_REFUSED  # a verb that is not allow-listed is bad usage
 
 
 @dataclass
@@ -68,10 +63,18 @@ class State:
     def agent(self, name: str) -> AgentEntry:
         entry = self.config.get(name)
         if entry is None:
-            known = ", ".join(self.config.names()) or "none"
-            click.echo(f"Error: unknown agent '{name}'\nKnown agents: {known}", err=True)
-            sys.exit(EXIT_PROBLEMS)
+            unknown_agent(name, self.config.names())
         return entry
+
+
+def unknown_agent(name: str, known: list[str]) -> None:
+    """`Error: unknown agent 'x'` with the close matches and the known agents; exit 1."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    click.echo(f"Error: unknown agent '{name}'{hint}\nKnown agents: {', '.join(known) or 'none'}", err=True)
+    sys.exit(EXIT_PROBLEMS)
 
 
 def _state(ctx: click.Context) -> State:
@@ -97,71 +100,36 @@ def _finish(code: int) -> None:
 
 
 def _runner(ctx: click.Context) -> AgentRunner:
-    return AgentRunner(ctx.meta["agentctl.agent"])
+    return AgentRunner(ctx.meta["agentctl.agent"], _state(ctx).config.systemctl)
 
 
-def _run_as_agent(build) -> None:
+def _run_verb(ctx: click.Context, name: str, args: list[str]) -> None:
+    """Run `agentctl AGENT NAME ARGS…` as the agent (see agentctl/dispatch.py and agentctl/verbs.py)."""
     try:
-        argv = build()
+        argv = _runner(ctx).verb(name, list(args))
     except DispatchError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_PROBLEMS)
+    except verbs.Refused as exc:
+        message = str(exc)
+        click.echo(message if message.startswith("Error:") else f"Error: {message}", err=True)
+        sys.exit(EXIT_REFUSED)
     _finish(run_passthrough(argv))
 
 
 PASSTHROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": False, "help_option_names": []}
 
 
-def _keystone_verb(name: str, subcommand: str, help_text: str, separator: bool = False) -> click.Command:
-    @click.command(name, help=help_text, context_settings=PASSTHROUGH)
+def _passthrough_verb(verb: verbs.Verb) -> click.Command:
+    """A verb whose ARGS go to the agent's side unchanged (most of them)."""
+
+    @click.command(verb.name, help=verb.help, context_settings=PASSTHROUGH)
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     @click.pass_context
     def command(ctx, args):
-        _run_as_agent(lambda: _runner(ctx).keystone_agent(subcommand, list(args), separator=separator))
+        _run_verb(ctx, verb.name, list(args))
 
     return command
-
-
-def _systemctl_verb(verb: str) -> click.Command:
-    @click.command(verb, help=f"systemctl --user {verb} ARGS as the agent.", context_settings=PASSTHROUGH)
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    @click.pass_context
-    def command(ctx, args):
-        _run_as_agent(lambda: _runner(ctx).systemctl(verb, list(args)))
-
-    return command
-
-
-@click.command("journalctl", context_settings=PASSTHROUGH)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_context
-def journalctl_verb(ctx, args):
-    """journalctl --user ARGS as the agent (the journal of its user units)."""
-    _run_as_agent(lambda: _runner(ctx).journalctl(list(args)))
-
-
-@click.command("exec", context_settings=PASSTHROUGH)
-@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.pass_context
-def exec_verb(ctx, argv):
-    """Run CMD ARGS… as the agent, in its environment."""
-    _run_as_agent(lambda: _runner(ctx).exec(list(argv)))
-
-
-@click.command("shell")
-@click.pass_context
-def shell_verb(ctx):
-    """A login shell as the agent, in its notes directory."""
-    agent = ctx.meta["agentctl.agent"]
-    _run_as_agent(lambda: _runner(ctx).exec(["env", f"--chdir={agent.notes}", "bash", "-l"]))
-
-
-@click.command("email", context_settings=PASSTHROUGH)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_context
-def email_verb(ctx, args):
-    """The agent's inbox: himalaya envelope list ARGS, as the agent."""
-    _run_as_agent(lambda: _runner(ctx).exec(["himalaya", "envelope", "list", *args]))
 
 
 @click.command("vnc", context_settings=PASSTHROUGH)
@@ -187,13 +155,12 @@ def run_verb(ctx, task_name, prompt):
     in the foreground."""
     if task_name and prompt:
         raise click.UsageError("--task and --prompt exclude each other")
-    runner, agent = _runner(ctx), ctx.meta["agentctl.agent"]
     if task_name:
-        _run_as_agent(lambda: runner.keystone_agent("loop", ["--task", task_name]))
+        _run_verb(ctx, "run", ["--task", task_name])
     elif prompt:
-        _run_as_agent(lambda: runner.keystone_agent("loop", ["--prompt", prompt]))
+        _run_verb(ctx, "run", ["--prompt", prompt])
     else:
-        _run_as_agent(lambda: runner.systemctl("start", ["--no-block", f"{agent.task_loop_unit}.service"]))
+        _run_verb(ctx, "run", [])
 
 
 def _session_verb(tool: str) -> click.Command:
@@ -208,7 +175,7 @@ def _session_verb(tool: str) -> click.Command:
         state, agent = _state(ctx), ctx.meta["agentctl.agent"]
         model = sessions.preferred_model(tool, state.prefs.get(agent.name, project))
         args = sessions.host_args(tool, role, roles, project, model, list(tool_args), devshell)
-        _run_as_agent(lambda: _runner(ctx).keystone_agent("session", args))
+        _run_verb(ctx, tool, args[1:])
 
     command.help = (
         f"An interactive {tool} session as the agent, with the system prompt composed from its notes "
@@ -217,21 +184,49 @@ def _session_verb(tool: str) -> click.Command:
     return command
 
 
-VERBS: dict[str, click.Command] = {
-    "tasks": _keystone_verb("tasks", "tasks", "The agent's task queue (keystone-agent tasks ARGS)."),
-    "pause": _keystone_verb("pause", "pause", "Pause the task loop, with an optional REASON.", separator=True),
-    "resume": _keystone_verb("resume", "resume", "Resume the task loop."),
-    "paused": _keystone_verb("paused", "paused", "Is the task loop paused? Since when, by whom, why."),
-    "runs": _keystone_verb("runs", "runs", "Recent loop runs (keystone-agent runs [--limit N] [--json])."),
-    "logs": _keystone_verb("logs", "logs", "Run or task logs (keystone-agent logs [TASK] [--follow])."),
-    **{verb: _systemctl_verb(verb) for verb in SYSTEMCTL_VERBS},
-    "journalctl": journalctl_verb,
-    "exec": exec_verb,
-    "shell": shell_verb,
-    "email": email_verb,
+def _complete_task_args(ctx: click.Context, param, incomplete: str):
+    """`agentctl AGENT task ACTION NAME`: the actions, then the agent's task names (when its TASKS.yaml is
+    readable from here, i.e. a local agent and an admin who may read it)."""
+    from click.shell_completion import CompletionItem
+
+    done = list(ctx.params.get("args") or [])
+    if not done:
+        return [CompletionItem(a) for a in verbs.TASK_ACTIONS if a.startswith(incomplete)]
+    if len(done) != 1 or done[0] == "add":
+        return []
+    try:
+        from keystone_agents.taskfile import TaskFile
+
+        agent = _state(ctx).quiet_config().get(ctx.parent.info_name)
+        names = [e.name for e in TaskFile.load(Path(agent.home) / "TASKS.yaml").entries if e.name]
+    except Exception:  # noqa: BLE001 - completion must never print a traceback
+        names = []
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
+@click.command("task", context_settings=PASSTHROUGH)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, shell_complete=_complete_task_args)
+@click.pass_context
+def task_verb(ctx, args):
+    """One task of the agent: add|show|retry|cancel|edit ARGS (keystone-agent task … as the agent)."""
+    _run_verb(ctx, "task", list(args))
+
+
+# Verbs with options of their own on the admin's side; every other verb of the allow-list passes its ARGS on.
+from keystone_agents.agentctl import comms as _comms  # noqa: E402
+
+CUSTOM_VERBS: dict[str, click.Command] = {
+    "task": task_verb,
     "vnc": vnc_verb,
+    "send": _comms.send_verb,
+    "ask": _comms.ask_verb,
+    "inbox": _comms.inbox_verb,
+    "outbox": _comms.outbox_verb,
     "run": run_verb,
     **{tool: _session_verb(tool) for tool in sessions.TOOLS},
+}
+VERBS: dict[str, click.Command] = {
+    name: CUSTOM_VERBS.get(name) or _passthrough_verb(verb) for name, verb in verbs.VERBS.items()
 }
 
 
@@ -247,12 +242,7 @@ def _project_in(args: list[str]) -> str | None:
     return None
 
 
-def refusal(verb: str) -> str:
-    reason = REFUSED_VERBS.get(verb)
-    allowed = ", ".join(sorted(VERBS))
-    if reason:
-        return f"Error: verb '{verb}' is not allowed: {reason}.\nAllowed verbs: {allowed}"
-    return f"Error: verb '{verb}' is not allowed (not an agentctl verb).\nAllowed verbs: {allowed}"
+refusal = verbs.refusal
 
 
 class AgentGroup(click.Group):
@@ -309,9 +299,7 @@ class AgentctlGroup(click.Group):
     def resolve_command(self, ctx, args):
         name = args[0] if args else ""
         if self.get_command(ctx, name) is None and not ctx.resilient_parsing and not name.startswith("-"):
-            known = ", ".join(_state(ctx).config.names()) or "none"
-            click.echo(f"Error: unknown agent '{name}'\nKnown agents: {known}", err=True)
-            sys.exit(EXIT_PROBLEMS)
+            unknown_agent(name, _state(ctx).config.names() + sorted(self.commands))
         return super().resolve_command(ctx, args)
 
 
@@ -328,7 +316,7 @@ def cli(ctx, config_path):
     """Inspect and steer the agents of this host (and, over SSH, of other hosts).
 
     \b
-    agentctl list | show AGENT | prefs … | completion SHELL
+    agentctl list | status | show AGENT | prefs … | completion SHELL
     agentctl AGENT VERB [ARGS…]   (agentctl AGENT --help lists the verbs)
 
     Exit codes: the command's own when it ran as the agent or over ssh; 1 for an unknown agent, an invalid
@@ -340,64 +328,100 @@ def cli(ctx, config_path):
 # ------------------------------------------------------------------ top-level commands
 
 
-def _table(rows: list[dict]) -> str:
-    columns = ("AGENT", "HOST", "LOOP", "LAST RUN", "NEXT", "PENDING", "PROVIDER", "MODEL")
-    table = [columns]
-    for r in rows:
-        last = r.get("lastRun") or {}
-        counts = r.get("taskCounts") or {}
-        table.append((
-            r["agent"], r.get("preferredHost") or "local", (r.get("pause") or {}).get("state") or "?",
-            f"{last.get('status')} {last.get('startedAt')}" if last else "-", r.get("nextTimer") or "-",
-            str(counts.get("pending", "-")), r.get("provider") or "-", r.get("model") or "-",
-        ))
-    widths = [max(len(str(line[i])) for line in table) for i in range(len(columns))]
-    return "\n".join("  ".join(str(c).ljust(widths[i]) for i, c in enumerate(line)).rstrip() for line in table)
+TIMEOUT_OPTION = click.option(
+    "--timeout", type=click.FloatRange(min=0.1), default=fleet.DEFAULT_TIMEOUT, show_default=True, metavar="S",
+    help="Seconds each agent's probe may take (agents are probed in parallel).")
+PARALLEL_OPTION = click.option(
+    "--parallel", type=click.IntRange(min=1), default=fleet.MAX_PARALLEL, show_default=True, metavar="N",
+    help="Agents probed at the same time.")
 
 
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of `show` objects.")
+@TIMEOUT_OPTION
+@PARALLEL_OPTION
 @click.pass_context
-def list_command(ctx, as_json):
-    """Every agent with its host, loop state, last run, next timer and pending tasks."""
+def list_command(ctx, as_json, timeout, parallel):
+    """Every agent with its host, state, loop state, last run, next timer and pending tasks. Agents are probed
+    in parallel, each within --timeout; an agent whose state cannot be read (unreachable host, sudo or its
+    helper refused, `keystone-agent info` failing) is listed with the reason and the exit code is 1. A next
+    timer that cannot be read (no user manager) is shown as unknown and is not a failure."""
     state = _state(ctx)
-    rows = [status.show(state.config, agent, state.prefs.get(agent.name)) for agent in state.config.agents]
+    reports = fleet.probe_all(state.config, state.prefs, timeout, parallel)
     if as_json:
-        echo_json(rows)
+        echo_json(reports)
     else:
-        click.echo(_table(rows))
+        click.echo(fleet.render_list(reports))
+    _finish(EXIT_PROBLEMS if fleet.failed(reports) else 0)
+
+
+@cli.command("status")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print {agents: [...], needsHuman: {agent: [reasons]}, probesFailed: [...]}.")
+@TIMEOUT_OPTION
+@PARALLEL_OPTION
+@click.pass_context
+def status_command(ctx, as_json, timeout, parallel):
+    """The fleet at a glance: each agent's state (running, idle, paused, failing, unreachable), last run
+    and its outcome, next timer, queue counts, today's tokens and cost; then the agents that need a human
+    (blocked tasks, a notes-sync conflict, failing runs, unreachable). Exit 1 when a probe failed.
+    (`agentctl AGENT status` is systemctl's status of that agent's own units.)"""
+    state = _state(ctx)
+    reports = fleet.probe_all(state.config, state.prefs, timeout, parallel)
+    if as_json:
+        echo_json(fleet.status_json(reports))
+    else:
+        click.echo(fleet.render_status(reports))
+    _finish(EXIT_PROBLEMS if fleet.failed(reports) else 0)
 
 
 @cli.command("show")
 @click.argument("agent", shell_complete=_agent_names)
 @click.option("--project", help="Apply your preferences for this project and count only its tasks.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON object.")
+@TIMEOUT_OPTION
 @click.pass_context
-def show_command(ctx, agent, project, as_json):
-    """One agent: configured and preferred host, provider, model, fallback model, VNC port, pause state,
-    last run, next timer and task counts by status."""
+def show_command(ctx, agent, project, as_json, timeout):
+    """One agent: state, configured and preferred host, provider, model, fallback model, VNC port, pause
+    state, last run, next timer, task counts by status, today's tokens and cost, and what needs a human.
+    Exit 1 when its state could not be read."""
     state = _state(ctx)
     entry = state.agent(agent)
-    report = status.show(state.config, entry, state.prefs.get(agent, project), project)
+    report = status.show(state.config, entry, state.prefs.get(agent, project), project, timeout)
     if as_json:
         echo_json(report)
+        _finish(EXIT_PROBLEMS if not report["probe"]["ok"] else 0)
         return
     pause = report["pause"]
     last = report["lastRun"]
+    unknown = set(report["unknown"])
+    loop = "unknown" if "pause" in unknown else pause["state"] or "unknown"
+    if pause.get("state") == "paused":
+        loop += f" since {pause['pausedAt']} by {pause['pausedBy']}"
+    if pause.get("reason"):
+        loop += f" — {pause['reason']}"
+    running = report.get("running")
     lines = [
         f"agent:          {report['agent']} ({report['user']})",
+        f"state:          {report['state']}" + (f" (task {running['task']})" if running and running.get("task") else ""),
         f"host:           {report['configuredHost'] or 'local'} (preferred: {report['preferredHost'] or 'local'})",
         f"provider/model: {report['provider'] or '-'} / {report['model'] or '-'} (fallback {report['fallbackModel'] or '-'})",
         f"vnc port:       {report['vncPort'] or '-'}",
-        f"loop:           {pause['state']}" + (f" since {pause['pausedAt']} by {pause['pausedBy']}" if pause["state"] == "paused" else "")
-        + (f" — {pause['reason']}" if pause.get("reason") else ""),
-        f"last run:       {last['status']} at {last['startedAt']}" if last else "last run:       never",
-        f"next timer:     {report['nextTimer'] or '-'}",
-        "tasks:          " + (", ".join(f"{n} {s}" for s, n in report["taskCounts"].items()) if report["taskCounts"] else "-"),
+        f"loop:           {loop}",
+        f"last run:       {fleet.last_run_text(report)}" + (f" (started {last['startedAt']})" if last else ""),
+        f"next timer:     {fleet.next_timer_text(report)}",
+        "tasks:          " + ("unknown" if "taskCounts" in unknown or not report["taskCounts"]
+                              else ", ".join(f"{n} {s}" for s, n in report["taskCounts"].items())),
+        f"today:          {fleet.today_text(report)}",
     ]
+    for reason in fleet.needs_human(report):
+        lines.append(f"needs a human:  {reason}")
     click.echo("\n".join(lines))
+    for warning in report["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
     for error in report["errors"]:
-        click.echo(f"warning: {error}", err=True)
+        click.echo(f"error: {error}", err=True)
+    _finish(EXIT_PROBLEMS if not report["probe"]["ok"] else 0)
 
 
 @cli.group("prefs")
@@ -455,3 +479,6 @@ def completion_command(shell):
 
 def main() -> None:
     cli(prog_name="agentctl")
+
+
+cli.add_command(_comms.hierarchy_command)

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from keystone_agents.cli.output import output_options
 from keystone_agents.cli.common import agent_command, echo_json
 from keystone_agents.coding.forge import FORGES
 from keystone_agents.coding.orchestrator import CodeRequest, run_code
@@ -27,6 +28,7 @@ from keystone_agents.coding.repo import PREFIXES
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="S", help="Limit of each provider run in seconds (default: coding.timeoutSeconds = 600).")
 @click.option("--forge", type=click.Choice(FORGES), help="github or forgejo (default: coding.forge, else from the clone's origin).")
 @click.option("--json", "as_json", is_flag=True, help="Print {outcome, pr_url, cycles, verdicts, commits, branch, ...} as JSON.")
+@output_options
 @agent_command
 def code_command(ctx, repo, task, branch, prefix, provider, model, max_review_cycles, review_only, skip_review, timeout,
                  forge, as_json):

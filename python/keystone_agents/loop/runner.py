@@ -48,6 +48,7 @@ class Counters:
     budget_refused: int = 0
     deliveries_failed: int = 0
     tasks_delivery_failed: int = 0
+    tasks: list = field(default_factory=list)  # the executions of this run: name, outcome, provider, ...
 
 
 @dataclass
@@ -73,26 +74,36 @@ class RunState:
 
 
 def run(home: Path | None, config_path: Path | None, max_tasks: int | None = None, dry_run: bool = False,
-        only_task: str | None = None, prompt: str | None = None) -> int:
-    """One run. `only_task` executes just that task; `prompt` first adds an ad-hoc task and executes just it."""
+        only_task: str | None = None, prompt: str | None = None, report: dict | None = None) -> int:
+    """One run. `only_task` executes just that task; `prompt` first adds an ad-hoc task and executes just it.
+    `report`, when given, is filled with the run's summary (what `loop --json` prints)."""
+    report = {} if report is None else report
     space = AgentSpace.from_home(home)
     try:
         space.ensure_state_dirs()
     except OSError as exc:
         print(f"error: cannot create {space.state_root}: {exc.strerror}", file=sys.stderr)
+        report.update(status="error", exit_code=EXIT_ERROR, error=f"cannot create {space.state_root}: {exc.strerror}")
         return EXIT_ERROR
     with try_lock(space.lock_file) as held:
         if not held:
             print("Task loop already running, skipping", file=sys.stderr)
+            report.update(status="skipped", exit_code=EXIT_OK, reason="another run holds the lock")
             return EXIT_OK
+        # a run request (comms drain) is served by this run; one made while it runs starts the next
+        remove(space.state_dir / "run-requested")
         try:
             config = load_config_cached(config_path, space.home, space.state_dir / "config-validated.sha256")
         except ValidationFailed as exc:
             for problem in exc.problems:
                 print(f"error: {problem}", file=sys.stderr)
+            report.update(status="error", exit_code=EXIT_ERROR, error="; ".join(str(p) for p in exc.problems))
             return EXIT_ERROR
         space = AgentSpace.from_home(space.home, config.notes_dir)
-        return Run(space, config, max_tasks, dry_run, only_task, prompt).execute()
+        current = Run(space, config, max_tasks, dry_run, only_task, prompt)
+        code = current.execute()
+        report.update(current.summary(code))
+        return code
 
 
 class Run:
@@ -119,7 +130,10 @@ class Run:
         self.tasks_lock = FileLock(space.tasks_lock_file)
         from keystone_agents.providers.environment import clean_env
 
-        self.provider_env = clean_env(config.environment)  # provider processes get the allow-list only
+        from keystone_agents.git_identity import identity_env
+
+        # provider processes get the allow-list only, and the agent's git identity (their commits are its own)
+        self.provider_env = clean_env({**identity_env(config, space.home), **config.environment})
 
     # ------------------------------------------------------------ the run
 
@@ -151,9 +165,14 @@ class Run:
                 if not self.dry_run:
                     self.state.spend = spend_now(conn)
         except ValidationFailed as exc:
+            from keystone_agents.taskfile import EditRefused
+
+            refused = isinstance(exc, EditRefused)  # the file was left as it was: nothing lost, nothing damaged
             for problem in exc.problems:
-                log.error("log", msg=f"invalid file: {problem}", step=self.step, status="error",
-                          file=problem.file, line=problem.line or "", field=problem.field)
+                log.error("tasks_edit_refused" if refused else "log",
+                          msg=f"{'TASKS.yaml edit not written' if refused else 'invalid file'}: {problem}",
+                          step=self.step, status="error", file=problem.file, line=problem.line or "",
+                          field=problem.field)
             self.state.status = "error"
             self.state.stages.setdefault(self.step, ("error", 0.0))
         except Exception as exc:  # noqa: BLE001 - the run ends with status error, not a traceback only
@@ -187,6 +206,11 @@ class Run:
             "projects": projects.sha, "config": read_text(space.state_dir / "config-validated.sha256") or "",
             "sources": sources_hash, "max_tasks": self.max_tasks,
         }
+        previous = quiescent.get("fingerprint") if isinstance(quiescent, dict) else None
+        changed = sorted(k for k in fingerprint if not isinstance(previous, dict) or previous.get(k) != fingerprint[k])
+        log.debug("log", msg="unchanged-tick check: " + (f"changed since the last quiet run: {', '.join(changed)}"
+                                                       if changed else "nothing changed"),
+                  step="check", changed=changed)
         if (isinstance(quiescent, dict) and not running_file.exists() and not self.dry_run
                 and not (self.only_task or self.prompt)
                 and quiescent.get("fingerprint") == fingerprint
@@ -204,7 +228,7 @@ class Run:
         from keystone_agents.loop import archive as archiving
         from keystone_agents.loop import prioritize
         from keystone_agents.loop.execute import has_runnable, recover
-        from keystone_agents.taskfile import TaskFile, read_plain
+        from keystone_agents.taskfile import TaskFile, read_entries
 
         self.step = "recover"
         self.tasks_lock.acquire()
@@ -219,15 +243,23 @@ class Run:
         if self.prompt:
             self.only_task = self.add_adhoc_task(tf)
 
-        archive_entries = read_plain(space.tasks_archive_file)
-        archived_names = {e.get("name") for e in archive_entries if e.get("status") == "completed"}
-        archived_refs = {e.get("source_ref") for e in archive_entries if e.get("source_ref")}
+        archive_entries, archive_problems = read_entries(space.tasks_archive_file)
+        archive_entries = [e for e in archive_entries if isinstance(e.get("name"), str)]
+        archived_names = {e["name"] for e in archive_entries if e.get("status") == "completed"}
+        archived_refs = {e["source_ref"] for e in archive_entries if isinstance(e.get("source_ref"), str)}
+        for problem in archive_problems:
+            log.warning("log", msg=f"TASKS.archive.yaml cannot be read; ingest skipped (no deduplication "
+                        f"against it): {problem}", step="ingest", status="error",
+                        file=problem.file, line=problem.line or "", field=problem.field)
+        if archive_problems:
+            self.state.degrade()
 
         # ingest
         self.step = "ingest"
-        self.ingest(tf, fetched, sources_hash, archive_entries, archived_refs, projects)
-        if not self.dry_run:
-            commit(fetched, log)  # the items are in TASKS.yaml: sources may advance (IMAP UIDs)
+        if not archive_problems:  # else: the sources keep their items for a later run
+            self.ingest(tf, fetched, sources_hash, archive_entries, archived_refs, projects)
+            if not self.dry_run:
+                commit(fetched, log)  # the items are in TASKS.yaml: sources may advance (IMAP UIDs)
 
         # archive
         self.step = "archive"
@@ -247,7 +279,7 @@ class Run:
         self.step = "prioritize"
         t0 = time.monotonic()
         log.info("stage_start", msg="Prioritizing pending tasks", step="prioritize", stage_name="prioritize")
-        ruled = prioritize.apply_rules(tf, config.workflow_rules, config.runtime_rules)
+        ruled = prioritize.apply_rules(tf, prioritize.workflow_rules(config), config.runtime_rules, projects.facts)
         moved = prioritize.order(tf, projects.ranks)
         wrote = tf.save() if not self.dry_run else False
         log.info("stage_finish", msg="Prioritize " + ("rewrote TASKS.yaml" if wrote else "left TASKS.yaml unchanged"),
@@ -317,7 +349,7 @@ class Run:
         items, unusable = ingest.collect(fetched.fetched, rejected)
         for reason in rejected[:INGEST_EVENTS_MAX]:
             log.warning("log", msg=reason, step="ingest", status="error")
-        known = {e.get("source_ref") for e in tf.entries if isinstance(e.data, dict) and e.get("source_ref")}
+        known = {e.get("source_ref") for e in tf.entries if isinstance(e.get("source_ref"), str)}
         known |= archived_refs
         triaged_file = space.state_dir / "triage-skipped.json"
         triage = None
@@ -328,7 +360,7 @@ class Run:
             known |= set(skipped_before)
             triage = Triage(self.config, sorted(projects.ranks), log,
                             space.task_logs_dir / f"{self.run_log.stem}_ingest-triage.log", self.provider_env,
-                            space.home)
+                            space.notes_dir)
         names = {e.name for e in tf.entries if isinstance(e.name, str)} | {e.get("name") for e in archive_entries}
         new, not_actionable = ingest.new_tasks(items, known, ingest.Namer(n for n in names if n), iso_z(), triage,
                                                spill_dir=None if self.dry_run else space.task_texts_dir)
@@ -374,7 +406,11 @@ class Run:
         entry = tf.find(self.only_task)
         problem = None
         if entry is None:
-            problem = f"task {self.only_task!r} is not in TASKS.yaml (or is an invalid entry)"
+            import difflib
+
+            close = difflib.get_close_matches(self.only_task, [e.name for e in tf.entries if e.name], n=3)
+            problem = (f"task {self.only_task!r} is not in TASKS.yaml (or is an invalid entry)"
+                       + (f"; did you mean {', '.join(close)}?" if close else ""))
         elif entry.get("status") not in ("pending", "blocked"):
             problem = f"task {self.only_task!r} is {entry.get('status')}; only pending or blocked tasks can be run"
         else:
@@ -399,6 +435,9 @@ class Run:
         log.info("stage_start", msg="Executing tasks", step="execute", stage_name="execute", max_tasks=self.max_tasks)
         unblock_ready(tf, archived_names, log)
         blocked_on_needs = 0
+        if not self.dry_run and not self.agent_space_ready(tf, archived_names):
+            self.state.stages["execute"] = ("error", time.monotonic() - t0)
+            return tf
         if self.only_task:
             entry = self.pick_only_task(tf, archived_names)
             if entry is not None:
@@ -417,14 +456,28 @@ class Run:
         if not self.dry_run:
             tf.save()
         ctx.counters.blocked += blocked_on_needs
-        if ctx.counters.failed:
+        if ctx.counters.failed or ctx.rejected_files:
             self.state.degrade()
         log.info("stage_finish", msg=f"Executed {ctx.counters.executed} task(s)", step="execute",
                  stage_name="execute", status="ok", tasks_executed=ctx.counters.executed,
                  tasks_completed=ctx.counters.completed, tasks_failed=ctx.counters.failed,
                  tasks_blocked=ctx.counters.blocked, duration_seconds=round(time.monotonic() - t0, 3))
-        self.state.stages["execute"] = ("degraded" if ctx.counters.failed else "ok", time.monotonic() - t0)
+        self.state.stages["execute"] = ("degraded" if ctx.counters.failed or ctx.rejected_files else "ok", time.monotonic() - t0)
         return tf
+
+    def agent_space_ready(self, tf, archived_names: set[str]) -> bool:
+        """Providers run in the agent space: without it no task starts (none is charged a failed attempt)."""
+        from keystone_agents.loop.execute import has_runnable
+        from keystone_agents.space import agent_space_problem
+
+        problem = agent_space_problem(self.space)
+        if problem is None or not (self.only_task or has_runnable(tf, archived_names)):
+            return True
+        self.log.error("agent_space_missing", msg=f"no task executed: {problem}", step="execute", status="error",
+                       path=str(problem.path))
+        print(f"error: {problem}", file=sys.stderr)
+        self.state.status = "error"
+        return False
 
     # ------------------------------------------------------------ the end
 
@@ -436,7 +489,7 @@ class Run:
                       exit_code=exit_code, duration_seconds=round(duration, 3), tasks_completed=c.completed,
                       tasks_failed=c.failed, tasks_blocked=c.blocked, tasks_created=state.tasks_created,
                       tasks_executed=c.executed, tasks_recovered=state.recovered, sources_failed=state.sources_failed,
-                      token_total=c.tokens, dry_run=self.dry_run)
+                      token_total=c.tokens, cost_usd=round(c.cost_usd, 6), dry_run=self.dry_run)
         if self.dry_run:
             return exit_code
         try:
@@ -450,7 +503,7 @@ class Run:
                 "tasks_blocked": c.blocked, "tasks_created": state.tasks_created, "tasks_executed": c.executed,
                 "tasks_recovered": state.recovered, "sources_failed": state.sources_failed, "token_total": c.tokens,
                 "cost_usd": round(c.cost_usd, 6), "skipped_unchanged": state.skipped_unchanged,
-                "run_log": str(self.run_log),
+                "run_log": str(self.run_log), "errors": self.error_messages()[:5],
             })
         except Exception as exc:  # noqa: BLE001 - history must not hide the run's own result
             self.log.error("log", msg=f"cannot record run history: {exc}", step="finish", status="error")
@@ -463,6 +516,25 @@ class Run:
         except OSError:
             pass
         return exit_code
+
+    def summary(self, exit_code: int) -> dict:
+        """The run as `loop --json` prints it (the keys of `runs --json`)."""
+        state, c = self.state, self.state.counters
+        return {
+            "run_id": self.run_id, "kind": "task-loop", "started_at": self.started_iso, "status": state.status,
+            "exit_code": exit_code, "duration_seconds": round(time.time() - self.started, 3),
+            "dry_run": self.dry_run, "skipped_unchanged": state.skipped_unchanged,
+            "tasks_created": state.tasks_created, "tasks_executed": c.executed, "tasks_completed": c.completed,
+            "tasks_failed": c.failed, "tasks_blocked": c.blocked, "tasks_recovered": state.recovered,
+            "tasks_archived": state.archived, "sources_failed": state.sources_failed, "token_total": c.tokens,
+            "cost_usd": round(c.cost_usd, 6), "missed_runs": state.missed_runs, "run_log": str(self.run_log),
+            "tasks": list(c.tasks), "queue": state.queue,
+            "errors": self.error_messages(),
+        }
+
+    def error_messages(self) -> list[str]:
+        """The messages of this run's error events (why it failed)."""
+        return [_msg_of(line) for line in self.log.sink.lines if 'status="error"' in line]
 
     def write_metrics(self, exit_code: int, duration: float) -> None:
         from keystone_agents.metrics import metrics_path, textfile_dir, write_metrics
@@ -584,3 +656,9 @@ def spend_now(conn) -> dict[str, float]:
     return {"tokens_today": tokens_today, "cost_today": cost_today, "tokens_month": tokens_month,
             "cost_month": cost_month}
 
+
+
+def _msg_of(line: str) -> str:
+    from keystone_agents.events import parse_logfmt
+
+    return parse_logfmt(line).get("msg", line)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml as pyyaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from keystone_agents import history, queuefile, sanitize
@@ -93,16 +92,12 @@ class _Queue:
         return task
 
 
-def _archive_refs(path: Path) -> set[str]:
+def _archive_refs(path: Path) -> tuple[set[str], list[Problem]]:
     """source_refs in TASKS.archive.yaml, read leniently (it is append-only history, never rewritten here)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return set()
-    loader = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
-    data = pyyaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
-    tasks = data.get("tasks") if isinstance(data, dict) else None
-    return {str(t["source_ref"]) for t in tasks or [] if isinstance(t, dict) and t.get("source_ref")}
+    from keystone_agents.taskfile import read_entries
+
+    entries, problems = read_entries(path)
+    return {str(t["source_ref"]) for t in entries if isinstance(t.get("source_ref"), (str, int))}, problems
 
 
 def _load_queue(space: AgentSpace) -> _Queue:
@@ -111,12 +106,11 @@ def _load_queue(space: AgentSpace) -> _Queue:
     tf = TaskFile.load(space.tasks_file)
     refs = {str(e.get("source_ref")) for e in tf.entries if e.get("source_ref")}
     names = {str(e.name) for e in tf.entries if e.name}
-    try:
-        refs |= _archive_refs(space.tasks_archive_file)
-    except (pyyaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ValidationFailed(
-            [Problem(str(space.tasks_archive_file), None, "", f"cannot read for deduplication: {exc}")]
-        ) from None
+    archive_refs, problems = _archive_refs(space.tasks_archive_file)
+    if problems:  # dedup against the archive is impossible: create nothing rather than duplicates
+        raise ValidationFailed([Problem(p.file, p.line, p.field, f"cannot read for deduplication: {p.message}")
+                                for p in problems])
+    refs |= archive_refs
     return _Queue(tf.problems, refs, names, spill_dir=space.task_texts_dir)
 
 
@@ -129,7 +123,7 @@ def _save_queue(space: AgentSpace, queue: _Queue) -> list[dict[str, Any]]:
     with hold(space.tasks_lock_file):
         tf = TaskFile.load(space.tasks_file)
         refs = {str(e.get("source_ref")) for e in tf.entries if e.get("source_ref")}
-        names = {e.name for e in tf.entries if e.name}
+        names = {str(e.name) for e in tf.entries if e.name}
         added = []
         for task in queue.new:
             if task["source_ref"] in refs:
