@@ -9,7 +9,8 @@ let
 
   runtimeDir = name: "/run/user/${toString (uidOf name)}";
 
-  sshServices = name:
+  # the scripts of the ssh-agent unit (also listed in agentRuntime.generatedScripts for the tests)
+  sshScripts = name:
     let
       a = cfg.${name};
       askpass = pkgs.writeShellScript "agent-${name}-ssh-askpass" ''
@@ -28,6 +29,13 @@ let
         exec ${pkgs.openssh}/bin/ssh-add ${a.ssh.keyFile} </dev/null
       '';
     in
+    { inherit addKey; } // lib.optionalAttrs (a.ssh.passphraseFile != null) { inherit askpass; };
+
+  sshServices = name:
+    let
+      a = cfg.${name};
+      inherit (sshScripts name) addKey;
+    in
     optional (a.ssh.keyFile != null) (nameValuePair (unitNames name).sshAgent {
       description = "SSH agent of agent ${name}";
       wantedBy = [ "multi-user.target" ];
@@ -44,6 +52,17 @@ let
       } // L.hardening.sshAgent;
     });
 
+  desktopScripts = name: {
+    waitForWayland = pkgs.writeShellScript "agent-${name}-wait-wayland" ''
+      for _ in $(${pkgs.coreutils}/bin/seq 100); do
+        [ -S ${runtimeDir name}/wayland-0 ] && exit 0
+        ${pkgs.coreutils}/bin/sleep 0.1
+      done
+      echo "wayland-0 did not appear in ${runtimeDir name} within 10 s" >&2
+      exit 1
+    '';
+  };
+
   desktopServices = name:
     let
       a = cfg.${name};
@@ -51,14 +70,7 @@ let
       labwcConfig = pkgs.writeTextDir "autostart" ''
         ${pkgs.wlr-randr}/bin/wlr-randr --output HEADLESS-1 --custom-mode ${a.desktop.resolution}
       '';
-      waitForWayland = pkgs.writeShellScript "agent-${name}-wait-wayland" ''
-        for _ in $(${pkgs.coreutils}/bin/seq 100); do
-          [ -S ${runtimeDir name}/wayland-0 ] && exit 0
-          ${pkgs.coreutils}/bin/sleep 0.1
-        done
-        echo "wayland-0 did not appear in ${runtimeDir name} within 10 s" >&2
-        exit 1
-      '';
+      inherit (desktopScripts name) waitForWayland;
       common = {
         User = userOf name;
         Group = "agents";
@@ -124,5 +136,11 @@ in
 {
   config = mkIf (cfg != { }) {
     systemd.services = listToAttrs (concatMap (name: sshServices name ++ desktopServices name) localNames);
+    keystone.os.agentRuntime.generatedScripts = listToAttrs (concatMap (name:
+      let
+        ssh = lib.optionalAttrs (cfg.${name}.ssh.keyFile != null) (sshScripts name);
+        desktop = lib.optionalAttrs cfg.${name}.desktop.enable (desktopScripts name);
+      in
+      lib.mapAttrsToList (_: script: nameValuePair script.name script) (ssh // desktop)) localNames);
   };
 }

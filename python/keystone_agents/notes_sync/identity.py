@@ -54,6 +54,12 @@ def git_settings(config: Config) -> list[tuple[str, str]]:
         settings.append(("user.name", config.agent_name))
     if config.email:
         settings.append(("user.email", config.email))
+    elif config.agent_name:
+        # without one, git guesses from the host name and refuses where it has no domain (a provisioned agent
+        # without mail.address would never sync): the account's own address on its host
+        import socket
+
+        settings.append(("user.email", f"agent-{config.agent_name}@{config.host or socket.gethostname()}"))
     signing_key = (config.notes.signing_key or "").strip()
     if signing_key:
         # a literal public key must be marked `key::` (git then signs through the ssh-agent); anything else is
