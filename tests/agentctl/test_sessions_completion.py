@@ -34,7 +34,7 @@ def test_claude_session_gets_composed_prompt_and_preferred_model(fleet):
                        "--resume", "abc")
     assert result.returncode == 0, result.stderr
     [argv] = fleet.argvs("claude")
-    assert argv[:3] == ["--dangerously-skip-permissions", "--model", "opus"]
+    assert argv[:2] == ["--dangerously-skip-permissions", "--model=opus"]
     assert argv[-2:] == ["--resume", "abc"]
     prompt = _claude_prompt(argv)
     notes = home / "notes"
@@ -59,7 +59,7 @@ def test_codex_session_reads_instructions_from_a_file(fleet):
     result = fleet.run("alpha", "codex", "--role", "code-review")
     assert result.returncode == 0, result.stderr
     [argv] = fleet.argvs("codex")
-    assert argv[0] == "--full-auto" and "-m" not in argv  # the preferred model is for claude only
+    assert argv[0] == "--full-auto" and not any(a.startswith("--model") for a in argv)  # the preferred model is for claude only
     option = argv[argv.index("-c") + 1]
     key, _, value = option.partition("=")
     assert key == "model_instructions_file"

@@ -41,5 +41,5 @@ in
   prometheus = { inherit (c.services.prometheus) enable rules; nodeExporter = c.services.prometheus.exporters.node; };
   grafana = { inherit (c.services.grafana) enable; provision = { inherit (c.services.grafana.provision) enable; providers = c.services.grafana.provision.dashboards.settings.providers; }; };
   etcSources = lib.mapAttrs (_: e: if e.source == null then null else toString e.source) c.environment.etc;
-  package = pick c.keystone.os.agentRuntime.package [ "name" "pname" "version" "dependencies" "buildSystem" ];
+  package = pick c.keystone.os.agentRuntime.package [ "name" "pname" "version" "dependencies" "buildSystem" "nativeBuildInputs" "postInstall" ];
 }

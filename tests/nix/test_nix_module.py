@@ -4,6 +4,7 @@ loaded by the runtime's own config loader)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -362,3 +363,43 @@ def test_settings_reach_the_runtime_config_merged_over_the_options(evaluate):
     assert config["scheduler"]["maxCatchUp"] == 10 and config["scheduler"]["horizonDays"] == 3
     typed = parse_config(config)
     assert typed.coding.workflows == ["sweng/sweng"] and typed.workflow_rules[0].workflow == "press_release/write"
+
+
+def test_the_package_installs_completions_and_manual_pages(evaluate, tmp_path):
+    """nix/package.nix's postInstall, run in bash with the installed CLIs as $out/bin and nixpkgs'
+    installShellFiles functions (same destinations): completion scripts for both CLIs and every shell, and the
+    manual pages generated from the click commands."""
+    pytest.importorskip("click_man", reason="click-man (the man page generator) is not installed")
+    package = evaluate('{ keystone.os.agents.drago = { }; }')["package"]
+    assert package["nativeBuildInputs"] == ["installShellFiles", "python3-click-man"]
+    out = tmp_path / "out"
+    (out / "bin").mkdir(parents=True)
+    for cli in ("keystone-agent", "agentctl"):
+        (out / "bin" / cli).symlink_to(Path(sys.executable).parent / cli)
+    # nixpkgs' installShellFiles: --cmd NAME --bash F → share/bash-completion/completions/NAME.bash,
+    # --zsh F → share/zsh/site-functions/_NAME, --fish F → share/fish/vendor_completions.d/NAME.fish;
+    # installManPage F.1 → share/man/man1/F.1
+    hooks = """
+installShellCompletion() {
+  local cmd="" ; while [ $# -gt 0 ]; do case "$1" in
+    --cmd) cmd="$2"; shift 2;;
+    --bash) install -D -m644 "$2" "$out/share/bash-completion/completions/$cmd.bash"; shift 2;;
+    --zsh) install -D -m644 "$2" "$out/share/zsh/site-functions/_$cmd"; shift 2;;
+    --fish) install -D -m644 "$2" "$out/share/fish/vendor_completions.d/$cmd.fish"; shift 2;;
+    *) echo "unexpected $1" >&2; return 1;; esac; done
+}
+installManPage() { for page in "$@"; do install -D -m644 "$page" "$out/share/man/man1/$(basename "$page")"; done; }
+python3() { "$PYTHON" "$@"; }
+set -euo pipefail
+"""
+    work = tmp_path / "build"
+    work.mkdir()
+    result = subprocess.run(["bash", "-c", hooks + package["postInstall"]], cwd=work, capture_output=True, text=True,
+                            env={**os.environ, "out": str(out), "PYTHON": sys.executable}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for cli, func in (("keystone-agent", "_keystone_agent_completion"), ("agentctl", "_agentctl_completion")):
+        assert func in (out / f"share/bash-completion/completions/{cli}.bash").read_text()
+        assert (out / f"share/zsh/site-functions/_{cli}").read_text().startswith("#compdef")
+        assert "complete" in (out / f"share/fish/vendor_completions.d/{cli}.fish").read_text()
+    pages = {p.name for p in (out / "share/man/man1").iterdir()}
+    assert {"keystone-agent.1", "keystone-agent-task-add.1", "agentctl.1", "agentctl-list.1"} <= pages

@@ -1,5 +1,8 @@
-"""Gemini CLI: `gemini --prompt <prompt> --yolo --output-format json [-m M]` (the seed's argv plus the JSON
-output; fallback model and effort are not passed, the CLI has no equivalent).
+"""Gemini CLI: `gemini --prompt=<prompt> --yolo --output-format json [--model=M]` (the seed's argv plus the
+JSON output; fallback model and effort are not passed, the CLI has no equivalent). Values are attached with
+`=` (yargs reads `--key=value` as the value whatever it starts with), so neither a prompt nor a model can
+become an option. A prompt too long for one argument goes to stdin, and `--prompt` carries a one-line note
+(the CLI documents -p as "appended to input on stdin").
 
 The JSON output is one object: `response` (the final answer), `stats` (tokens from
 `stats.models.<model>.tokens.{prompt,candidates,total}`) and, on failure, `error.{type,message,code}`.
@@ -13,18 +16,26 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from keystone_agents.providers.base import MODEL_ERROR_RE, Invocation, Provider, ProviderResult, Usage
+from keystone_agents.providers.base import (MODEL_ERROR_RE, Invocation, Provider, ProviderResult, Usage, attached,
+                                            fits_in_argument)
 from keystone_agents.providers.claude import last_json_object
+
+
+STDIN_NOTE = "(The task is the text above, given on stdin. Carry it out.)"
 
 
 class GeminiProvider(Provider):
     name = "gemini"
 
     def invocation(self, prompt, runtime) -> Invocation:
-        argv = ["gemini", "--prompt", prompt, "--yolo", "--output-format", "json"]
+        stdin = None
+        if not fits_in_argument(prompt):
+            # "-p/--prompt: ... Appended to input on stdin (if any)": the task goes on stdin, -p says so
+            stdin, prompt = prompt, STDIN_NOTE
+        argv = ["gemini", attached("--prompt", prompt), "--yolo", "--output-format", "json"]
         if runtime.model:
-            argv += ["-m", runtime.model]
-        return Invocation(argv)
+            argv.append(attached("--model", runtime.model))
+        return Invocation(argv, stdin=stdin)
 
     def transcript_paths(self, cwd: Path, home: Path) -> list[Path]:
         project = home / ".gemini" / "tmp" / hashlib.sha256(str(cwd).encode()).hexdigest()
