@@ -19,10 +19,11 @@ TOO_FEW = "Too few arguments."     # systemctl's own message for a verb that nee
 # One real-host case per verb the helper runs: (ARGS, expected exit code, text expected in stdout+stderr).
 # A verb added to verbs.VERBS without a case here fails test_every_helper_verb_has_a_case.
 CASES: dict[str, tuple[list[str], int, str]] = {
-    "tasks": (["--json"], 0, "[]"),
+    "tasks": (["--json"], 0, "["),
+    "task": (["show", "no-such-task"], 1, "no-such-task"),
     "pause": (["--", "maintenance"], 0, "Paused task loop"),
     "resume": ([], 0, "task loop"),
-    "paused": (["--json"], 0, '"state"'),
+    "paused": (["--json"], 0, '"state": "active"'),  # (exit 1 while paused: the test resumes first)
     "runs": (["--json"], 0, "["),
     "logs": ([], 1, "no log of any run"),
     "info": (["--json"], 0, '"taskCounts"'),
@@ -69,6 +70,8 @@ def test_every_verb_runs_through_real_sudo_as_the_agent(host, a, verb):
     """agentctl and the helper agree on every verb: none is refused by either, none is denied by sudo; each
     reaches its command as the agent (systemctl verbs fail only at systemctl, with systemctl's message)."""
     args, code, says = CASES[verb]
+    if verb == "paused":
+        assert host.agentctl(host.admin, a.name, "resume").returncode == 0
     result = host.agentctl(host.admin, a.name, verb, *args)
     text = output(result)
     assert "is not allowed" not in text and "sudo:" not in text, text
@@ -145,6 +148,15 @@ def test_run_prompt_executes_as_the_agent_and_its_files_stay_its_own(host, a):
     assert runs and runs[0]["status"] == "success"
     logs = host.agentctl(host.admin, a.name, "logs")
     assert logs.returncode == 0 and "run_finish" in logs.stdout
+
+
+def test_task_add_through_sudo_writes_the_agents_queue(host, b):
+    result = host.agentctl(host.admin, b.name, "task", "add", "water-plants", "--description", "Water; $(rm -rf ~)")
+    assert result.returncode == 0, output(result)
+    shown = host.agentctl(host.admin, b.name, "task", "show", "water-plants")
+    assert shown.returncode == 0 and "Water; $(rm -rf ~)" in shown.stdout
+    tasks_file = AgentSpace.from_home(b.home).tasks_file
+    assert tasks_file.stat().st_uid == b.user.uid
 
 
 def test_the_helper_sets_the_agents_environment_itself(host, a):

@@ -95,6 +95,19 @@ def keystone(subcommand: str, separator: bool = False) -> Expansion:
     return expand
 
 
+def keystone_group(group: str) -> Expansion:
+    """`keystone-agent GROUP SUB --home H [--config C] ARGS` for a command group (its subcommands take the
+    home and config); without a subcommand the group prints its own usage."""
+
+    def expand(agent: Target, args: list[str]) -> list[str]:
+        if not args or args[0].startswith("-"):
+            return [KEYSTONE_AGENT, group, *args]
+        base = keystone(group)(agent, [])  # keystone-agent GROUP --home H [--config C]
+        return [*base[:2], args[0], *base[2:], *args[1:]]
+
+    return expand
+
+
 def _refuse_options(args: Sequence[str], refused: Sequence[str], program: str) -> None:
     for arg in args:
         if arg == "--":
@@ -161,6 +174,7 @@ def _table(*verbs: Verb) -> dict[str, Verb]:
 
 VERBS: dict[str, Verb] = _table(
     Verb("tasks", "The agent's task queue (keystone-agent tasks ARGS).", keystone("tasks")),
+    Verb("task", "Add, show, retry, cancel or edit one task (keystone-agent task SUB ARGS).", keystone_group("task")),
     Verb("pause", "Pause the task loop, with an optional REASON.", keystone("pause", separator=True)),
     Verb("resume", "Resume the task loop.", keystone("resume")),
     Verb("paused", "Is the task loop paused? Since when, by whom, why.", keystone("paused")),
