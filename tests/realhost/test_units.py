@@ -121,20 +121,14 @@ def test_the_snapshot_has_every_kind_of_unit():
 def test_every_unit_passes_systemd_analyze_verify(laid_out):
     for kind, flag in (("system", []), ("user", ["--user"])):
         paths = [str(p) for p in laid_out[kind].values()]
+        # a user manager needs a runtime directory to load units in (no real one runs here)
         env = {"PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": str(laid_out["agent"].home), "HOME": "/root"}
         result = subprocess.run(["systemd-analyze", *flag, "verify", *paths], capture_output=True, text=True,
                                 timeout=120, env=env)
-        problems = [line for line in (result.stdout + result.stderr).splitlines()
-                    if line.strip() and not _harmless(line)]
+        output = (result.stdout + result.stderr).splitlines()
+        print(f"--- systemd-analyze {' '.join(flag)} verify:", *output, sep="\n")
+        problems = [line for line in output if line.strip()]  # verify prints nothing for sound units
         assert result.returncode == 0 and problems == [], "\n".join(problems)
-
-
-def _harmless(line: str) -> bool:
-    # this host has no running systemd (no PID 1 manager, no user bus), which verify mentions on the side
-    return any(text in line for text in (
-        "Failed to connect to bus", "System has not been booted with systemd", "No such file or directory",
-        "is not executable: ", "Failed to prepare filename", "unit_file_build_name_map",
-    )) and "Unknown" not in line and "Invalid" not in line
 
 
 def exposure(path: Path) -> float:
