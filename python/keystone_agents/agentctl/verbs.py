@@ -162,7 +162,7 @@ def session(tool: str) -> Expansion:
     return expand
 
 
-def host_only(agent: Target, args: list[str]) -> list[str]:
+def admin_side(agent: Target, args: list[str]) -> list[str]:
     raise Refused("this verb runs on the admin's side only")
 
 
@@ -189,7 +189,7 @@ VERBS: dict[str, Verb] = _table(
     Verb("email", "The agent's inbox: himalaya envelope list ARGS, as the agent.", email),
     Verb("run", "Trigger the task loop now, or run one task (--task) or one ad-hoc prompt (--prompt).", run),
     *(Verb(tool, f"An interactive {tool} session as the agent.", session(tool)) for tool in SESSION_TOOLS),
-    Verb("vnc", "Open the agent's desktop in remote-viewer (runs here, as you; never forwarded).", host_only,
+    Verb("vnc", "Open the agent's desktop in remote-viewer (runs here, as you; never forwarded).", admin_side,
          host_only=True),
 )
 
