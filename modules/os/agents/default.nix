@@ -4,6 +4,7 @@
 {
   imports = [
     ./options.nix
+    ./keys.nix
     ./users.nix
     ./services.nix
     ./switch.nix
@@ -12,5 +13,6 @@
     ./agentctl.nix
     ./tmpfiles.nix
     ./observability.nix
+    ./tools.nix
   ];
 }
