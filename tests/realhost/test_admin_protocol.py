@@ -65,7 +65,8 @@ def output(result) -> str:
 
 def test_every_helper_verb_has_a_case():
     assert set(CASES) == set(verbs.HELPER_VERBS)
-    assert [name for name, verb in verbs.VERBS.items() if verb.host_only] == ["vnc"]
+    # the rest run on the admin's side only (vnc, and the comms verbs that act as the admin's own principal)
+    assert {name for name, verb in verbs.VERBS.items() if verb.host_only} >= {"vnc"}
 
 
 @pytest.mark.parametrize("verb", sorted(CASES))
