@@ -49,6 +49,8 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "exec": (["id", "-un"], 0, "agent-"),
     "shell": ([], 0, ""),
     "email": (["--page", "2"], 127, "keystone-agent-svc: command not found: himalaya"),
+    # keystone-agent mail send as the agent: it reaches the runtime, which says no account is configured
+    "mail": (["send", "--to", "someone@example.test", "--subject", "hi"], 1, "no mail account configured"),
     "run": ([], 1, BUS),
     # sessions start the (stand-in) model CLI as the agent, with the prompt composed from its notes
     "claude": (["--no-devshell", "--", "--print", "hello"], 0, "hello"),

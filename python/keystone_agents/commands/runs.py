@@ -10,9 +10,9 @@ import click
 
 from keystone_agents import history
 from keystone_agents.cli.common import agent_command, echo_json
+from keystone_agents.kinds import KINDS  # one definition with `logs --kind` and the history's `kind`
 from keystone_agents.timeutil import iso_z, parse_time, utc_now
 
-KINDS = ("task-loop", "scheduler", "notes-sync", "coding")
 STATUSES = ("running", "success", "degraded", "error", "paused", "skipped", "conflict")
 COUNTERS = ("tasks_created", "tasks_executed", "tasks_completed", "tasks_failed", "tasks_blocked")
 ACTIVITY = ("committed", "pushed", "cloned", "rebased", "conflict")

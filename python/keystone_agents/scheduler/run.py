@@ -319,9 +319,9 @@ def _missed_samples(config: Config, space: AgentSpace) -> dict:
 
 
 def _prune_logs(space: AgentSpace, keep: int) -> None:
-    logs = sorted(space.logs_dir.glob("scheduler-*.log"))
-    for old in logs[: max(len(logs) - keep, 0)]:
-        old.unlink(missing_ok=True)
+    from keystone_agents import kinds
+
+    kinds.prune(space, kinds.SCHEDULER, keep)
 
 
 def run(
