@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,7 @@ class GitError(Exception):
         self.returncode = returncode
         self.stderr = redact(stderr or "")
         self.timed_out = timed_out
-        super().__init__(f"git {' '.join(self.args_)}: {self.detail}")
+        super().__init__(f"{shlex.join(['git', *self.args_])}: {self.detail}")
 
     @property
     def detail(self) -> str:

@@ -366,6 +366,9 @@ class TaskFile:
             wrong.append(Problem(str(self.path), 1, "tasks", "required top-level key 'tasks' is missing"))
         items = data.get("tasks")
         if wrong:  # the entries' problems too, as the round-trip reader reports them
+            if seq_node is not None and not isinstance(seq_node, yaml.SequenceNode) and items is not None:
+                wrong.append(Problem(str(self.path), key_line, "tasks",
+                                     f"expected a list of entries, got {_type_name(items)}"))
             if isinstance(seq_node, yaml.SequenceNode) and isinstance(items, list):
                 self.entries = [Entry("", d, n.start_mark.line + 1) for n, d in zip(seq_node.value, items)]
                 self._validate_all(seq_node.value)

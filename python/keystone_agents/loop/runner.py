@@ -461,7 +461,10 @@ class Run:
             space.deepwork_dir.mkdir(parents=True, exist_ok=True)
             import json
 
-            write_text(space.sources_json, json.dumps(fetched.sources_json(), indent=2, ensure_ascii=False))
+            text = json.dumps(fetched.sources_json(), indent=2, ensure_ascii=False)
+            if not text.isascii() and _has_surrogate(text):  # a lone surrogate cannot be UTF-8: escape it
+                text = json.dumps(fetched.sources_json(), indent=2)
+            write_text(space.sources_json, text)
         from keystone_agents.loop import ingest
 
         rejected: list[str] = []
@@ -787,6 +790,14 @@ def machine_error(exc: BaseException) -> str:
     if "disk is full" in str(exc):
         return "no space left on the device (history database): free space"
     return f"history database: {exc}"
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def spend_now(conn) -> dict[str, float]:

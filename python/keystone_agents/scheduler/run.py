@@ -84,7 +84,7 @@ class _Queue:
             return None
         name, n = task["name"], 2
         while name in self.names:  # another task already has the name: keep names unique
-            name, n = f"{task['name']}-{n}", n + 1
+            name, n = sanitize.bounded_name(task["name"], f"-{n}"), n + 1
         task = {**task, "name": name}
         self.refs.add(task["source_ref"])
         self.names.add(name)
@@ -130,7 +130,7 @@ def _save_queue(space: AgentSpace, queue: _Queue) -> list[dict[str, Any]]:
                 continue
             name, n = task["name"], 2
             while name in names:
-                name, n = f"{task['name']}-{n}", n + 1
+                name, n = sanitize.bounded_name(task["name"], f"-{n}"), n + 1
             task = {**task, "name": name}
             tf.append(task)
             refs.add(task["source_ref"])
