@@ -62,6 +62,15 @@ class NotesSettings:
     commit_prefix: str = "vault sync"
     keep_records: int = 10
     signing_key: str | None = None
+    token_file: str | None = None
+
+
+@dataclass(frozen=True)
+class GitSettings:
+    """The agent's one git identity (name and email come from fullName/email) and commit signing."""
+
+    signing_key: str | None = None
+    allowed_signers_file: str = "~/.config/git/allowed_signers"
 
 
 @dataclass(frozen=True)
@@ -166,6 +175,8 @@ class Rule:
     keywords: list[str] = field(default_factory=list)
     source: str | None = None
     project: str | None = None
+    project_keywords: list[str] = field(default_factory=list)  # any of them in the task's project's description
+    project_has_repos: bool | None = None  # the task's project lists code repositories (PROJECTS.yaml repos)
 
 
 @dataclass(frozen=True)
@@ -247,6 +258,7 @@ class Config:
     sources: list[Source] = field(default_factory=list)
     textfile_dir: str | None = None
     notes: NotesSettings = field(default_factory=NotesSettings)
+    git: GitSettings = field(default_factory=GitSettings)
     mail: MailSettings | None = None
     calendar: CalendarSettings | None = None
     github: GithubSettings | None = None
@@ -258,6 +270,7 @@ class Config:
     task_token_budget: int | None = None
     llm_triage: bool = False
     workflow_rules: list[WorkflowRule] = field(default_factory=list)
+    default_workflow_rules: bool = True
     runtime_rules: list[RuntimeRule] = field(default_factory=list)
     command_provider: CommandProviderSettings | None = None
     openai_provider: OpenAIProviderSettings | None = None

@@ -170,7 +170,8 @@ def _describe_error(error, instance_schema: dict) -> list[tuple[list, str]]:
         allowed = sorted(error.schema.get("properties", {}))
         extras = [k for k in value if k not in allowed]
         return [
-            (path + [name], f"unknown field {name!r}; allowed fields: {', '.join(allowed)}") for name in extras
+            (path + [name], f"unknown field {name!r}; {_did_you_mean(name, allowed)}allowed fields: {', '.join(allowed)}")
+            for name in extras
         ]
     if kind == "enum":
         choices = " | ".join(str(c) for c in error.validator_value)
@@ -190,6 +191,13 @@ def _describe_error(error, instance_schema: dict) -> list[tuple[list, str]]:
     if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         return [(path, f"{value!r} is out of range ({error.message})")]
     return [(path, error.message)]
+
+
+def _did_you_mean(name: Any, choices: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(str(name), choices, n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def _type_name(value: Any) -> str:
@@ -283,7 +291,15 @@ class QueueDocument:
         new_bad = [p for p, entry in entry_problems if id(entry) not in self.invalid]
         if file_problems or new_bad:
             raise ValidationFailed(file_problems + new_bad)
-        write_atomic(self.path, self.dumps())
+        text = self.dumps()
+        try:  # the text must read back as what we hold: never write a file the readers would reject or misread
+            same = to_plain(loads(text, self.path, self.kind).data) == to_plain(self.data)
+        except ValidationFailed:
+            same = False
+        if not same:
+            raise ValidationFailed([Problem(str(self.path), None, "", "edit not written, the file is left as it "
+                                            "was: the saved text would not read back as the edited data")])
+        write_atomic(self.path, text)
         self.exists = True
 
     def _locate(self, path: list) -> int | None:
@@ -347,13 +363,14 @@ def _has_document_start(text: str) -> bool:
 def _validate(data: Any, kind: QueueKind, file: str, locate) -> tuple[list[Problem], list[tuple[Problem, Any]], set]:
     """→ (file problems, [(entry problem, entry)], ids of bad entries)."""
     if not isinstance(data, dict):
-        return [Problem(file, locate([]), "", f"expected a mapping with the key {kind.key!r}, got {_type_name(to_plain(data))}")], [], set()
+        return [Problem(file, locate([]) or 1, "", f"expected a mapping with the key {kind.key!r}, got {_type_name(to_plain(data))}")], [], set()
     file_problems: list[Problem] = []
     for key in data:
         if key not in kind.allowed_keys:
             allowed = ", ".join(kind.allowed_keys)
+            hint = _did_you_mean(key, list(kind.allowed_keys))
             file_problems.append(
-                Problem(file, locate([key]), str(key), f"unknown top-level key; the only keys allowed are: {allowed}")
+                Problem(file, locate([key]), str(key), f"unknown top-level key; {hint}the only keys allowed are: {allowed}")
             )
     if kind.key not in data:
         file_problems.append(Problem(file, 1, kind.key, f"required top-level key {kind.key!r} is missing"))
@@ -426,7 +443,7 @@ def loads(text: str, path: str | Path, kind: QueueKind, *, exists: bool = True) 
         raise ValidationFailed([Problem(str(path), line, "", f"not valid YAML: {exc.problem or exc}")]) from None
     except YAMLError as exc:
         raise ValidationFailed([Problem(str(path), None, "", f"not valid YAML: {exc}")]) from None
-    except (RecursionError, MemoryError, ValueError, OverflowError, TypeError) as exc:  # last resort
+    except Exception as exc:  # noqa: BLE001 - last resort: ruamel fails in odd ways on odd input (`+_` → IndexError)
         raise ValidationFailed([Problem(str(path), None, "", f"cannot be read: {type(exc).__name__}: {str(exc)[:200]}")]) from None
     if data is None:
         data = CommentedMap()

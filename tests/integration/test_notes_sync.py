@@ -12,8 +12,8 @@ from pathlib import Path
 from keystone_agents import queuefile
 from keystone_agents.config import parse_config
 from keystone_agents.lock import try_lock
-from keystone_agents.notes_sync.git import Git, GitError, explain, redact
-from keystone_agents.notes_sync.identity import git_environment, git_settings, ssh_command
+from keystone_agents.git import Git, GitError, explain, redact
+from keystone_agents.git_identity import git_environment, git_settings, ssh_command
 from keystone_agents.space import AgentSpace
 from tests.support.notes_sync import (
     COMMIT_MESSAGE,
@@ -216,7 +216,7 @@ def test_https_password_never_reaches_records_or_metrics(run_agent, tmp_path):
     home = make_home(tmp_path, "a", "https://bot:s3cr3t@127.0.0.1:9/notes.git")
     result = run_agent("sync", "--home", str(home))
     assert result.exit_code == 1
-    assert "cannot clone the notes repo https://bot:***@127.0.0.1:9/notes.git" in result.stderr
+    assert "cannot clone the notes repo https://127.0.0.1:9/notes.git" in result.stderr
     state = home / ".local" / "state"
     leaked = [p for p in [*state.rglob("*"), *(home / "metrics").rglob("*")] if p.is_file() and b"s3cr3t" in p.read_bytes()]
     assert leaked == [] and "s3cr3t" not in result.output

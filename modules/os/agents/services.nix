@@ -9,40 +9,59 @@ let
 
   runtimeDir = name: "/run/user/${toString (uidOf name)}";
 
+  # ssh-agent -D only creates the socket once it runs: wait for it, then add the key ($1). A passphrase is
+  # answered by the askpass program from $KEYSTONE_SSH_PASSPHRASE_FILE (so the unit itself shows every path).
+  sshAskpass = pkgs.writeShellScript "agent-ssh-askpass" ''
+    exec ${pkgs.coreutils}/bin/cat "$KEYSTONE_SSH_PASSPHRASE_FILE"
+  '';
+  sshAddKey = pkgs.writeShellScript "agent-ssh-add" ''
+    for _ in $(${pkgs.coreutils}/bin/seq 50); do
+      [ -S "$SSH_AUTH_SOCK" ] && break
+      ${pkgs.coreutils}/bin/sleep 0.1
+    done
+    exec ${pkgs.openssh}/bin/ssh-add "$1" </dev/null
+  '';
+
   sshServices = name:
-    let
-      a = cfg.${name};
-      askpass = pkgs.writeShellScript "agent-${name}-ssh-askpass" ''
-        exec ${pkgs.coreutils}/bin/cat ${a.ssh.passphraseFile}
-      '';
-      # ssh-agent -D only creates the socket once it runs; wait for it, then load the key.
-      addKey = pkgs.writeShellScript "agent-${name}-ssh-add" ''
-        for _ in $(${pkgs.coreutils}/bin/seq 50); do
-          [ -S ${L.sshSocketOf name} ] && break
-          ${pkgs.coreutils}/bin/sleep 0.1
-        done
-        export SSH_AUTH_SOCK=${L.sshSocketOf name}
-        ${lib.optionalString (a.ssh.passphraseFile != null) ''
-          export SSH_ASKPASS=${askpass} SSH_ASKPASS_REQUIRE=force DISPLAY=none
-        ''}
-        exec ${pkgs.openssh}/bin/ssh-add ${a.ssh.keyFile} </dev/null
-      '';
-    in
+    let a = cfg.${name}; in
     optional (a.ssh.keyFile != null) (nameValuePair (unitNames name).sshAgent {
       description = "SSH agent of agent ${name}";
-      wantedBy = [ "multi-user.target" ];
+      # the agent's user manager — hence its notes sync, task loop and scheduler — starts once the key is
+      # loaded (user units cannot order themselves after a system unit; their manager can)
+      wantedBy = [ "multi-user.target" "user@${toString (uidOf name)}.service" ];
+      before = [ "user@${toString (uidOf name)}.service" ];
       after = [ "network.target" ];
+      unitConfig.RequiresMountsFor = homeOf name;
+      environment = {
+        SSH_AUTH_SOCK = L.sshSocketOf name;
+      } // lib.optionalAttrs (a.ssh.passphraseFile != null) {
+        SSH_ASKPASS = "${sshAskpass}";
+        SSH_ASKPASS_REQUIRE = "force";
+        DISPLAY = "none";
+        KEYSTONE_SSH_PASSPHRASE_FILE = a.ssh.passphraseFile;
+      };
       serviceConfig = {
         User = userOf name;
         Group = "agents";
         RuntimeDirectory = "agent-${name}-ssh-agent";
         RuntimeDirectoryMode = "0700";
         ExecStart = "${pkgs.openssh}/bin/ssh-agent -D -a ${L.sshSocketOf name}";
-        ExecStartPost = "${addKey}";
+        ExecStartPost = "${sshAddKey} ${a.ssh.keyFile}";
         Restart = "always";
         RestartSec = 5;
       } // L.hardening.sshAgent;
     });
+
+  desktopScripts = name: {
+    waitForWayland = pkgs.writeShellScript "agent-${name}-wait-wayland" ''
+      for _ in $(${pkgs.coreutils}/bin/seq 100); do
+        [ -S ${runtimeDir name}/wayland-0 ] && exit 0
+        ${pkgs.coreutils}/bin/sleep 0.1
+      done
+      echo "wayland-0 did not appear in ${runtimeDir name} within 10 s" >&2
+      exit 1
+    '';
+  };
 
   desktopServices = name:
     let
@@ -51,14 +70,7 @@ let
       labwcConfig = pkgs.writeTextDir "autostart" ''
         ${pkgs.wlr-randr}/bin/wlr-randr --output HEADLESS-1 --custom-mode ${a.desktop.resolution}
       '';
-      waitForWayland = pkgs.writeShellScript "agent-${name}-wait-wayland" ''
-        for _ in $(${pkgs.coreutils}/bin/seq 100); do
-          [ -S ${runtimeDir name}/wayland-0 ] && exit 0
-          ${pkgs.coreutils}/bin/sleep 0.1
-        done
-        echo "wayland-0 did not appear in ${runtimeDir name} within 10 s" >&2
-        exit 1
-      '';
+      inherit (desktopScripts name) waitForWayland;
       common = {
         User = userOf name;
         Group = "agents";
@@ -124,5 +136,12 @@ in
 {
   config = mkIf (cfg != { }) {
     systemd.services = listToAttrs (concatMap (name: sshServices name ++ desktopServices name) localNames);
+    keystone.os.agentRuntime.generatedScripts = listToAttrs (concatMap (name:
+      let
+        ssh = lib.optionalAttrs (cfg.${name}.ssh.keyFile != null) ({ inherit sshAddKey; }
+          // lib.optionalAttrs (cfg.${name}.ssh.passphraseFile != null) { inherit sshAskpass; });
+        desktop = lib.optionalAttrs cfg.${name}.desktop.enable (desktopScripts name);
+      in
+      lib.mapAttrsToList (_: script: nameValuePair script.name script) (ssh // desktop)) localNames);
   };
 }

@@ -51,12 +51,18 @@ let
 
   serviceOf = name: job: nameValuePair job.unit {
     inherit (job) description;
+    # the home (and a separately mounted notes dir) must be there; the ssh-agent and the git identity are
+    # ordered before the agent's user manager (services.nix, tools.nix)
     unitConfig.ConditionUser = userOf name;
+    unitConfig.RequiresMountsFor = lib.unique [ (L.homeOf name) cfg.${name}.notes.path ];
     environment = environmentOf name;
     serviceConfig = {
       Type = "oneshot";
       ExecStart = "${rt.package}/bin/keystone-agent ${job.command} --config ${L.configPath name}";
       TimeoutStartSec = job.timeoutSec;
+      # exit 3 is "degraded" (a source, a task or an entry failed; the rest went on): reported through the
+      # metrics and alerts, not as a failed unit
+      SuccessExitStatus = "3";
       SyslogIdentifier = job.unit;
       LogRateLimitIntervalSec = 0;
     } // L.hardening.userUnit;

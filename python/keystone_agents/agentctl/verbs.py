@@ -104,12 +104,33 @@ def _refuse_options(args: Sequence[str], refused: Sequence[str], program: str) -
             raise Refused(f"'{program} {arg}' is not allowed (only the agent's own user manager and journal are)")
 
 
+def own_units(agent: Target) -> str:
+    """The glob of the agent's own user units (agent-<name>-task-loop.timer, -scheduler, -notes-sync, …)."""
+    return agent.task_loop_unit.removesuffix("task-loop") + "*"
+
+
 def systemctl(verb: str) -> Expansion:
     def expand(agent: Target, args: list[str]) -> list[str]:
         _refuse_options(args, SYSTEMCTL_REFUSED_OPTIONS, "systemctl")
+        if verb == "status" and not any(not a.startswith("-") for a in args):
+            # without a unit: the agent's own units, not the whole user manager
+            return ["systemctl", "--user", verb, *args, "--", own_units(agent)]
         return ["systemctl", "--user", verb, *args]
 
     return expand
+
+
+TASK_ACTIONS = ("add", "show", "retry", "cancel", "edit")
+
+
+def task(agent: Target, args: list[str]) -> list[str]:
+    """`task ACTION ARGS` → `keystone-agent task ACTION --home H [--config C] ARGS` (one of TASK_ACTIONS)."""
+    if args[:1] in (["--help"], ["-h"]):
+        return [KEYSTONE_AGENT, "task", "--help"]
+    if not args or args[0] not in TASK_ACTIONS:
+        raise Refused(f"task takes one of {', '.join(TASK_ACTIONS)}: agentctl AGENT task ACTION ARGS…")
+    base = keystone("task")(agent, [])  # keystone-agent task --home H [--config C]
+    return base[:2] + [args[0]] + base[2:] + list(args[1:])
 
 
 def journalctl(agent: Target, args: list[str]) -> list[str]:
@@ -133,13 +154,43 @@ def email(agent: Target, args: list[str]) -> list[str]:
     return ["himalaya", "envelope", "list", *args]
 
 
+def mail(agent: Target, args: list[str]) -> list[str]:
+    """`mail send ARGS` → `keystone-agent mail send --home H [--config C] ARGS` (the body on stdin)."""
+    if not args or args[0] != "send":
+        raise Refused("mail takes: send --to ADDR --subject TEXT [--in-reply-to MSGID] [--json], the body on stdin")
+    argv = [KEYSTONE_AGENT, "mail", "send", "--home", agent.home]
+    if agent.config_path:
+        argv += ["--config", agent.config_path]
+    return argv + list(args[1:])
+
+
+RUN_FLAGS = ("--no-wait", "--force")  # a human's request: do not wait for a running loop / run though paused
+
+
 def run(agent: Target, args: list[str]) -> list[str]:
-    """`run` starts the task-loop unit without waiting; `run --task T` / `run --prompt P` run in the foreground."""
+    """`run` starts the task-loop unit without waiting; `run --task T` / `run --prompt P` run in the foreground
+    (waiting for a running loop), with `--no-wait`, `--wait-timeout SECONDS` and `--force` passed on."""
     if not args:
         return ["systemctl", "--user", "start", "--no-block", f"{agent.task_loop_unit}.service"]
-    if len(args) == 2 and args[0] in ("--task", "--prompt"):
+    usage = "run takes nothing, or --task NAME / --prompt TEXT [--no-wait] [--wait-timeout SECONDS] [--force]"
+    if len(args) >= 2 and args[0] in ("--task", "--prompt"):
+        rest, index = list(args[2:]), 0
+        while index < len(rest):
+            if rest[index] in RUN_FLAGS:
+                index += 1
+            elif rest[index] == "--wait-timeout" and index + 1 < len(rest) and _seconds(rest[index + 1]):
+                index += 2
+            else:
+                raise Refused(usage)
         return keystone("loop")(agent, list(args))
-    raise Refused("run takes nothing, --task NAME or --prompt TEXT")
+    raise Refused(usage)
+
+
+def _seconds(text: str) -> bool:
+    try:
+        return float(text) >= 0
+    except ValueError:
+        return False
 
 
 def session(tool: str) -> Expansion:
@@ -167,12 +218,15 @@ VERBS: dict[str, Verb] = _table(
     Verb("runs", "Recent loop runs (keystone-agent runs [--limit N] [--json]).", keystone("runs")),
     Verb("logs", "Run or task logs (keystone-agent logs [TASK] [--follow]).", keystone("logs")),
     Verb("info", "What the agent knows about itself, as JSON (keystone-agent info --json).", keystone("info")),
+    Verb("task", "One task: add|show|retry|cancel|edit (keystone-agent task ACTION ARGS).", task),
     Verb("validate", "Validate the agent's queue files and configuration.", keystone("validate")),
     *(Verb(v, f"systemctl --user {v} ARGS as the agent.", systemctl(v)) for v in SYSTEMCTL_VERBS),
     Verb("journalctl", "journalctl --user ARGS as the agent (the journal of its user units).", journalctl),
     Verb("exec", "Run CMD ARGS… as the agent, in its environment.", exec_),
     Verb("shell", "A login shell as the agent, in its notes directory.", shell),
     Verb("email", "The agent's inbox: himalaya envelope list ARGS, as the agent.", email),
+    Verb("mail", "Send a mail as the agent: mail send --to ADDR --subject TEXT [--in-reply-to MSGID], the body on "
+         "stdin (keystone-agent mail send).", mail),
     Verb("run", "Trigger the task loop now, or run one task (--task) or one ad-hoc prompt (--prompt).", run),
     *(Verb(tool, f"An interactive {tool} session as the agent.", session(tool)) for tool in SESSION_TOOLS),
     Verb("vnc", "Open the agent's desktop in remote-viewer (runs here, as you; never forwarded).", host_only,

@@ -34,6 +34,7 @@ COMMANDS = {
     "info": "keystone_agents.commands.info:info_command",
     "session": "keystone_agents.commands.session:session_command",
     "mail": "keystone_agents.commands.mail:mail_command",
+    "configure": "keystone_agents.commands.configure:configure_command",
     "comms": "keystone_agents.commands.comms:comms_command",
     "bus": "keystone_agents.commands.bus:bus_command",
     "mcp": "keystone_agents.commands.mcp:mcp_command",

@@ -9,10 +9,12 @@
   started (outcome token_budget, it stays pending); an agent-wide ceiling also ends the execute stage.
 * The provider runs with stdin closed, a clean environment, and a stall watchdog next to the wall clock.
 * Outcome: more turns than `maxTurns` → failed (max-turns); the agent's report in $KEYSTONE_TASK_RESULT
-  wins; else exit 0 WITH evidence (providers' `parse`) → completed, exit 0 without → failed (no-evidence);
+  wins; else the status the agent gave its own task in TASKS.yaml (blocked with its blocked_reason, or
+  completed) when it exited 0; else exit 0 WITH evidence (providers' `parse`) → completed, exit 0 without → failed (no-evidence);
   a model error → one retry with the fallback model; failure or timeout → pending with the failure counted,
   blocked after maxAttempts. Status `error` is never written. Deliveries the report lists are recorded
   apart from the status.
+* TASKS.yaml as the provider left it is kept when valid, rejected and restored when not (loop/guard.py).
 """
 
 from __future__ import annotations
@@ -26,19 +28,24 @@ from pathlib import Path
 from typing import Any
 
 from keystone_agents import history, sanitize
+from keystone_agents.loop import journal
 from keystone_agents.loop.runner import Counters
 from keystone_agents.loop.state import read_json, remove, write_json
 from keystone_agents.profiles import Runtime, resolve
 from keystone_agents.providers.coding import route as coding_route
 from keystone_agents.providers import ProviderError, ProviderResult, get
 from keystone_agents.providers.base import found_urls
+from keystone_agents.providers.mcp import McpError
+from keystone_agents.providers.mcp import plan_for as mcp_plan
 from keystone_agents.providers.process import RunOptions
+from keystone_agents.space import AgentSpaceMissing, require_agent_space
 from keystone_agents.taskfile import EditRefused, Entry, TaskFile
 from keystone_agents.timeutil import iso_z
 
 NEEDS_MARK = "waiting on needs: "
 RESULT_ENV = "KEYSTONE_TASK_RESULT"
 REPORT_STATUSES = ("completed", "blocked")
+MCP_PROVIDERS = ("claude", "codex", "gemini")  # the CLIs that take MCP servers (providers/mcp.py)
 DELIVERY_KINDS = ("email", "pull_request", "issue", "comment", "message")
 
 
@@ -55,7 +62,10 @@ class ExecContext:
     counters: Counters = field(default_factory=Counters)
     attempted: set[str] = field(default_factory=set)
     tasks_lock: Any = None  # lock.FileLock of TASKS.yaml, let go while a provider runs
+    rejected_files: list = field(default_factory=list)  # guard.Rejection: TASKS.yaml a provider left broken
     budget_stop: Any = None  # the agent-wide budget Refusal that ended the execute stage
+    preflight: Any = None  # providers.preflight.Preflight: can the task's provider run here, now?
+    unavailable: list = field(default_factory=list)  # (task, Finding) of tasks left untouched this run
 
 
 # ---------------------------------------------------------------- needs
@@ -299,20 +309,31 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
                   source=entry.get("source") or "", source_ref=entry.get("source_ref") or "",
                   provider=runtime.provider, profile=runtime.profile or "", model=runtime.model or "",
                   task_log_path=str(log_path))
+    finding = ctx.preflight.check(runtime.provider, runtime.model) if ctx.preflight is not None else None
+    if finding is not None:
+        return _unavailable(ctx, tf, entry, finding, fields)
     if ctx.dry_run:
         log.info("task_start", msg=f"Starting task {name}", status="started", **fields)
         return _dry_run(ctx, tf, entry, runtime, prompt, log_path, fields)
     if refuse_over_budget(ctx, entry, runtime, fields):
         return tf
     log.info("task_start", msg=f"Starting task {name}", status="started", **fields)
+    workflow = entry.get("workflow")
+    if workflow and not space.deepwork_job_dir(workflow).is_dir():
+        # the seed's contract: the prompt still starts with /deepwork job/workflow; say the job is not there
+        log.warning("workflow_job_missing", msg=f"task {name}: DeepWork job of {workflow} is not in the agent space "
+                    f"({space.deepwork_job_dir(workflow)})", status="warning", step="execute", task_name=name,
+                    workflow=workflow, path=str(space.deepwork_job_dir(workflow)))
 
     started_at = iso_z()
     tf.set_fields(entry, {"status": "in_progress", "started_at": started_at})
     if not save_or_report(tf, log, name):  # not run: a task that cannot be marked in_progress could run twice
         return TaskFile.load(tf.path)
     running = {"task": name, "run_id": ctx.run_id, "pid": os.getpid(), "pgid": None, "started_at": started_at,
-               "source_ref": entry.get("source_ref"), "log_path": str(log_path)}
+               "source_ref": entry.get("source_ref"), "log_path": str(log_path), "provider": runtime.provider,
+               "model": runtime.model, "profile": runtime.profile}
     write_json(_running_file(space), running)
+    exit_journal = journal.Journal(space.state_dir, running).open()
 
     results_dir = space.state_dir / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -335,17 +356,20 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
         ctx.tasks_lock.release()
     while True:
         try:
+            cwd = require_agent_space(space)
             provider = coding_route(entry.data, config, space) or get(current.provider, config)
+            if provider.mcp is None and provider.name in MCP_PROVIDERS:
+                provider.mcp = mcp_plan(config, space, f"{ctx.run_id}-{name}")
             with open(log_path, "a", encoding="utf-8") as handle:
                 handle.write(f"[keystone-agent] task={name} provider={current.provider} "
                              f"profile={current.profile or 'none'} model={current.model or 'provider-default'} "
                              f"fallback={current.fallback_model or 'none'} effort={current.effort or 'none'}\n")
             result = provider.run(prompt, current, RunOptions(
                 log_path=log_path, timeout=config.task_timeout_seconds, kill_grace=config.kill_grace_seconds,
-                env=env, cwd=space.home, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds,
-                **_heartbeat(log, name)))
+                env=env, cwd=cwd, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds,
+                on_exit=exit_journal.exited, on_drained=exit_journal.drained, **_heartbeat(log, name)))
             attempts.append((current, result, ""))
-        except ProviderError as exc:
+        except (ProviderError, McpError, AgentSpaceMissing) as exc:
             with open(log_path, "a", encoding="utf-8") as handle:
                 handle.write(f"[keystone-agent] provider error: {exc}\n")
             attempts.append((current, None, str(exc)))
@@ -361,6 +385,7 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
             log.warning("log", msg=f"model error with {current.model or 'default model'}; retrying with {fallback}",
                         step="execute", task_name=name, model=current.model or "", fallback_model=fallback)
             _record(ctx, name, entry, current, result, "model_error", started_at, log_path, attempt=1)
+            exit_journal.open()  # the retry is a new execution: killed while it runs, the task is retried
             current = dataclasses.replace(current, model=fallback, fallback_model=None)
             continue
         break
@@ -369,14 +394,24 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
 
     final_runtime, result, error = attempts[-1]
     report = read_report(report_path, log, name)
+    exit_journal.result(result, report, len(attempts))  # durable before the report file goes
     remove(report_path)
     now = iso_z()
-    outcome, updates, message, reason = _decide(ctx, name, result, error, report, now)
+    # The agent may have edited TASKS.yaml meanwhile: keep a valid edit (and what it says about its own task),
+    # reject a broken one (loop/guard.py), then apply our change to what is on disk now.
+    said = None
+    if tf.on_disk_changed():
+        from keystone_agents.loop.guard import reload_after_provider
+
+        tf, rejection = reload_after_provider(tf, name, log)
+        if rejection is not None:
+            ctx.rejected_files.append(rejection)
+        else:
+            said = _agent_says(tf.find(name))
+    outcome, updates, message, reason = _decide(ctx, name, result, error, report, now, said)
+    exit_journal.decided(outcome, updates, message, reason)
     deliveries = _deliveries(report)
     failed_deliveries = [d for d in deliveries if not d["ok"]]
-    # The agent may have edited TASKS.yaml meanwhile: apply our change to what is on disk now.
-    if tf.on_disk_changed():
-        tf = TaskFile.load(tf.path)
     target = tf.find(name)
     updates = sanitize.clean_task(updates, lenient=True)  # reasons quote the agent's report and the CLI's output
     if target is not None:
@@ -385,14 +420,12 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     else:
         log.warning("log", msg=f"task {name} is gone from TASKS.yaml; outcome only recorded", step="execute",
                     task_name=name)
-    remove(_running_file(space))
-    pull_requests, issues = found_urls(result.output if result else "")
-    if report:
-        pull_requests = sorted(set(pull_requests) | set(report.get("pull_requests_created") or []))
-        issues = sorted(set(issues) | set(report.get("issues_created") or []))
+    pull_requests, issues = _urls(result, report)
     _record(ctx, name, entry, final_runtime, result, outcome, started_at, log_path,
             attempt=len(attempts), fallback_used=len(attempts) > 1, message=message,
             pull_requests=pull_requests, issues=issues, reason=reason, deliveries=deliveries)
+    exit_journal.clear()
+    remove(_running_file(space))
     if comms_msg and not ctx.dry_run and updates["status"] in ("completed", "blocked"):
         from keystone_agents.coordination.comms import after_task
 
@@ -436,6 +469,36 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     return tf
 
 
+def _urls(result: ProviderResult | None, report: dict | None) -> tuple[list[str], list[str]]:
+    pull_requests, issues = found_urls(result.output if result else "")
+    if report:
+        pull_requests = sorted(set(pull_requests) | set(report.get("pull_requests_created") or []))
+        issues = sorted(set(issues) | set(report.get("issues_created") or []))
+    return pull_requests, issues
+
+
+def _unavailable(ctx: ExecContext, tf: TaskFile, entry: Entry, finding, fields: dict) -> TaskFile:
+    """The machine, not the task, is at fault: the task is left exactly as it is (status, attempts), the event
+    names the cause and the fix, and the run goes on with the tasks whose providers work."""
+    ctx.unavailable.append((entry.name, finding))
+    ctx.counters.unavailable += 1
+    fields = {k: v for k, v in fields.items() if k != "task_log_path"}
+    if finding.provider:
+        fields["provider"] = finding.provider
+    ctx.log.error(finding.kind, msg=f"task {entry.name} not started: {finding.cause}; fix: {finding.fix}",
+                  status=entry.get("status") or "pending", cause=finding.cause, fix=finding.fix,
+                  dry_run=ctx.dry_run, **fields)
+    return tf
+
+
+def _agent_says(entry: Entry | None) -> dict | None:
+    """The status the agent gave its own task in TASKS.yaml during the run (completed or blocked), if any."""
+    if entry is None or entry.get("status") not in REPORT_STATUSES:
+        return None
+    return {"status": entry.get("status"), "blocked_reason": entry.get("blocked_reason"),
+            "completed_at": entry.get("completed_at")}
+
+
 def _heartbeat(log, name: str) -> dict:
     """RunOptions for a still-running line every minute, when a person watches the terminal."""
     if not getattr(log, "interactive", False):
@@ -447,8 +510,10 @@ def _heartbeat(log, name: str) -> dict:
 
 
 def _decide(ctx: ExecContext, name: str, result: ProviderResult | None, error: str, report: dict | None,
-            now: str) -> tuple[str, dict, str, str]:
-    """→ (outcome, field updates, message, reason)."""
+            now: str, said: dict | None = None) -> tuple[str, dict, str, str]:
+    """→ (outcome, field updates, message, reason). Precedence: the turn limit; the report in
+    $KEYSTONE_TASK_RESULT; the status the agent set on its task in TASKS.yaml (when it exited 0); the exit code
+    and evidence."""
     config, conn = ctx.config, ctx.conn
     budget = config.task_token_budget
     over_budget = bool(budget and result and result.usage.total() > budget)
@@ -468,6 +533,14 @@ def _decide(ctx: ExecContext, name: str, result: ProviderResult | None, error: s
         blocked = report.get("blocked_reason") or message or "blocked by the agent"
         history.reset_failures(conn, name)
         return "blocked", {"status": "blocked", "blocked_reason": blocked}, message, reason
+    if said is not None and result is not None and not result.timed_out and result.exit_code == 0:
+        history.reset_failures(conn, name)
+        if said["status"] == "completed":
+            outcome = "token_budget" if over_budget else "completed"
+            return outcome, {"status": "completed", "completed_at": said["completed_at"] or now,
+                             "blocked_reason": None}, "the agent marked its task completed in TASKS.yaml", reason
+        blocked = said["blocked_reason"] or "blocked by the agent"
+        return "blocked", {"status": "blocked", "blocked_reason": blocked}, f"the agent blocked its task: {blocked}", reason
     if result is not None and result.succeeded and result.evidence:
         history.reset_failures(conn, name)
         outcome = "token_budget" if over_budget else "completed"
@@ -524,11 +597,18 @@ def _record(ctx, name, entry, runtime, result, outcome, started_at, log_path, at
 
 
 def _dry_run(ctx, tf, entry, runtime, prompt, log_path, fields) -> TaskFile:
+    provider = None
     try:
-        inv = get(runtime.provider, ctx.config).invocation(prompt, runtime)
+        provider = get(runtime.provider, ctx.config)
+        if provider.name in MCP_PROVIDERS:
+            provider.mcp = mcp_plan(ctx.config, ctx.space, f"{ctx.run_id}-{entry.name}")
+        inv = provider.invocation(prompt, runtime)
         argv = inv.argv
-    except ProviderError as exc:
+    except (ProviderError, McpError) as exc:
         argv = [f"<{exc}>"]
+    finally:
+        if provider is not None and provider.mcp is not None:
+            provider.mcp.cleanup()
     with open(log_path, "a", encoding="utf-8") as handle:
         handle.write("[keystone-agent] DRY RUN: the provider was not started. It would have run:\n")
         handle.write(f"argv: {json.dumps(argv, ensure_ascii=False)}\n")
@@ -545,9 +625,11 @@ def _dry_run(ctx, tf, entry, runtime, prompt, log_path, fields) -> TaskFile:
 # ---------------------------------------------------------------- recovery
 
 
-def recover(space, tf: TaskFile, conn, log, kill_grace: float) -> int:
-    """Tasks left in_progress by a run that died go back to pending (the lock is ours, so no other run is
-    alive); the dead run's provider process group, if still running, is killed first."""
+def recover(space, tf: TaskFile, conn, log, kill_grace: float, config=None) -> int:
+    """After a run died (the lock is ours, so no other run is alive): the dead run's provider process group,
+    if still running, is killed; a task whose provider had already exited is finalized from the exit journal
+    (never run again); a task whose provider was still running goes back to pending (its attempt counted), or
+    is blocked if it is marked `once: true`."""
     from keystone_agents.providers.process import group_alive, kill_group
 
     running = read_json(_running_file(space))
@@ -558,22 +640,87 @@ def recover(space, tf: TaskFile, conn, log, kill_grace: float) -> int:
             kill_group(running["pgid"], kill_grace)
     count = 0
     now = iso_z()
+    record = journal.read(space.state_dir)
+    finalized = None
+    if record is not None:
+        finalized = record["task"]
+        count += _finalize(space, tf, conn, log, config, record)
     for entry in list(tf.valid()):
-        if entry.get("status") != "in_progress":
+        if entry.get("status") != "in_progress" or entry.name == finalized:
             continue
-        tf.set_fields(entry, {"status": "pending"})
         dead_run = running.get("run_id") if isinstance(running, dict) and running.get("task") == entry.name else None
         history.add_failure(conn, entry.name, "interrupted: the run executing it died", now)
+        if entry.get("once") is True:
+            reason = ("interrupted while its provider was running; not retried because it is marked once: true "
+                      "(check what it did, then set it to pending to run it again)")
+            tf.set_fields(entry, {"status": "blocked", "blocked_reason": reason})
+            status, message = "blocked", "interrupted: the run executing it died; blocked (once: true)"
+        else:
+            tf.set_fields(entry, {"status": "pending"})
+            status, message = "pending", "interrupted: the run executing it died; recovered to pending"
         history.record_execution(conn, {
             "run_id": dead_run or "unknown", "task": entry.name, "source_ref": entry.get("source_ref"),
             "outcome": "failed", "started_at": entry.get("started_at") or now, "finished_at": now,
-            "message": "interrupted: the run executing it died; recovered to pending",
+            "message": message, "reason": "interrupted",
             "log_path": running.get("log_path") if dead_run else None,
         })
-        log.warning("task_recovered", msg=f"task {entry.name} was left in_progress by a run that died; back to pending",
-                    step="recover", task_name=entry.name, status="pending", dead_run_id=dead_run or "")
+        log.warning("task_recovered", msg=f"task {entry.name} was left in_progress by a run that died; back to {status}",
+                    step="recover", task_name=entry.name, status=status, dead_run_id=dead_run or "")
         count += 1
     if count:
         tf.save()
+    journal.Journal(space.state_dir, {}).clear()
     remove(_running_file(space))
     return count
+
+
+def _finalize(space, tf: TaskFile, conn, log, config, record: dict) -> int:
+    """Apply the outcome of an execution whose provider exited before the run died (from the exit journal)."""
+    import types
+
+    name, run_id, phase = record["task"], record.get("run_id") or "unknown", record["phase"]
+    now = iso_z()
+    report_path = space.state_dir / "results" / f"{run_id}-{name}.json"
+    result = None
+    report = record.get("report")
+    if phase == "decided":
+        outcome, updates = record["outcome"], record["updates"]
+        message, reason = record.get("message") or "", record.get("reason") or ""
+        if record.get("result"):
+            result = journal.result_from_dict(record["result"])
+    else:
+        if phase == "result":
+            result = journal.result_from_dict(record["result"]) if record.get("result") else None
+        else:  # only the exit status made it: parse the provider's output from its task log
+            result = journal.result_from_log(record, config)
+            report = read_report(report_path, log, name)
+        ctx = types.SimpleNamespace(config=config, conn=conn)
+        outcome, updates, message, reason = _decide(ctx, name, result, "", report, now)
+        if (phase == "exited" and report is None and result is not None and result.exit_code == 0
+                and not result.evidence):
+            # it exited 0, but the loop died before reading all it printed: its work cannot be judged, and
+            # running it again could repeat what it did
+            message = ("the provider exited 0 but the loop died before reading all of its output; not run "
+                       "again: check its task log and set the status by hand")
+            outcome, reason = "failed", "interrupted-after-exit"
+            updates = {"status": "blocked", "blocked_reason": message}
+    remove(report_path)
+    entry = tf.find(name)
+    changed = entry is not None and entry.get("status") == "in_progress"
+    if changed:
+        tf.set_fields(entry, updates)
+    already = conn.execute("SELECT COUNT(*) FROM task_executions WHERE run_id = ? AND task = ? AND outcome = ?",
+                           (run_id, name, outcome)).fetchone()[0]
+    if changed or not already:
+        runtime = Runtime(record.get("provider") or "", record.get("profile"), record.get("model"), None, None)
+        pull_requests, issues = _urls(result, report)
+        ctx = types.SimpleNamespace(run_id=run_id, conn=conn)
+        _record(ctx, name, {"source_ref": record.get("source_ref")}, runtime, result, outcome,
+                record.get("started_at") or now, record.get("log_path") or "", attempt=record.get("attempt") or 1,
+                message=message, pull_requests=pull_requests, issues=issues, reason=reason,
+                deliveries=_deliveries(report))
+    log.warning("task_finalized", msg=f"task {name}: its provider had exited (exit code {record.get('exit_code')}) "
+                f"before run {run_id} died; outcome {outcome} taken from the exit journal, not run again",
+                step="recover", task_name=name, status=updates.get("status", ""), outcome=outcome,
+                dead_run_id=run_id, journal_phase=phase)
+    return 1 if changed else 0

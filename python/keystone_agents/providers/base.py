@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from keystone_agents.profiles import Runtime
+    from keystone_agents.providers.mcp import McpPlan
     from keystone_agents.providers.process import ProcessResult, RunOptions
 
 
@@ -32,6 +35,7 @@ class ProviderError(Exception):
 class Invocation:
     argv: list[str]
     stdin: str | None = None  # the prompt, for providers that read it on stdin
+    env: dict[str, str] = field(default_factory=dict)  # added to the run's environment (MCP settings)
 
 
 @dataclass
@@ -119,6 +123,7 @@ class Provider:
     name = "provider"
     supports_result_file = True  # whether the agent can write KEYSTONE_TASK_RESULT
     max_turns: int | None = None  # passed to CLIs that have a turn limit
+    mcp: "McpPlan | None" = None  # the MCP servers of this run (providers/mcp.py); None: none configured
 
     def transcript_paths(self, cwd: "Path", home: "Path") -> list["Path"]:
         """Files or directories the CLI writes its session transcript to while it works (the stall watchdog
@@ -138,11 +143,17 @@ class Provider:
     def run(self, prompt: str, runtime: "Runtime", options: "RunOptions") -> ProviderResult:
         from keystone_agents.providers.process import run_process
 
-        inv = self.invocation(prompt, runtime)
-        if options.cwd is not None and not options.watch:
-            home = Path((options.env or {}).get("HOME") or Path.home())
-            options.watch = self.transcript_paths(Path(options.cwd), home)
-        proc: ProcessResult = run_process(inv.argv, inv.stdin, options)
+        try:
+            inv = self.invocation(prompt, runtime)
+            if options.cwd is not None and not options.watch:
+                home = Path((options.env or {}).get("HOME") or Path.home())
+                options.watch = self.transcript_paths(Path(options.cwd), home)
+            if inv.env:
+                options = dataclasses.replace(options, env={**(options.env or os.environ), **inv.env})
+            proc: ProcessResult = run_process(inv.argv, inv.stdin, options)
+        finally:
+            if self.mcp is not None:
+                self.mcp.cleanup()  # the run's MCP file may hold secrets: it lives as long as the run
         result = ProviderResult(
             exit_code=proc.exit_code,
             timed_out=proc.timed_out,

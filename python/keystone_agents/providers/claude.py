@@ -1,6 +1,8 @@
 """Claude Code: `claude --print --output-format json --dangerously-skip-permissions [--model=M]
 [--fallback-model=F] [--effort=E] [--max-turns=N] -- <prompt>` (the seed's argv, plus the turn limit when
-`maxTurns` is set). Values are attached with `=` and the prompt follows `--` (Commander, the CLI's parser,
+`maxTurns` is set) and the configured MCP servers, `--mcp-config=FILE --strict-mcp-config` right after
+`--output-format json` (providers/mcp.py; `--mcp-config` takes several values, so another flag always follows
+it). Values are attached with `=` and the prompt follows `--` (Commander, the CLI's parser,
 reads `--opt=value` as that option's value and everything after `--` as positionals), so no model name or
 prompt can be read as an option. A prompt too long for one argument is written to stdin instead (the CLI
 reference's `cat file | claude -p`).
@@ -59,7 +61,14 @@ class ClaudeProvider(Provider):
         return [base / "projects" / re.sub(r"[^A-Za-z0-9]", "-", str(cwd))]
 
     def invocation(self, prompt, runtime) -> Invocation:
-        argv = ["claude", "--print", "--output-format", "json", "--dangerously-skip-permissions"]
+        argv = ["claude", "--print", "--output-format", "json"]
+        if self.mcp is not None:
+            from keystone_agents.providers.mcp import claude_document
+
+            # --mcp-config takes several values: another flag must follow its file, never the prompt
+            argv += [attached("--mcp-config", str(self.mcp.write(claude_document(self.mcp.servers)))),
+                     "--strict-mcp-config"]
+        argv += ["--dangerously-skip-permissions"]
         if runtime.model:
             argv.append(attached("--model", runtime.model))
         if runtime.fallback_model and runtime.fallback_model != runtime.model:

@@ -1,5 +1,6 @@
-"""Codex CLI: `codex exec --json --full-auto [--model=M] -- <prompt>` (the seed's argv plus `--json`; fallback
-model and effort are not passed). The model is attached with `=` and the prompt follows `--` (clap reads
+"""Codex CLI: `codex exec --json --full-auto [--config=mcp_servers.…]… [--model=M] -- <prompt>` (the seed's argv
+plus `--json` and the configured MCP servers as `-c/--config` overrides, see providers/mcp.py; fallback model
+and effort are not passed). The model is attached with `=` and the prompt follows `--` (clap reads
 `--model=value` as the value, and nothing after `--` as an option); a prompt too long for one argument goes
 to stdin with `-` as the PROMPT argument ("if `-` is used, instructions are read from stdin").
 
@@ -46,11 +47,17 @@ class CodexProvider(Provider):
 
     def invocation(self, prompt, runtime) -> Invocation:
         argv = ["codex", "exec", "--json", "--full-auto"]
+        env: dict[str, str] = {}
+        if self.mcp is not None:
+            from keystone_agents.providers.mcp import codex_overrides
+
+            overrides, env = codex_overrides(self.mcp.servers)
+            argv += overrides
         if runtime.model:
             argv.append(attached("--model", runtime.model))
         if fits_in_argument(prompt):
-            return Invocation(argv + ["--", prompt])  # after `--` nothing is an option (clap)
-        return Invocation(argv + ["-"], stdin=prompt)  # `codex exec -`: the instructions are read from stdin
+            return Invocation(argv + ["--", prompt], env=env)  # after `--` nothing is an option (clap)
+        return Invocation(argv + ["-"], stdin=prompt, env=env)  # `codex exec -`: the instructions are read from stdin
 
     def transcript_paths(self, cwd: Path, home: Path) -> list[Path]:
         base = Path(os.environ.get("CODEX_HOME") or home / ".codex") / "sessions"

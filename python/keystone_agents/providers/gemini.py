@@ -1,5 +1,7 @@
-"""Gemini CLI: `gemini --prompt=<prompt> --yolo --output-format json [--model=M]` (the seed's argv plus the
-JSON output; fallback model and effort are not passed, the CLI has no equivalent). Values are attached with
+"""Gemini CLI: `gemini --prompt=<prompt> --yolo [--allowed-mcp-server-names=NAME]… --output-format json
+[--model=M]` (the seed's argv plus the JSON output and the configured MCP servers, whose settings file is named by
+`GEMINI_CLI_SYSTEM_SETTINGS_PATH`, see providers/mcp.py; fallback model and effort are not passed, the CLI has no
+equivalent). Values are attached with
 `=` (yargs reads `--key=value` as the value whatever it starts with), so neither a prompt nor a model can
 become an option. A prompt too long for one argument goes to stdin, and `--prompt` carries a one-line note
 (the CLI documents -p as "appended to input on stdin").
@@ -32,10 +34,18 @@ class GeminiProvider(Provider):
         if not fits_in_argument(prompt):
             # "-p/--prompt: ... Appended to input on stdin (if any)": the task goes on stdin, -p says so
             stdin, prompt = prompt, STDIN_NOTE
-        argv = ["gemini", attached("--prompt", prompt), "--yolo", "--output-format", "json"]
+        argv = ["gemini", attached("--prompt", prompt), "--yolo"]
+        env: dict[str, str] = {}
+        if self.mcp is not None:
+            from keystone_agents.providers.mcp import SETTINGS_ENV_GEMINI, gemini_settings
+
+            path = self.mcp.write(gemini_settings(self.mcp.servers))
+            env[SETTINGS_ENV_GEMINI] = str(path)
+            argv += [attached("--allowed-mcp-server-names", server.name) for server in self.mcp.servers]
+        argv += ["--output-format", "json"]
         if runtime.model:
             argv.append(attached("--model", runtime.model))
-        return Invocation(argv, stdin=stdin)
+        return Invocation(argv, stdin=stdin, env=env)
 
     def transcript_paths(self, cwd: Path, home: Path) -> list[Path]:
         project = home / ".gemini" / "tmp" / hashlib.sha256(str(cwd).encode()).hexdigest()
