@@ -1,7 +1,7 @@
 """What `validate` checks beyond the schemas: everything the runtime would trip over.
 
-* SCHEDULES.yaml: cron fields out of range (naming the field: minute, hour, day-of-month, month,
-  day-of-week), unknown time zones, `time` with a cron schedule — the scheduler's own parser decides;
+* SCHEDULES.yaml: cron fields out of range (naming the field), unknown time zones (did you mean …), `time`
+  with a cron schedule — reported by the SCHEDULES.yaml check itself (scheduler/schedules.py:check_document);
 * TASKS.yaml: `project:` not in PROJECTS.yaml (did you mean …), a provider or model that cannot run here
   (the loop's preflight: CLI not on PATH, `openai` without a model, unreadable secret) — a workflow whose
   DeepWork job is not in the agent space is a warning of `validate` itself (commands/validate.py);
@@ -21,30 +21,9 @@ from typing import Any, Callable
 
 from keystone_agents.problems import Problem
 
-CRON_FIELDS = (("minute", "0-59"), ("hour", "0-23"), ("day-of-month", "1-31"), ("month", "1-12"),
-               ("day-of-week", "0-6"))
-
-
 def did_you_mean(name: str, choices) -> str:
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
     return f"did you mean {close[0]!r}? " if close else ""
-
-
-def cron_problem(spec: str) -> str | None:
-    """Which field of a 5-field cron expression is wrong, or None if croniter accepts it."""
-    from croniter import croniter
-
-    if croniter.is_valid(spec):
-        return None
-    fields = spec.split()
-    if len(fields) != 5:
-        return f"{spec!r} has {len(fields)} fields; a cron expression has 5 (minute hour day-of-month month day-of-week)"
-    for index, (name, allowed) in enumerate(CRON_FIELDS):
-        probe = ["*"] * 5
-        probe[index] = fields[index]
-        if not croniter.is_valid(" ".join(probe)):
-            return f"cron field {name} {fields[index]!r} is out of range or malformed (allowed: {allowed})"
-    return f"{spec!r} is not a valid 5-field cron expression"
 
 
 def _locator(path: Path, kind) -> tuple[Any, Callable[[list], int | None]] | None:
@@ -66,40 +45,6 @@ def _valid_entries(doc, key: str):
     for index, entry in enumerate(doc.entries(key)):
         if doc.is_valid(entry):
             yield index, entry
-
-
-def check_schedules(space, default_zone=None) -> list[Problem]:
-    from keystone_agents import queuefile
-    from keystone_agents.scheduler import schedules
-
-    loaded = _locator(space.schedules_file, queuefile.SCHEDULES)
-    if loaded is None:
-        return []
-    doc, locate = loaded
-    zone = default_zone or schedules.local_zone()
-    problems = []
-    for index, entry in _valid_entries(doc, "schedules"):
-        spec = str(entry.get("schedule", "")).strip()
-        if " " in spec:
-            why = cron_problem(spec)
-            if why:
-                problems.append(Problem(str(doc.path), locate(["schedules", index, "schedule"]),
-                                        f"schedules[{index}].schedule",
-                                        f"{why}; fix: correct the cron expression (see `man 5 crontab`)"))
-                continue
-        try:
-            schedules.parse_schedule(entry, zone)
-        except schedules.ScheduleError as exc:
-            fix = {"timezone": "use an IANA name such as Europe/Berlin or UTC",
-                   "time": "remove `time` (put the hour and minute into the cron expression)"}.get(exc.field, "")
-            message = str(exc)
-            if exc.field == "timezone":
-                from zoneinfo import available_timezones
-
-                message += "; " + did_you_mean(entry.get("timezone"), available_timezones()).rstrip()
-            problems.append(Problem(str(doc.path), locate(["schedules", index, exc.field]),
-                                    f"schedules[{index}].{exc.field}", message.rstrip("; ") + (f"; fix: {fix}" if fix else "")))
-    return problems
 
 
 def check_tasks(space, config, preflight) -> list[Problem]:

@@ -24,7 +24,8 @@ def test_25_scheduler_and_25_loop_runs_keep_the_newest_loop_log(run_agent, agent
     scheduler_logs = list(logs.glob("scheduler-*.log"))
     assert newest_loop.exists() and len(loop_logs) == 20 and len(scheduler_logs) == 20
     # every history row of the newest runs points at a log that exists
-    runs = json.loads(run_agent("runs", "--home", str(agent_home), "--json", "--limit", "20").stdout)
+    runs = json.loads(run_agent("runs", "--home", str(agent_home), "--json", "--kind", "task-loop",
+                               "--limit", "20").stdout)
     assert runs and all((run.get("run_log") and __import__("os").path.exists(run["run_log"])) for run in runs)
     shown = run_agent("logs", "--home", str(agent_home))
     assert shown.exit_code == 0 and shown.stdout == newest_loop.read_text()

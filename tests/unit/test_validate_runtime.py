@@ -133,6 +133,7 @@ def test_init_makes_a_home_and_a_config_only_home_is_a_home(run_agent, tmp_path)
     assert run_agent("validate", "--home", str(target)).exit_code == 0
     provisioned = tmp_path / "provisioned"
     (provisioned / ".config/keystone-agent").mkdir(parents=True)
+    (provisioned / "notes").mkdir()  # the agent space the module provisions
     (provisioned / ".config/keystone-agent/config.json").write_text(
         '{"agentName": "prov", "defaults": {"provider": "claude"}}')
     assert run_agent("validate", "--home", str(provisioned)).exit_code == 0

@@ -93,7 +93,6 @@ def _runtime_checks(space, config, connect: bool) -> list[Problem]:
     config_file = str(config.source_path) if config.source_path else "<built-in configuration>"
     locate = validation.config_locator(config.source_path)
     return (validation.check_config(space, config, config_file, preflight, env, locate)
-            + validation.check_schedules(space)
             + validation.check_tasks(space, config, preflight)
             + validation.check_project_sources(space, env))
 

@@ -83,6 +83,19 @@ class RunState:
 def run(home: Path | None, config_path: Path | None, max_tasks: int | None = None, dry_run: bool = False,
         only_task: str | None = None, prompt: str | None = None, report: dict | None = None,
         wait_timeout: float | None = DEFAULT_WAIT, force: bool = False) -> int:
+    """See `_run`; a fault of the machine anywhere (a full disk, a lost directory) ends it with one line."""
+    report = {} if report is None else report
+    try:
+        return _run(home, config_path, max_tasks, dry_run, only_task, prompt, report, wait_timeout, force)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"error: {machine_error(exc)}", file=sys.stderr)
+        report.update(status="error", exit_code=EXIT_ERROR, error=machine_error(exc))
+        return EXIT_ERROR
+
+
+def _run(home: Path | None, config_path: Path | None, max_tasks: int | None = None, dry_run: bool = False,
+        only_task: str | None = None, prompt: str | None = None, report: dict | None = None,
+        wait_timeout: float | None = DEFAULT_WAIT, force: bool = False) -> int:
     """One run. `only_task` executes just that task; `prompt` first adds an ad-hoc task and executes just it.
     `report`, when given, is filled with the run's summary (what `loop --json` prints).
 
@@ -626,9 +639,13 @@ class Run:
             })
         except Exception as exc:  # noqa: BLE001 - history must not hide the run's own result
             self.log.error("log", msg=f"cannot record run history: {exc}", step="finish", status="error")
-        if state.status != "paused":
-            self.write_metrics(exit_code, duration)
-        self.write_pause_metric(state.status == "paused")
+        try:
+            if state.status != "paused":
+                self.write_metrics(exit_code, duration)
+            self.write_pause_metric(state.status == "paused")
+        except (OSError, sqlite3.Error) as exc:  # a full disk: the metrics stay as they were, the cause is said
+            self.log.error("log", msg=f"cannot write the metrics: {machine_error(exc)}", step="finish",
+                           status="error")
         try:
             rotate(self.space, self.config.keep_run_logs, self.config.keep_task_log_days,
                    (self.space.state_dir / "results",))
@@ -770,6 +787,8 @@ def machine_error(exc: BaseException) -> str:
         if exc.errno == 28:  # ENOSPC
             return f"no space left on the device{where}: the files written before stay as they were; free space"
         return f"{exc.strerror or exc}{where}"
+    if "disk is full" in str(exc):
+        return "no space left on the device (history database): free space"
     return f"history database: {exc}"
 
 
