@@ -12,7 +12,7 @@ import pytest
 
 from keystone_agents import compose, scaffold
 
-from tests.conftest import installed_script
+from tests.conftest import FAKEBIN, installed_script
 
 
 @pytest.fixture
