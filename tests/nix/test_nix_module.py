@@ -302,7 +302,8 @@ def test_the_package_is_built_from_pyproject(evaluate):
     package = evaluate('{ keystone.os.agents.drago = { }; }')["package"]
     assert (package["pname"], package["version"]) == (pyproject["name"], pyproject["version"])
     expected = []
-    for requirement in pyproject["dependencies"]:
+    extras = pyproject["optional-dependencies"]
+    for requirement in pyproject["dependencies"] + extras["postgres"] + extras["mcp"]:
         name = requirement.split(";")[0].strip()
         for sep in "<>=!~[ ":
             name = name.split(sep)[0]

@@ -29,6 +29,8 @@ let
       vncBind = if a.desktop.enable then a.desktop.vncBind else null;
       chromeDebugPort = L.chromePortOf name;
       units = L.unitNames name;
+      comms = { inherit (a.comms) acceptFrom maxDepth sendsPerHour; };
+      inherit (a) triggers;
     };
 
   hostConfig = {
@@ -36,6 +38,12 @@ let
     hostName = config.networking.hostName;
     systemctl = L.systemctlPath;
     agents = map agentEntry L.names;
+    coordination = {
+      inherit (L.coordinationOf) backend postgresql maxDeliveries leaseSeconds;
+      local = L.coordinationOf.local // { database = "/var/lib/keystone-bus/bus.sqlite3"; };
+      inherit (rt) admins;
+      adminGroup = "agent-admins";
+    };
   };
 in
 {

@@ -13,6 +13,7 @@
     ./agentctl.nix
     ./tmpfiles.nix
     ./observability.nix
+    ./coordination.nix
     ./tools.nix
   ];
 }
