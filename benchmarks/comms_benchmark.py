@@ -97,11 +97,13 @@ def throughput(env: Env, total: int) -> tuple[float, float]:
                 send_n(per, f"ten{k}")(bus)
                 bus.close()
                 code = 0
+            except BaseException as exc:  # noqa: BLE001 - reported, the parent counts the failure
+                print(f"sender {k}: {type(exc).__name__}: {exc}", file=sys.stderr)
             finally:
                 os._exit(code)
         pids.append(pid)
-    failed = sum(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0 for pid in pids)
-    assert failed == 0, f"{failed} sender(s) failed"
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    assert not any(codes), f"senders failed: exit codes {codes}"
     ten = per * 10 / (time.perf_counter() - t0)
     return one, ten
 
@@ -190,6 +192,9 @@ def _ts(text: str) -> float:
 
 
 def main() -> int:
+    import faulthandler
+
+    faulthandler.dump_traceback_later(float(os.environ.get("BENCH_DUMP_AFTER", "0")) or 1e9, exit=True)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=1000, help="messages for the wake-latency percentiles")
     parser.add_argument("--sends", type=int, default=1000, help="messages for the throughput figures")
@@ -214,8 +219,11 @@ def main() -> int:
             for key in ("alpha", "beta", "delta"):
                 agents.agent(key, coordination={"leaseSeconds": 300})
             one, ten = throughput(env, args.sends)
+            print(f"{backend}: throughput done", file=sys.stderr)
             per_message, single = drain_cost(env, agents)
+            print(f"{backend}: drain cost done", file=sys.stderr)
             latencies = wake_latency(env, agents, args.count)
+            print(f"{backend}: wake latency done", file=sys.stderr)
             agents.close()
             rows.append((backend, one, ten, per_message, single, latencies))
     finally:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keystone_agents.problems import Problem, ValidationFailed
-from keystone_agents.queuefile import _line_of, schema_problems
 
 CONFIG_ENV = "AGENTCTL_CONFIG"
 DEFAULT_PATH = Path("/etc/keystone-agents/agentctl.json")
@@ -100,6 +99,8 @@ def find_path(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def parse(data: object, file: str = "<host config>", text: str | None = None) -> HostConfig:
+    from keystone_agents.queuefile import _line_of, schema_problems  # lazy: the broker skips validation when cached
+
     def locate(path: list) -> int | None:
         if text is None:
             return None
@@ -122,6 +123,12 @@ def parse(data: object, file: str = "<host config>", text: str | None = None) ->
             seen.setdefault(agent["name"], index)
     if problems:
         raise ValidationFailed(problems)
+    return build(data)
+
+
+def build(data: dict) -> HostConfig:
+    """The typed host configuration from JSON that passed `parse`'s validation (the broker keeps the hash of
+    the last validated file and skips re-validating an unchanged one on each connection)."""
     agents = [
         AgentEntry(
             name=a["name"], user=a["user"], home=a["home"], host=a.get("host"), notes_dir=a.get("notesDir"),
