@@ -32,7 +32,7 @@ class AgentEntry:
     desktop: bool = False
     helper: str | None = None
     uid: int | None = None
-    comms: dict = field(default_factory=dict)  # acceptFrom, maxDepth, sendsPerHour (schema defaults applied)
+    comms: dict = field(default_factory=dict, hash=False)  # acceptFrom, maxDepth, sendsPerHour
     triggers: tuple[str, ...] = ("schedule", "manual")
     # system units of this agent (ssh-agent, desktop, browser) that `status|start|stop|restart UNIT` reach
     system_units: tuple[str, ...] = ()
@@ -64,7 +64,7 @@ class HostConfig:
     ssh_command: list[str] = field(default_factory=lambda: ["ssh"])
     source_path: Path | None = None
     systemctl: str = "systemctl"
-    coordination: dict = field(default_factory=dict)  # the raw `coordination` object (coordination/registry.py)
+    coordination: dict = field(default_factory=dict, hash=False)  # the raw `coordination` object (registry.py)
 
     @property
     def this_host(self) -> str:
