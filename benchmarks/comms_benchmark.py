@@ -132,7 +132,11 @@ def wake_latency(env: Env, agents: CommsAgents, count: int) -> list[float]:
     if env.backend == "postgresql":
         listener = gamma.popen("comms", "listen", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         agents.listeners.append(listener)
-    wake.parent.mkdir(parents=True, exist_ok=True)
+    if not wake.parent.exists():  # the agent's own state dir (postgresql): the listener writes there
+        wake.parent.mkdir(parents=True)
+        import shutil
+
+        shutil.chown(wake.parent, gamma.user)
     watch = subprocess.Popen(["inotifywait", "-q", "-m", "-e", "close_write", "--format", "%f", str(wake.parent)],
                              stdout=subprocess.PIPE, text=True)
     time.sleep(0.5)
@@ -191,6 +195,16 @@ def _ts(text: str) -> float:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+def print_rows(rows, header: bool) -> None:
+    if header:
+        print("| backend | send msg/s, 1 sender | send msg/s, 10 senders | drain per message (1,000 queued) "
+              "| drain of 1 message | wake latency p50 / p95 / p99 (n) |")
+        print("|---|---|---|---|---|---|")
+    for backend, one, ten, per_message, single, lat in rows:
+        print(f"| {backend} | {one:,.0f} | {ten:,.0f} | {per_message * 1000:.1f} ms | {single * 1000:.0f} ms | "
+              f"{pct(lat, 50):.2f} / {pct(lat, 95):.2f} / {pct(lat, 99):.2f} s ({len(lat)}) |", flush=True)
+
+
 def main() -> int:
     import faulthandler
 
@@ -226,14 +240,9 @@ def main() -> int:
             print(f"{backend}: wake latency done", file=sys.stderr)
             agents.close()
             rows.append((backend, one, ten, per_message, single, latencies))
+            print_rows(rows[-1:], header=len(rows) == 1)  # each backend as soon as it is measured
     finally:
         world.close()
-    print(f"| backend | send msg/s, 1 sender | send msg/s, 10 senders | drain per message (1,000 queued) "
-          f"| drain of 1 message | wake latency p50 / p95 / p99 (n) |")
-    print("|---|---|---|---|---|---|")
-    for backend, one, ten, per_message, single, lat in rows:
-        print(f"| {backend} | {one:,.0f} | {ten:,.0f} | {per_message * 1000:.1f} ms | {single * 1000:.0f} ms | "
-              f"{pct(lat, 50):.2f} / {pct(lat, 95):.2f} / {pct(lat, 99):.2f} s ({len(lat)}) |")
     return 0
 
 
