@@ -277,11 +277,18 @@ class CodingEnv:
         path = self.gh_state / "prs.json"
         return json.loads(path.read_text())["prs"] if path.exists() else {}
 
+    @property
+    def environment(self) -> dict:
+        """The stand-ins' settings, as the configuration's `environment`: provider CLIs get the allow-listed
+        environment plus that, nothing else (as in the task loop)."""
+        return {"FAKE_AGENT_LOG": str(self.agent_log), "FAKE_AGENT_SCRIPT": str(self.root / "agent-script.json")}
+
     def write_config(self, **coding) -> Path:
         data = {
             "agentName": "demo",
             "github": {"username": "demo-bot", "tokenFile": str(self.token_file)},
             "coding": coding,
+            "environment": self.environment,
         }
         path = self.root / "config.json"
         path.write_text(json.dumps(data))
@@ -292,6 +299,7 @@ class CodingEnv:
             "agentName": "demo",
             "forgejo": {"url": url, "username": "demo", "tokenFile": str(self.forgejo_token_file)},
             "coding": coding,
+            "environment": self.environment,
         }
         path = self.root / "config.json"
         path.write_text(json.dumps(data))

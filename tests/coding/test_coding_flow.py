@@ -113,13 +113,15 @@ def test_provider_contract_for_claude(coding_env, github):
         assert call["secret_env"] == [] and call["claudecode_env"] is False
         assert os.path.realpath(call["cwd"]) == os.path.realpath(work)
     argv = coder["argv"]
-    assert argv[:2] == ["--print", "--dangerously-skip-permissions"] and argv[2].startswith("--append-system-prompt=")
+    # the task loop's claude argv (providers/claude.py), with the subagent's rules as --append-system-prompt
+    assert argv[:4] == ["--print", "--output-format", "json", "--dangerously-skip-permissions"]
+    assert argv[4].startswith("--append-system-prompt=")
     system = coder["parsed"]["system"]
-    assert system == argv[2].split("=", 1)[1]
+    assert system == argv[4].split("=", 1)[1]
     assert TASK in system and "Your branch: feature/add-a-greeting-to-the-readme" in system
     assert "Default branch: main" in system and "BLOCKED.md" in system and "Do not push" in system
     assert system.count("\n1. ") == 1 and "\n7. " in system and "\n8. " not in system  # the seven rules
-    assert argv[3:5] == ["--model=opus", "--"] and argv[5].startswith("Read the task in your system prompt")
+    assert argv[5:7] == ["--model=opus", "--"] and argv[7].startswith("Read the task in your system prompt")
     assert coder["parsed"]["model"] == "opus"
     # the review model comes from the review profile (medium → sonnet), not from --model
     assert reviewer["parsed"]["model"] == "sonnet"
@@ -299,7 +301,7 @@ def test_codex_and_gemini_providers(coding_env, github, provider):
     assert coder["cli"] == provider and coder.get("error") is None
     assert coder["stdin"] == "/dev/null" and coder["own_process_group"] and coder["secret_env"] == []
     if provider == "codex":
-        assert coder["argv"][:4] == ["exec", "--full-auto", "--model=m-1", "--"]
+        assert coder["argv"][:5] == ["exec", "--json", "--full-auto", "--model=m-1", "--"]
         instructions = coder["argv"][-1]
     else:
         assert coder["argv"][0].startswith("--prompt=") and "--yolo" in coder["argv"]
@@ -328,6 +330,10 @@ def test_no_token_in_logs_events_argv_or_output(coding_env, github, monkeypatch)
     monkeypatch.setenv("REAL_GIT", shutil.which("git"))
     monkeypatch.setenv("GITWRAP_LOG", str(wrap_log))
     monkeypatch.setenv("PATH", f"{Path(__file__).parent / 'gitwrap'}{os.pathsep}{os.environ['PATH']}")
+    # the provider's own git commands go through the wrapper too (its environment: allow-list + `environment`)
+    data = json.loads(github["config"].read_text())
+    data["environment"].update(REAL_GIT=os.environ["REAL_GIT"], GITWRAP_LOG=str(wrap_log))
+    github["config"].write_text(json.dumps(data))
     coding_env.script([
         commit({"README.md": "# demo\nHello\n"}),
         {"do": "review", "output": FAIL_REVIEW, "stdout": ""},

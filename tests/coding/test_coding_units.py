@@ -15,7 +15,7 @@ from tests.coding.conftest import FORGEJO_TOKEN, make_upstream  # type: ignore[i
 from keystone_agents.coding import credential
 from keystone_agents.coding.forge import ForgeError, choose_forge, clone_url, pr_title
 from keystone_agents.coding.forge_forgejo import ForgejoForge
-from keystone_agents.coding.providers import build_argv, provider_env, run_provider
+from keystone_agents.coding.providers import provider_env, run_provider
 from keystone_agents.coding.repo import RepoError, RepoId, branch_name, slugify, url_host
 from keystone_agents.coding.review import ReviewComment, parse_review
 from keystone_agents.config import parse_config
@@ -127,32 +127,49 @@ def test_credential_helper_answers_only_for_its_host(tmp_path):
     assert credential.answer("store", {"host": "github.com"}, env) == ""
 
 
-# --- providers ---------------------------------------------------------------------------------------
-def test_provider_argv():
-    assert build_argv("claude", "SYS", "TASK", "opus") == [
-        "claude", "--print", "--dangerously-skip-permissions", "--append-system-prompt=SYS", "--model=opus", "--",
-        "TASK"]
-    assert build_argv("codex", "SYS", "TASK", None)[:3] == ["codex", "exec", "--full-auto"]
-    assert build_argv("codex", "SYS", "TASK", "o3")[3:5] == ["--model=o3", "--"]
-    gemini = build_argv("gemini", "SYS", "TASK", "flash")
-    assert gemini[0] == "gemini" and gemini[1].startswith("--prompt=") and "SYS" in gemini[1] and "TASK" in gemini[1]
-    assert gemini[2:] == ["--yolo", "--model=flash"]
+# --- providers ----------------------------------------------------------------------------------------
+def coding_invocation(provider, system, task, model=None, config=None):
+    """The invocation the coding subagent's run gets: the task loop's provider with a system prompt."""
+    from keystone_agents import providers
+    from keystone_agents.profiles import Runtime
+
+    cli = providers.get(provider, config or parse_config({"agentName": "demo"}))
+    cli.system_prompt = system
+    return cli.invocation(task, Runtime(provider, None, model, None, None))
+
+
+def test_provider_argv_is_the_loops_with_the_system_prompt():
+    claude = coding_invocation("claude", "SYS", "TASK", "opus")
+    assert claude.argv == ["claude", "--print", "--output-format", "json", "--dangerously-skip-permissions",
+                           "--append-system-prompt=SYS", "--model=opus", "--", "TASK"] and claude.stdin is None
+    codex = coding_invocation("codex", "SYS", "TASK", "o3")
+    assert codex.argv[:5] == ["codex", "exec", "--json", "--full-auto", "--model=o3"] and codex.argv[5] == "--"
+    assert codex.argv[6].startswith("SYS") and codex.argv[6].rstrip().endswith("TASK")  # no system-prompt flag
+    gemini = coding_invocation("gemini", "SYS", "TASK", "flash")
+    assert gemini.argv[0] == "gemini" and gemini.argv[1].startswith("--prompt=SYS") and "TASK" in gemini.argv[1]
+    assert gemini.argv[2:] == ["--yolo", "--output-format", "json", "--model=flash"]
+    # the loop's own runs (no system prompt) are unchanged
+    from keystone_agents import providers
+    from keystone_agents.profiles import Runtime
+
+    plain = providers.get("claude", parse_config({"agentName": "demo"})).invocation("P", Runtime("claude", None, None, None, None))
+    assert not any(a.startswith("--append-system-prompt") for a in plain.argv) and plain.argv[-1] == "P"
 
 
 def test_long_instructions_go_to_stdin():
-    from keystone_agents.coding.providers import build_invocation
-
     task = "x" * 300_000
-    claude, claude_in = build_invocation("claude", "SYS " + task, "TASK", "opus")
-    assert claude == ["claude", "--print", "--dangerously-skip-permissions", "--model=opus"] and task in claude_in
-    codex, codex_in = build_invocation("codex", "SYS " + task, "TASK")
-    assert codex[-1] == "-" and task in codex_in
-    gemini, gemini_in = build_invocation("gemini", "SYS " + task, "TASK")
-    assert max(map(len, gemini)) < 1000 and task in gemini_in
+    claude = coding_invocation("claude", "SYS " + task, "TASK", "opus")
+    assert claude.argv == ["claude", "--print", "--output-format", "json", "--dangerously-skip-permissions",
+                           "--model=opus"] and task in claude.stdin and claude.stdin.rstrip().endswith("TASK")
+    codex = coding_invocation("codex", "SYS " + task, "TASK")
+    assert codex.argv[-1] == "-" and task in codex.stdin
+    gemini = coding_invocation("gemini", "SYS " + task, "TASK")
+    assert max(map(len, gemini.argv)) < 1000 and task in gemini.stdin
 
 
-def test_provider_env_drops_forge_tokens():
-    env = provider_env({"EXTRA": "1"}, base={"GH_TOKEN": "x", "GITHUB_TOKEN": "y", "CLAUDECODE": "1", "PATH": "/bin"})
+def test_provider_env_is_the_allow_list_without_forge_tokens():
+    env = provider_env({"EXTRA": "1", "GH_TOKEN": "configured-by-mistake"},
+                       base={"GH_TOKEN": "x", "GITHUB_TOKEN": "y", "CLAUDECODE": "1", "PATH": "/bin", "RANDOM_VAR": "z"})
     assert env == {"PATH": "/bin", "EXTRA": "1"}
 
 
@@ -168,7 +185,11 @@ def test_timeout_kills_the_process_group(tmp_path, monkeypatch):
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
     started = time.monotonic()
-    result = run_provider("claude", repo_dir=tmp_path, system_prompt="s", task_prompt="t", model=None, timeout=1)
+    from keystone_agents.space import AgentSpace
+
+    result = run_provider("claude", config=parse_config({"agentName": "demo"}), space=AgentSpace(tmp_path),
+                          run_name="timeout", repo_dir=tmp_path, system_prompt="s", task_prompt="t", model=None,
+                          timeout=1, env={"PATH": os.environ["PATH"]})
     assert result.timed_out and result.exit_code is None and not result.ok
     assert time.monotonic() - started < 10
     child = int((tmp_path / "pid").read_text())

@@ -33,6 +33,7 @@ from keystone_agents.coding.review import Review, parse_review
 from keystone_agents.config import Config
 from keystone_agents.events import event_logger
 from keystone_agents.lock import try_lock
+from keystone_agents.providers.mcp import McpError, resolve as resolve_mcp_servers
 from keystone_agents.space import AgentSpace, AgentSpaceMissing, require_agent_space
 from keystone_agents.timeutil import iso_z
 
@@ -109,6 +110,7 @@ class Redactor:
 
 
 def _token_secrets(config: Config) -> list[str]:
+    """The forge tokens and the MCP servers' secret values: never written to a log, an event or an error."""
     secrets = []
     for settings in (config.github, config.forgejo):
         if settings and settings.token_file:
@@ -116,6 +118,10 @@ def _token_secrets(config: Config) -> list[str]:
                 secrets.append(read_token(settings.token_file))
             except OSError:
                 pass
+    try:
+        secrets += [value for server in resolve_mcp_servers(config) for value in server.secrets.values()]
+    except McpError:
+        pass  # reported when the run starts (`_run`)
     return secrets
 
 
@@ -152,9 +158,7 @@ class Orchestrator:
     def record_output(self, label: str, result: ProviderResult) -> None:
         with open(self.log_file, "a", encoding="utf-8") as handle:
             handle.write(f"----- {label}: {result.describe()} -----\n")
-            handle.write(self.redact(result.stdout))
-            if result.stderr:
-                handle.write("\n----- stderr -----\n" + self.redact(result.stderr))
+            handle.write(self.redact(result.output))
             handle.write("\n----- end -----\n")
 
     def finish(self, outcome: str, message: str | None = None) -> None:
@@ -216,7 +220,7 @@ class Orchestrator:
                     self._restore()
         except _Finished:
             pass
-        except (UsageError, RepoError, GitError, ForgeError, ProviderError, AgentSpaceMissing) as exc:
+        except (UsageError, RepoError, GitError, ForgeError, ProviderError, McpError, AgentSpaceMissing) as exc:
             self.result.outcome = "error"
             self.result.message = self.redact(str(exc))
         duration = time.monotonic() - self.started
@@ -248,6 +252,7 @@ class Orchestrator:
         provider, model = self.coding_runtime()
         self.result.provider = provider
         require_agent_space(self.space)  # clones live in the agent space: <notes>/.repos/{owner}/{repo}
+        resolve_mcp_servers(self.config)  # an unreadable MCP secret file stops the run before anything is touched
         try:  # OWNER/REPO is checked (RepoId); a symlink under .repos/ must not lead elsewhere either
             repo_dir = sanitize.inside(self.space.repos_dir, repo.owner, repo.name, field="--repo")
         except sanitize.PathEscape as exc:
@@ -298,9 +303,9 @@ class Orchestrator:
         assert self.git is not None
         self.event("code_provider_start", msg=f"{label}: {provider}", step=label, provider=provider, model=model)
         result = run_provider(
-            provider, repo_dir=self.git.cwd, system_prompt=system, task_prompt=task_prompt, model=model,
-            timeout=self.timeout, env={**self.provider_git_env(), **self.config.environment},
-            stall_timeout=self.config.stall_timeout_seconds,
+            provider, config=self.config, space=self.space, run_name=f"{self.run_id}-{label}", repo_dir=self.git.cwd,
+            system_prompt=system, task_prompt=task_prompt, model=model, timeout=self.timeout,
+            env={**self.provider_git_env(), **self.config.environment}, stall_timeout=self.config.stall_timeout_seconds,
         )
         self.record_output(label, result)
         self.event(
@@ -392,7 +397,7 @@ class Orchestrator:
             # a reviewer only reads; whatever it changed is undone so the review stays a review
             self.event("code_review_changes_discarded", msg="the reviewer changed the tree; reset", step=label)
             self.git.reset_hard(head_before)
-        return parse_review(result.stdout), result
+        return parse_review(result.answer), result
 
     def _review_cycles(
         self, repo: RepoId, git: Git, forge: Forge, pr: PullRequest, task: str, branch: str, base_sha: str,
@@ -463,7 +468,7 @@ class Orchestrator:
         self.result.verdicts = [review.verdict]
         self.result.review = {
             "verdict": review.verdict, "explicit": review.explicit,
-            "comments": [c.as_dict() for c in review.comments], "output": self.redact(result.stdout),
+            "comments": [c.as_dict() for c in review.comments], "output": self.redact(result.answer),
         }
         self.finish("reviewed")
 

@@ -1,19 +1,19 @@
-"""Provider CLIs that do the coding and the reviewing: claude, codex, gemini — all three implemented.
+"""The coding subagent's provider runs (claude, codex, gemini) through the one provider layer.
 
-The original's contract was `agent.coding-agent.<provider> REPO_DIR PROMPT_FILE TIMEOUT [--model M]`; here the
-same inputs (working tree, system prompt, timeout, model) map onto each CLI's own non-interactive mode:
+The argv of every run is built by the task loop's providers (`keystone_agents.providers`: claude.py, codex.py,
+gemini.py), with the configured MCP servers given to the CLI the way the loop gives them (providers/mcp.py: a
+0600 file under the state dir, removed after the run). What is the coding subagent's own:
 
-- claude: `claude --print --dangerously-skip-permissions --append-system-prompt=SYSTEM [--model=M] -- TASK`
-- codex:  `codex exec --full-auto [--model=M] -- INSTRUCTIONS` (system prompt and task in one text: codex has
-  no append-system-prompt flag)
-- gemini: `gemini --prompt=INSTRUCTIONS --yolo [--model=M]` (likewise)
+- the system prompt (its rules, the task, the git context): claude gets it as `--append-system-prompt`, codex
+  and gemini in front of the prompt (they have no such flag);
+- the working directory: the clone, `<agent space>/.repos/OWNER/REPO` (inside the agent space, so the agent's
+  CLAUDE.md/AGENTS.md above it still apply);
+- the environment: the loop's allow-list (providers/environment.py), the agent's git identity and ssh-agent,
+  the configured `environment`, and never a forge token (only the orchestrator pushes and talks to the forge);
+- the output is not teed to a log here: the orchestrator writes it to its run log, redacted.
 
-Values are attached with `=` and positionals follow `--`, so no model or task text is read as an option;
-instructions longer than one argument may be go to stdin instead (see `build_invocation`).
-
-Every run: working directory = the repository, stdin = /dev/null or the instructions then EOF (a CLI waiting
-for input would otherwise hang until the timeout), its own process group (so the timeout kills the CLI *and* whatever it started),
-no forge tokens in its environment (only the orchestrator pushes and talks to the forge).
+Every run has stdin /dev/null (or the prompt, then EOF), its own process group (the timeout kills the CLI *and*
+whatever it started), the stall watchdog and the wall-clock limit of the loop's process runner.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-PROVIDERS = ("claude", "codex", "gemini")
+from keystone_agents.providers.base import ProviderError, ProviderResult as RunResult
+from keystone_agents.providers.coding import CODING_PROVIDERS
+
+PROVIDERS = CODING_PROVIDERS
 KILL_GRACE_SECONDS = 5
 # variables a provider must not see: they would let it push or call the forge itself
 SECRET_ENV = (
@@ -32,88 +35,69 @@ SECRET_ENV = (
     "FORGEJO_TOKEN", "KEYSTONE_CODING_TOKEN_FILE", "KEYSTONE_CODING_TOKEN_HOST",
 )
 
-
-class ProviderError(Exception):
-    pass
+__all__ = ["PROVIDERS", "ProviderError", "ProviderResult", "provider_env", "run_provider"]
 
 
 @dataclass
 class ProviderResult:
+    """One coding-subagent provider run, as the orchestrator reads it."""
+
     provider: str
-    exit_code: int | None  # None when killed by the timeout
-    timed_out: bool
-    duration_seconds: float
-    stdout: str
-    stderr: str
+    run: RunResult
+
+    @property
+    def exit_code(self) -> int | None:  # None when killed by the timeout or the stall watchdog
+        return None if self.run.timed_out else self.run.exit_code
+
+    @property
+    def timed_out(self) -> bool:
+        return self.run.timed_out
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.run.duration_seconds
+
+    @property
+    def output(self) -> str:
+        """Everything the CLI printed (stdout, then stderr): what goes to the run log."""
+        return self.run.output
+
+    @property
+    def answer(self) -> str:
+        """The CLI's final answer (claude's `result`, codex's last agent message, gemini's `response`)."""
+        return self.run.answer
 
     @property
     def ok(self) -> bool:
-        return not self.timed_out and self.exit_code == 0
+        return self.run.succeeded
 
     def describe(self) -> str:
+        if self.run.stalled:
+            return f"{self.provider} stalled (no output) after {self.duration_seconds:.0f}s"
         if self.timed_out:
             return f"{self.provider} timed out after {self.duration_seconds:.0f}s"
-        return f"{self.provider} exited with {self.exit_code}"
-
-
-def combined_instructions(system_prompt: str, task_prompt: str) -> str:
-    return f"{system_prompt.rstrip()}\n\n---\n\n{task_prompt.strip()}\n"
-
-
-STDIN_NOTE = "(The task is the text above, given on stdin. Carry it out.)"
-
-
-def build_invocation(provider: str, system_prompt: str, task_prompt: str,
-                     model: str | None = None) -> tuple[list[str], str | None]:
-    """(argv, stdin) of one provider run. Values are attached (`--model=M`, `--prompt=TEXT`), positional prompts
-    follow `--`, and instructions too long for one argument go to stdin as each CLI documents (claude: the
-    prompt on stdin, no positional; codex: PROMPT `-`; gemini: stdin, with -p appended to it)."""
-    from keystone_agents.sanitize import fits_in_argument
-
-    if provider == "claude":
-        argv = ["claude", "--print", "--dangerously-skip-permissions"]
-        if fits_in_argument(system_prompt):
-            argv.append(f"--append-system-prompt={system_prompt}")
-        else:  # the system prompt holds the task: too long for argv, both go on stdin as one text
-            argv += [f"--model={model}"] if model else []
-            return argv, combined_instructions(system_prompt, task_prompt)
-        if model:
-            argv.append(f"--model={model}")
-        return [*argv, "--", task_prompt], None
-    if provider == "codex":
-        argv = ["codex", "exec", "--full-auto"]
-        if model:
-            argv.append(f"--model={model}")
-        text = combined_instructions(system_prompt, task_prompt)
-        return ([*argv, "--", text], None) if fits_in_argument(text) else ([*argv, "-"], text)
-    if provider == "gemini":
-        text = combined_instructions(system_prompt, task_prompt)
-        stdin = None
-        if not fits_in_argument(text):
-            stdin, text = text, STDIN_NOTE
-        argv = ["gemini", f"--prompt={text}", "--yolo"]
-        if model:
-            argv.append(f"--model={model}")
-        return argv, stdin
-    raise ProviderError(f"unknown provider {provider!r} (claude, codex or gemini)")
-
-
-def build_argv(provider: str, system_prompt: str, task_prompt: str, model: str | None = None) -> list[str]:
-    return build_invocation(provider, system_prompt, task_prompt, model)[0]
+        if self.run.exit_code == 0 and self.run.is_error:
+            return f"{self.provider} reported an error: {self.run.message}"
+        return f"{self.provider} exited with {self.run.exit_code}"
 
 
 def provider_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ if base is None else base)
+    """The loop's allow-listed environment plus `extra` (identity, configured `environment`), without forge
+    tokens."""
+    from keystone_agents.providers.environment import clean_env
+
+    env = clean_env(extra, base=base)
     for name in SECRET_ENV:
         env.pop(name, None)
-    env.pop("CLAUDECODE", None)  # a nested Claude session refuses to start while this is set
-    env.update(extra or {})
     return env
 
 
 def run_provider(
     provider: str,
     *,
+    config,
+    space,
+    run_name: str,
     repo_dir: Path,
     system_prompt: str,
     task_prompt: str,
@@ -122,23 +106,23 @@ def run_provider(
     env: Mapping[str, str] | None = None,
     stall_timeout: float | None = None,
 ) -> ProviderResult:
-    """Run one provider CLI to completion, timeout or stall, with the task loop's process runner: stdin
-    closed, its own session and process group (the whole group dies on timeout), and the stall watchdog.
-    The output is returned, not teed: the orchestrator logs it redacted."""
-    from keystone_agents.providers.process import RunOptions, run_process
+    """Run one provider CLI in `repo_dir` to completion, timeout or stall. `run_name` names the run's MCP file
+    (`<state>/mcp/<run_name>.json`). Raises ProviderError (unknown provider, CLI not on PATH) and
+    providers.mcp.McpError (a server's secret file cannot be read)."""
+    from keystone_agents import providers
+    from keystone_agents.profiles import Runtime
+    from keystone_agents.providers.mcp import plan_for
+    from keystone_agents.providers.process import RunOptions
 
-    argv, stdin = build_invocation(provider, system_prompt, task_prompt, model)
+    if provider not in PROVIDERS:
+        raise ProviderError(f"unknown provider {provider!r} ({', '.join(PROVIDERS)})")
     child_env = provider_env(env)
-    if shutil.which(argv[0], path=child_env.get("PATH")) is None:
-        raise ProviderError(f"{provider}: command {argv[0]!r} not found on PATH")
-    proc = run_process(argv, stdin, RunOptions(
+    if shutil.which(provider, path=child_env.get("PATH")) is None:
+        raise ProviderError(f"{provider}: command {provider!r} not found on PATH")
+    cli = providers.get(provider, config)
+    cli.system_prompt = system_prompt
+    cli.mcp = plan_for(config, space, run_name)  # removed again by cli.run, whatever happens
+    result = cli.run(task_prompt, Runtime(provider, None, model, None, None), RunOptions(
         log_path=Path(os.devnull), timeout=timeout, kill_grace=KILL_GRACE_SECONDS, env=child_env, cwd=repo_dir,
         stall_timeout=stall_timeout))
-    return ProviderResult(
-        provider=provider,
-        exit_code=None if proc.timed_out else proc.exit_code,
-        timed_out=proc.timed_out,
-        duration_seconds=proc.duration_seconds,
-        stdout=proc.stdout,
-        stderr=proc.stderr,
-    )
+    return ProviderResult(provider, result)

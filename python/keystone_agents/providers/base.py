@@ -31,6 +31,12 @@ class ProviderError(Exception):
     """The provider cannot be used as configured (unknown name, missing setting)."""
 
 
+def combined_instructions(system_prompt: str, prompt: str) -> str:
+    """The system prompt and the prompt as one text, for a CLI that has no flag adding to its system prompt (codex,
+    gemini), or when the system prompt is too long for one argument."""
+    return f"{system_prompt.rstrip()}\n\n---\n\n{prompt.strip()}\n"
+
+
 @dataclass(frozen=True)
 class Invocation:
     argv: list[str]
@@ -124,6 +130,13 @@ class Provider:
     supports_result_file = True  # whether the agent can write KEYSTONE_TASK_RESULT
     max_turns: int | None = None  # passed to CLIs that have a turn limit
     mcp: "McpPlan | None" = None  # the MCP servers of this run (providers/mcp.py); None: none configured
+    # instructions added to the CLI's own system prompt (the coding subagent's rules): claude takes them as
+    # `--append-system-prompt`; CLIs without such a flag get them in front of the prompt (`instructions`)
+    system_prompt: str | None = None
+
+    def instructions(self, prompt: str) -> str:
+        """The prompt with `system_prompt` in front of it, for a CLI that has no system-prompt flag."""
+        return combined_instructions(self.system_prompt, prompt) if self.system_prompt else prompt
 
     def transcript_paths(self, cwd: "Path", home: "Path") -> list["Path"]:
         """Files or directories the CLI writes its session transcript to while it works (the stall watchdog

@@ -2,7 +2,8 @@
 [--fallback-model=F] [--effort=E] [--max-turns=N] -- <prompt>` (the seed's argv, plus the turn limit when
 `maxTurns` is set) and the configured MCP servers, `--mcp-config=FILE --strict-mcp-config` right after
 `--output-format json` (providers/mcp.py; `--mcp-config` takes several values, so another flag always follows
-it). Values are attached with `=` and the prompt follows `--` (Commander, the CLI's parser,
+it), and `--append-system-prompt=TEXT` after `--dangerously-skip-permissions` when the run has a system prompt
+of its own (the coding subagent's; one too long for an argument goes in front of the prompt instead). Values are attached with `=` and the prompt follows `--` (Commander, the CLI's parser,
 reads `--opt=value` as that option's value and everything after `--` as positionals), so no model name or
 prompt can be read as an option. A prompt too long for one argument is written to stdin instead (the CLI
 reference's `cat file | claude -p`).
@@ -69,6 +70,11 @@ class ClaudeProvider(Provider):
             argv += [attached("--mcp-config", str(self.mcp.write(claude_document(self.mcp.servers)))),
                      "--strict-mcp-config"]
         argv += ["--dangerously-skip-permissions"]
+        if self.system_prompt:
+            if fits_in_argument(self.system_prompt):
+                argv.append(attached("--append-system-prompt", self.system_prompt))
+            else:  # too long for one argument: the system prompt goes with the prompt (on stdin, see below)
+                prompt = self.instructions(prompt)
         if runtime.model:
             argv.append(attached("--model", runtime.model))
         if runtime.fallback_model and runtime.fallback_model != runtime.model:

@@ -1,6 +1,7 @@
 """Codex CLI: `codex exec --json --full-auto [--config=mcp_servers.…]… [--model=M] -- <prompt>` (the seed's argv
 plus `--json` and the configured MCP servers as `-c/--config` overrides, see providers/mcp.py; fallback model
-and effort are not passed). The model is attached with `=` and the prompt follows `--` (clap reads
+and effort are not passed). A run with a system prompt of its own (the coding subagent's) gets it in front of the
+prompt: codex has no flag that adds to its system prompt. The model is attached with `=` and the prompt follows `--` (clap reads
 `--model=value` as the value, and nothing after `--` as an option); a prompt too long for one argument goes
 to stdin with `-` as the PROMPT argument ("if `-` is used, instructions are read from stdin").
 
@@ -47,6 +48,7 @@ class CodexProvider(Provider):
 
     def invocation(self, prompt, runtime) -> Invocation:
         argv = ["codex", "exec", "--json", "--full-auto"]
+        prompt = self.instructions(prompt)  # codex has no flag adding to its system prompt
         env: dict[str, str] = {}
         if self.mcp is not None:
             from keystone_agents.providers.mcp import codex_overrides

@@ -1,7 +1,8 @@
 """Gemini CLI: `gemini --prompt=<prompt> --yolo [--allowed-mcp-server-names=NAME]… --output-format json
 [--model=M]` (the seed's argv plus the JSON output and the configured MCP servers, whose settings file is named by
 `GEMINI_CLI_SYSTEM_SETTINGS_PATH`, see providers/mcp.py; fallback model and effort are not passed, the CLI has no
-equivalent). Values are attached with
+equivalent; a run's own system prompt, the coding subagent's, goes in front of the prompt: the CLI has no flag for
+it). Values are attached with
 `=` (yargs reads `--key=value` as the value whatever it starts with), so neither a prompt nor a model can
 become an option. A prompt too long for one argument goes to stdin, and `--prompt` carries a one-line note
 (the CLI documents -p as "appended to input on stdin").
@@ -31,6 +32,7 @@ class GeminiProvider(Provider):
 
     def invocation(self, prompt, runtime) -> Invocation:
         stdin = None
+        prompt = self.instructions(prompt)  # gemini has no flag adding to its system prompt
         if not fits_in_argument(prompt):
             # "-p/--prompt: ... Appended to input on stdin (if any)": the task goes on stdin, -p says so
             stdin, prompt = prompt, STDIN_NOTE

@@ -12,10 +12,18 @@ $FAKE_AGENT_SCRIPT (a JSON list; the position is kept in <script>.pos):
   {"do": "hang", "pid_file": "..."}                               start a child that sleeps, then sleep
   {"do": "switch", "branch": "..."}                               check out another branch (a rule broken)
 Any action may carry "stdout" (printed) and "exit" (exit code).
+
+What the CLI prints is its answer in the format asked for: text, claude's JSON result object
+(`--output-format json`), codex's JSON Lines events (`exec --json`) or gemini's JSON object (`--output-format
+json`). The MCP servers it was given are recorded (`mcp`) while it runs: claude's `--mcp-config` files (content,
+mode) and `--strict-mcp-config`, codex's `mcp_servers.*` `-c/--config` overrides (TOML values) and whether the
+variables named in `env_vars` are set, gemini's settings file named by GEMINI_CLI_SYSTEM_SETTINGS_PATH (content,
+mode) and `--allowed-mcp-server-names`.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -31,9 +39,14 @@ class Usage(Exception):
 
 def parse(cli: str, argv: list[str]) -> dict:
     """The subset of each CLI's documented grammar the runtime uses; anything else is an error."""
-    opts: dict = {"prompt": None, "model": None, "system": None, "flags": []}
+    opts: dict = {"prompt": None, "model": None, "system": None, "flags": [], "format": None, "mcp_config": [],
+                  "overrides": [], "allowed_mcp": []}
     args = list(argv)
     if cli == "codex":
+        # global options before the subcommand (-c/--config key=value), then `exec`
+        while args and args[0] != "exec" and args[0].startswith(("-c", "--config")):
+            item = args.pop(0)
+            opts["overrides"].append(item.split("=", 1)[1] if item.startswith("--config=") else args.pop(0))
         if not args or args[0] != "exec":
             raise Usage("codex: non-interactive use needs the `exec` subcommand")
         args = args[1:]
@@ -52,27 +65,42 @@ def parse(cli: str, argv: list[str]) -> dict:
             opts["prompt_from"] = "stdin" if arg == "-" and not positional_only else "argv"
         elif arg == "--" and cli in ("claude", "codex"):
             positional_only = True
-        elif cli == "claude" and arg in ("--print", "-p", "--dangerously-skip-permissions"):
+        elif cli == "claude" and arg in ("--print", "-p", "--dangerously-skip-permissions", "--strict-mcp-config"):
             opts["flags"].append(arg)
-        elif cli == "claude" and arg in ("--append-system-prompt", "--model", "--output-format"):
+        elif cli == "claude" and arg == "--mcp-config":
+            # variadic (<configs...>): it takes values up to the next option, so a prompt must never follow it
+            if not args:
+                raise Usage(f"error: option '{arg}' argument missing")
+            while args and not args[0].startswith("-"):
+                opts["mcp_config"].append(args.pop(0))
+        elif cli == "claude" and arg in ("--append-system-prompt", "--model", "--output-format", "--fallback-model",
+                                         "--effort", "--max-turns"):
             if not args:
                 raise Usage(f"error: option '{arg}' argument missing")
             value = args.pop(0)
-            opts[{"--append-system-prompt": "system", "--model": "model", "--output-format": "format"}[arg]] = value
-        elif cli == "codex" and arg in ("--full-auto", "--skip-git-repo-check"):
+            key = {"--append-system-prompt": "system", "--model": "model", "--output-format": "format"}.get(arg)
+            opts[key or arg.lstrip("-")] = value
+        elif cli == "codex" and arg in ("--full-auto", "--skip-git-repo-check", "--json"):
             opts["flags"].append(arg)
-        elif cli == "codex" and arg in ("-m", "--model", "-C", "--cd"):
+        elif cli == "codex" and arg in ("-m", "--model", "-C", "--cd", "-c", "--config"):
             if not args:
                 raise Usage(f"error: a value is required for '{arg}'")
             value = args.pop(0)
-            opts["model" if arg in ("-m", "--model") else "cd"] = value
+            if arg in ("-c", "--config"):
+                opts["overrides"].append(value)
+            else:
+                opts["model" if arg in ("-m", "--model") else "cd"] = value
         elif cli == "gemini" and arg in ("--yolo", "-y"):
             opts["flags"].append("--yolo")
-        elif cli == "gemini" and arg in ("--prompt", "-p", "-m", "--model"):
+        elif cli == "gemini" and arg in ("--prompt", "-p", "-m", "--model", "-o", "--output-format",
+                                         "--allowed-mcp-server-names"):
             if not args:
                 raise Usage(f"Not enough arguments following: {arg}")
             value = args.pop(0)
-            opts["prompt" if arg in ("--prompt", "-p") else "model"] = value
+            if arg == "--allowed-mcp-server-names":
+                opts["allowed_mcp"].append(value)
+            else:
+                opts[{"--prompt": "prompt", "-p": "prompt", "-o": "format", "--output-format": "format"}.get(arg, "model")] = value
         elif arg.startswith("-"):
             raise Usage(f"error: unknown option '{arg}'")
         elif opts["prompt"] is None:
@@ -81,6 +109,8 @@ def parse(cli: str, argv: list[str]) -> dict:
             raise Usage(f"error: unexpected argument '{arg}'")
     if cli == "claude" and "--print" not in opts["flags"] and "-p" not in opts["flags"]:
         raise Usage("claude: without --print the CLI is interactive")
+    if opts["format"] not in (None, "text", "json"):
+        raise Usage(f"error: invalid output format {opts['format']!r}")
     if cli in ("claude", "gemini") and not sys.stdin.isatty():
         piped = sys.stdin.read()  # claude -p reads the prompt from stdin; gemini appends -p to stdin
         if piped:
@@ -89,6 +119,39 @@ def parse(cli: str, argv: list[str]) -> dict:
     if not opts["prompt"]:
         raise Usage(f"{cli}: no prompt given")
     return opts
+
+
+def mcp_given(cli: str, opts: dict) -> dict:
+    """The MCP servers the CLI was given, read while it runs (the runtime removes its files afterwards):
+    claude's --mcp-config files, codex's `mcp_servers.*` overrides (TOML values), gemini's system settings file."""
+    import stat
+    import tomllib
+
+    given: dict = {}
+    if cli == "claude":
+        for item in opts["mcp_config"]:
+            if os.path.isfile(item):
+                with open(item, encoding="utf-8") as handle:
+                    given[item] = {"config": json.load(handle), "mode": oct(stat.S_IMODE(os.stat(item).st_mode))}
+            else:
+                given[item] = {"config": json.loads(item)}
+        given = {"files": given, "strict": "--strict-mcp-config" in opts["flags"]}
+    elif cli == "codex":
+        overrides = {}
+        for item in opts["overrides"]:
+            key, _, value = item.partition("=")
+            overrides[key] = tomllib.loads(f"v = {value}")["v"]  # codex parses the value as TOML
+        forwarded = {name: bool(os.environ.get(name)) for key, value in overrides.items()
+                     if key.endswith(".env_vars") for name in value}
+        given = {"overrides": overrides, "forwarded_env_present": forwarded}
+    elif cli == "gemini":
+        path = os.environ.get("GEMINI_CLI_SYSTEM_SETTINGS_PATH")  # the system settings layer (mcpServers)
+        if path:
+            with open(path, encoding="utf-8") as handle:
+                given = {"settings": json.load(handle), "path": path,
+                         "mode": oct(stat.S_IMODE(os.stat(path).st_mode))}
+        given["allowed"] = opts["allowed_mcp"]
+    return given
 
 
 def git(*args: str) -> None:
@@ -106,7 +169,7 @@ def write_files(files: dict) -> None:
 
 def next_action() -> dict:
     script = os.environ.get("FAKE_AGENT_SCRIPT")
-    if not script:
+    if not script or not os.path.exists(script):
         return {"do": "none"}
     with open(script, encoding="utf-8") as handle:
         actions = json.load(handle)
@@ -139,6 +202,8 @@ def main(cli: str) -> int:
         opts = None
     if opts is not None:  # how the parser read each argument
         record["parsed"] = {k: v for k, v in opts.items() if k != "prompt"}
+        record["prompt"] = opts["prompt"]
+        record["mcp"] = mcp_given(cli, opts)
     action = next_action() if opts else {}
     record["action"] = action.get("do")
     log = os.environ.get("FAKE_AGENT_LOG")
@@ -149,6 +214,7 @@ def main(cli: str) -> int:
         print(record["error"], file=sys.stderr)
         return 2
     do = action.get("do", "none")
+    out = io.StringIO()  # what the CLI answers: printed as is, or in the documented JSON format
     if do == "commit":
         write_files(action.get("files", {"change.txt": "changed\n"}))
         git("add", "-A")
@@ -158,7 +224,7 @@ def main(cli: str) -> int:
     elif do == "dirty":
         write_files(action.get("files", {"scratch.txt": "not committed\n"}))
     elif do == "review":
-        sys.stdout.write(action["output"])
+        out.write(action["output"])
     elif do == "switch":
         git("checkout", "-q", "-b", action["branch"])
     elif do == "hang":
@@ -168,5 +234,28 @@ def main(cli: str) -> int:
                 handle.write(str(child.pid))
         time.sleep(600)
     if action.get("stdout"):
-        sys.stdout.write(action["stdout"])
-    return int(action.get("exit", 0))
+        out.write(action["stdout"])
+    code = int(action.get("exit", 0))
+    emit(cli, opts, out.getvalue(), code)
+    return code
+
+
+def emit(cli: str, opts: dict, answer: str, code: int) -> None:
+    """The answer as each CLI prints it: text, or claude's JSON result object (`--output-format json`), codex's
+    JSON Lines events (`exec --json`), gemini's JSON object (`--output-format json`)."""
+    if cli == "claude" and opts["format"] == "json":
+        print(json.dumps({"type": "result", "subtype": "success", "is_error": code != 0, "num_turns": 2,
+                          "result": answer, "total_cost_usd": 0.01,
+                          "usage": {"input_tokens": 100, "output_tokens": 50}}))
+    elif cli == "codex" and "--json" in opts["flags"]:
+        print(json.dumps({"type": "thread.started", "thread_id": "t-1"}))
+        print(json.dumps({"type": "turn.started"}))
+        print(json.dumps({"type": "item.completed", "item": {"id": "item_0", "type": "agent_message", "text": answer}}))
+        print(json.dumps({"type": "turn.completed", "usage": {"input_tokens": 100, "cached_input_tokens": 0,
+                                                              "output_tokens": 50}} if code == 0 else
+                         {"type": "turn.failed", "error": {"message": f"failed with exit {code}"}}))
+    elif cli == "gemini" and opts["format"] == "json":
+        print(json.dumps({"response": answer, "stats": {"models": {opts["model"] or "gemini-2.5-pro": {
+            "tokens": {"prompt": 100, "candidates": 50, "total": 150}}}}}))
+    else:
+        sys.stdout.write(answer)
