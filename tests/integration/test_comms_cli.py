@@ -211,6 +211,66 @@ def test_parallel_drains_claim_each_message_once(fleet):
     assert sorted(refs) == sorted(f"comms-{i}" for i in sent)
 
 
+def drain_metrics(agent) -> dict[str, float]:
+    """The drain metrics file as node_exporter's textfile collector reads it (prometheus-client's parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = (agent.home / "metrics" / f"keystone-agent-comms-drain-{agent.key}.prom").read_text()
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            assert sample.labels == {"host": sample.labels["host"], "agent": agent.key,
+                                     "unit": f"agent-{agent.key}-comms"}
+            values[sample.name] = sample.value
+    return values
+
+
+def test_a_failed_drain_is_measured_by_the_drain_and_by_its_on_failure_unit(fleet):
+    alpha, beta = fleet.agent("alpha"), fleet.agent("beta")
+    ok(beta.run("comms", "drain"))
+    assert drain_metrics(beta) == {"keystone_agent_comms_drain_failures_total": 0,
+                                   "keystone_agent_comms_last_drain_success": 1}
+    msg_id = ok(alpha.run("comms", "send", "--to", "beta", "--body", "are you there?")).strip()
+
+    # the bus is unreachable for beta's drain (the drain service of systemd run id inv-1)
+    good = beta.config_path.read_text()
+    data = json.loads(good)
+    if data["coordination"]["backend"] == "local":
+        data["coordination"]["local"]["socket"] = str(beta.home / "no-such-bus.sock")
+    else:
+        data["coordination"]["postgresql"]["host"] = str(beta.home / "no-such-socket-dir")
+    beta.config_path.write_text(json.dumps(data))
+    done = subprocess.run(beta.argv("comms", "drain"), env={**beta.env(), "INVOCATION_ID": "inv-1"},
+                          capture_output=True, text=True, timeout=120, cwd="/")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert 'event="comms_drain_failed"' in done.stderr
+    assert drain_metrics(beta) == {"keystone_agent_comms_drain_failures_total": 1,
+                                   "keystone_agent_comms_last_drain_success": 0}
+
+    # systemd starts the OnFailure= unit for that same run: it is not counted twice
+    def on_failure(invocation: str, result: str) -> subprocess.CompletedProcess:
+        env = {**beta.env(), "MONITOR_INVOCATION_ID": invocation, "MONITOR_SERVICE_RESULT": result,
+               "MONITOR_EXIT_CODE": "exited", "MONITOR_EXIT_STATUS": "1", "MONITOR_UNIT": "agent-beta-comms.service"}
+        return subprocess.run(beta.argv("comms", "drain-failed"), env=env, capture_output=True, text=True,
+                              timeout=120, cwd="/")
+
+    recorded = on_failure("inv-1", "exit-code")
+    assert recorded.returncode == 0, recorded.stderr
+    assert 'event="comms_drain_failed"' in recorded.stderr and 'service_result="exit-code"' in recorded.stderr
+    assert drain_metrics(beta)["keystone_agent_comms_drain_failures_total"] == 1
+    # a drain killed by its timeout never got to count itself: its OnFailure= unit does
+    assert on_failure("inv-2", "timeout").returncode == 0
+    assert drain_metrics(beta) == {"keystone_agent_comms_drain_failures_total": 2,
+                                   "keystone_agent_comms_last_drain_success": 0}
+
+    # the bus is back: the next drain delivers the message and clears the gauge; the counter keeps its count
+    beta.config_path.write_text(good)
+    drained = json.loads(ok(beta.run("comms", "drain", "--json")))
+    assert drained["received"] == [msg_id]
+    assert drain_metrics(beta) == {"keystone_agent_comms_drain_failures_total": 2,
+                                   "keystone_agent_comms_last_drain_success": 1}
+
+
 def test_humans_use_comms_as_themselves_through_agentctl(fleet):
     alpha, beta = fleet.agent("alpha"), fleet.agent("beta")
     human = fleet.bus_env.users["human"]

@@ -54,6 +54,12 @@ def test_local_backend_units_configs_and_registry(evaluate):
     drain = ev["userServices"]["agent-drago-comms"]
     assert drain["serviceConfig"]["ExecStart"].endswith("keystone-agent comms drain --config /etc/keystone-agents/agents/drago.json")
     assert drain["unitConfig"]["ConditionUser"] == "agent-drago"
+    # a drain that dies before it can count its own failure is counted by its OnFailure= unit
+    assert drain["unitConfig"]["OnFailure"] == "agent-drago-comms-failed.service"
+    failed = ev["userServices"]["agent-drago-comms-failed"]
+    assert failed["serviceConfig"]["ExecStart"].endswith(
+        "keystone-agent comms drain-failed --config /etc/keystone-agents/agents/drago.json")
+    assert failed["unitConfig"]["ConditionUser"] == "agent-drago" and not failed.get("wantedBy")  # started only on failure
 
     config = valid_agent_config(ev, "drago")
     assert config["coordination"]["backend"] == "local"
@@ -213,7 +219,7 @@ def test_generated_units_pass_systemd_analyze_verify(evaluate, tmp_path, scenari
         user_files.append(user / f"{name}.path")
         user_files[-1].write_text(render(unit, "Path"))
     for name, unit in ev["userServices"].items():
-        if name.endswith(("-comms", "-listen", "-task-loop")):
+        if name.endswith(("-comms", "-comms-failed", "-listen", "-task-loop")):
             path = user / f"{name}.service"
             path.write_text(render(unit, "Service"))
             user_files.append(path)

@@ -85,6 +85,13 @@ def start_comms(root: Path, lh, request) -> None:
     time.sleep(0.2)
     drained = subprocess.run([*comms, "drain", *home, "--json"], env=env, capture_output=True, text=True, timeout=60)
     assert json.loads(drained.stdout)["dead_lettered"] == [sent.stdout.strip()], drained.stderr
+    # a drain that cannot reach the bus (its own configuration points at a socket that is not there): failed
+    broken = run / "broken-config.json"
+    broken.write_text(json.dumps({**config, "coordination": {**config["coordination"], "local": {
+        "socket": str(run / "no-such.sock"), "wakeDir": str(run / "wake")}}}))
+    failed = subprocess.run([*comms, "drain", *home, "--config", str(broken)], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert failed.returncode == 1 and 'event="comms_drain_failed"' in failed.stderr, failed.stderr
     late = subprocess.run([*comms, "send", *home, "--to", HEALTHY, "--body", "nobody woke me"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert late.returncode == 0, late.stderr
@@ -175,6 +182,8 @@ def test_values_reflect_what_the_runs_did(world, prometheus):
     assert value(f'keystone_agent_task_loop_queue_tasks{{agent="{HEALTHY}",status="completed"}}') == 3
     assert value(f'keystone_agent_comms_dead_letters{{agent="{HEALTHY}"}}') == 1
     assert value(f'keystone_agent_comms_swept_late_messages{{agent="{HEALTHY}"}}') == 1
+    assert value(f'keystone_agent_comms_drain_failures_total{{agent="{HEALTHY}"}}') == 1
+    assert value(f'keystone_agent_comms_last_drain_success{{agent="{HEALTHY}"}}') == 0
     assert value(f'keystone_agent_comms_messages{{agent="{HEALTHY}",state="delivered"}}') == 1
     assert value(f'keystone_agent_comms_wake_latency_seconds{{agent="{HEALTHY}"}}') >= 0.5
     assert value(f'keystone_agent_task_loop_runs_cumulative_total{{agent="{HEALTHY}",status="success"}}') == 2
@@ -235,7 +244,8 @@ def test_every_rule_expression_returns_data_and_each_alert_is_active(world, prom
                                            "KeystoneAgentBlockedSurge", "KeystoneAgentNotesSyncConflict",
                                            "KeystoneAgentTokenSpend", "KeystoneAgentMissedRuns",
                                            "KeystoneAgentTaskLoopCannotStart",
-                                           "KeystoneAgentCommsDeadLetters", "KeystoneAgentCommsWakeFailing"}
+                                           "KeystoneAgentCommsDeadLetters", "KeystoneAgentCommsWakeFailing",
+                                           "KeystoneAgentCommsDrainFailing"}
     for name, expr in rules:
         assert prometheus.query(expr), f"{name}: no data for {expr}"
     # the agent that cannot start is also failing and stalled
@@ -243,7 +253,8 @@ def test_every_rule_expression_returns_data_and_each_alert_is_active(world, prom
                 "KeystoneAgentBlockedSurge": FAILING, "KeystoneAgentNotesSyncConflict": WRITER,
                 "KeystoneAgentTokenSpend": None, "KeystoneAgentMissedRuns": FAILING,
                 "KeystoneAgentTaskLoopCannotStart": BROKEN,
-                "KeystoneAgentCommsDeadLetters": HEALTHY, "KeystoneAgentCommsWakeFailing": HEALTHY}
+                "KeystoneAgentCommsDeadLetters": HEALTHY, "KeystoneAgentCommsWakeFailing": HEALTHY,
+                "KeystoneAgentCommsDrainFailing": HEALTHY}
     def want(agent) -> set:
         return {FAILING, HEALTHY} if agent is None else set(agent) if isinstance(agent, tuple) else {agent}
 
@@ -263,7 +274,7 @@ def test_every_rule_expression_returns_data_and_each_alert_is_active(world, prom
 
         time.sleep(0.5)
     rules_loaded = [r for g in groups for r in g["rules"]]
-    assert len(rules_loaded) == 9 and all(r["health"] == "ok" for r in rules_loaded), rules_loaded
+    assert len(rules_loaded) == 10 and all(r["health"] == "ok" for r in rules_loaded), rules_loaded
     for name, agent in expected.items():
         alerts = active[name]["alerts"]
         agents = {a["labels"]["agent"] for a in alerts}

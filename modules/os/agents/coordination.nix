@@ -5,7 +5,8 @@
 #   backend "postgresql": services.postgresql (createLocally), a role per agent and admin, and
 #                         keystone-db-migrate.service (`keystone-agent bus migrate`, as postgres).
 # Per agent with "comms" in triggers (user units): agent-<n>-comms.path (PathChanged on its wake file) →
-# agent-<n>-comms.service (`comms drain`), agent-<n>-loop-rerun.path (PathExists on state/run-requested) →
+# agent-<n>-comms.service (`comms drain`; OnFailure= agent-<n>-comms-failed.service, `comms drain-failed`, counts a
+# drain that died), agent-<n>-loop-rerun.path (PathExists on state/run-requested) →
 # the task loop, and for postgresql agent-<n>-listen.service (`comms listen`, touches the wake file).
 { config, lib, pkgs, ... }:
 let
@@ -90,10 +91,20 @@ in
         [
           (userService name "agent-${name}-comms" {
             description = "Comms drain of agent ${name}: received messages become tasks";
+            # a drain that dies before it can count its own failure (timeout, crash) is counted by this unit
+            unitConfig.OnFailure = "agent-${name}-comms-failed.service";
             serviceConfig = {
               Type = "oneshot";
               ExecStart = "${bin} comms drain --config ${L.configPath name}";
               TimeoutStartSec = 300;
+            };
+          })
+          (userService name "agent-${name}-comms-failed" {
+            description = "Record a failed comms drain of agent ${name} (metrics, event)";
+            serviceConfig = {
+              Type = "oneshot";
+              ExecStart = "${bin} comms drain-failed --config ${L.configPath name}";
+              TimeoutStartSec = 60;
             };
           })
         ] ++ optional (co.backend == "postgresql") (userService name "agent-${name}-listen" {

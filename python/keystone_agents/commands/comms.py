@@ -262,18 +262,46 @@ def drain_command(ctx: AgentContext, limit, as_json):
     """Turn received messages into tasks (what agent-<name>-comms.service runs): claim, save to TASKS.yaml,
     acknowledge, then request a task-loop run. Also sends replies that could not be sent before."""
     from keystone_agents.coordination.comms import drain
+    from keystone_agents.coordination.observe import record, record_drain
 
     config = ctx.config
-    from keystone_agents.coordination.observe import record
-
-    with bus_for(ctx, as_json) as bus:
-        result = drain(bus, ctx.space, config.coordination, log=event_log(ctx), limit=limit)
-        record(bus, config, ctx.space.state_dir, result.received)
+    log = event_log(ctx)
+    ok = False
+    try:
+        with bus_for(ctx, as_json) as bus:
+            result = drain(bus, ctx.space, config.coordination, log=log, limit=limit)
+            record(bus, config, ctx.space.state_dir, result.received)
+        ok = True
+    except BaseException as exc:  # noqa: BLE001 - counted and reported, then raised on as it was
+        why = exc.__context__ if isinstance(exc, SystemExit) and exc.__context__ is not None else exc
+        log.error("comms_drain_failed", msg=f"comms drain failed: {getattr(why, 'message', None) or why}",
+                  status="error", error=type(why).__name__)
+        raise
+    finally:  # the drain metrics: the failure counter and the last drain's success
+        record_drain(config, ctx.space.state_dir, ok, os.environ.get("INVOCATION_ID"))
     if as_json:
         echo_json(result.to_json())
     else:
         click.echo(f"{len(result.received)} message(s) received, {len(result.created)} task(s) created, "
                    f"{len(result.dead)} dead-lettered, {len(result.replies_sent)} repl(y/ies) sent")
+
+
+@comms_command.command("drain-failed", hidden=True)
+@agent_command
+def drain_failed_command(ctx: AgentContext):
+    """Record that the drain service failed (what agent-<name>-comms-failed.service, the OnFailure= unit of
+    agent-<name>-comms.service, runs): the drain metrics and a `comms_drain_failed` event, for a drain that died
+    before it could record its own failure (killed by its timeout, crashed). systemd's $MONITOR_* variables say
+    which run and why; a failure the drain already counted is not counted twice."""
+    from keystone_agents.coordination.observe import record_drain
+
+    state = record_drain(ctx.config, ctx.space.state_dir, False, os.environ.get("MONITOR_INVOCATION_ID"))
+    unit = os.environ.get("MONITOR_UNIT") or f"agent-{ctx.config.agent_name}-comms.service"
+    result = os.environ.get("MONITOR_SERVICE_RESULT") or "unknown"
+    event_log(ctx).error("comms_drain_failed", msg=f"{unit} failed ({result}); failed drains so far: "
+                         f"{state['failures']}", status="error", unit_failed=unit, service_result=result,
+                         exit_code=os.environ.get("MONITOR_EXIT_CODE") or "",
+                         exit_status=os.environ.get("MONITOR_EXIT_STATUS") or "")
 
 
 @comms_command.command("info")

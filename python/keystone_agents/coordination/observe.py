@@ -7,6 +7,10 @@ keystone-agent-comms-<agent>.prom (every drain and every task-loop sweep):
   keystone_agent_comms_wake_latency_seconds        send → received by the drain, newest message of the last drain
   keystone_agent_comms_last_drain_timestamp_seconds
   keystone_agent_comms_notify_queue_usage          PostgreSQL: pg_notification_queue_usage() (0..1)
+keystone-agent-comms-drain-<agent>.prom (every `comms drain`, and agent-<name>-comms-failed.service, the OnFailure=
+unit of the drain service, for a drain that died before it could say so: killed by its timeout, crashed):
+  keystone_agent_comms_drain_failures_total        drains that failed (counter, kept in state/comms-drain.json)
+  keystone_agent_comms_last_drain_success          1 if the last drain succeeded, 0 if it failed
 keystone-agent-comms-sweep-<agent>.prom (every task-loop run):
   keystone_agent_comms_swept_late_messages         messages the timer's sweep found that the wake path (path unit,
                                                    listener) had not drained within wakeGraceSeconds: a failed
@@ -16,6 +20,7 @@ keystone-agent-comms-sweep-<agent>.prom (every task-loop run):
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 from keystone_agents.coordination.base import STATES
@@ -87,3 +92,40 @@ def record(bus, config, state_dir, received, log=None) -> float | None:
         return latency
     write_stats(config, state_dir, stats, latency)
     return latency
+
+
+DRAIN_STATE = "comms-drain.json"  # {failures, ok, failed_invocation} of the agent's drains
+
+
+def record_drain(config, state_dir, ok: bool, invocation: str | None = None) -> dict:
+    """Count a drain's outcome and write the drain metrics. `invocation` is the systemd invocation id of the
+    drain service run ($INVOCATION_ID in the drain, $MONITOR_INVOCATION_ID in its OnFailure= unit): a failure the
+    drain recorded itself is not counted again when OnFailure= reports the same run. Returns the new state."""
+    from keystone_agents.atomic import write_atomic
+    from keystone_agents.lock import FileLock, LockTimeout
+
+    path = state_dir / DRAIN_STATE
+    try:
+        with FileLock(state_dir / (DRAIN_STATE + ".lock"), timeout=10):
+            try:
+                state = json.loads(path.read_text(encoding="utf-8"))
+                failures = int(state.get("failures", 0))
+            except (OSError, ValueError, TypeError, AttributeError):
+                state, failures = {}, 0
+            seen = state.get("failed_invocation")
+            if not ok and not (invocation and invocation == seen):
+                failures += 1
+            state = {"failures": failures, "ok": ok, "failed_invocation": seen if ok else invocation,
+                     "at": time.time()}
+            write_atomic(path, json.dumps(state) + "\n")
+    except (OSError, LockTimeout):
+        state = {"failures": 0, "ok": ok}  # the state dir is unusable: the gauge below still says it
+    _write(config, state_dir, "comms-drain", {
+        "keystone_agent_comms_drain_failures_total": (
+            "Comms drains (agent-<name>-comms.service, started by the comms path unit) that failed.",
+            state["failures"], "counter"),
+        "keystone_agent_comms_last_drain_success": (
+            "1 if the last comms drain succeeded, 0 if it failed (the comms path unit's service is failing).",
+            1 if ok else 0),
+    })
+    return state
