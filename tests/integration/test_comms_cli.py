@@ -286,6 +286,13 @@ def test_humans_use_comms_as_themselves_through_agentctl(fleet):
     tree = json.loads(ok(fleet.agentctl("human", "hierarchy", ask_id, "--json")))
     assert [(m["kind"], m["from"], m["depth"]) for m in tree] == [("ask", human, 0), ("reply", "beta", 0)]
     assert "reply beta -> " in ok(fleet.agentctl("human", "hierarchy", ask_id))
+    # `ask --wait` ends as the agents' `comms ask --wait` does (one function prints both): exit 4 on timeout, the
+    # same JSON error, and the human is told where a later reply can be read
+    waited = fleet.agentctl("human", "beta", "ask", "--question", "later?", "--wait", "--timeout", "0.5", "--json")
+    timeout_error = json.loads(waited.stdout)
+    assert waited.returncode == 4 and timeout_error["error"] == "Timeout" and timeout_error["timeout_seconds"] == 0.5
+    waited = fleet.agentctl("human", "beta", "ask", "--question", "later?", "--wait", "--timeout", "0.5")
+    assert waited.returncode == 4 and "within 0.5s; read a later reply with `agentctl beta outbox`" in waited.stderr
     # the configuration does not know this user: the bus refuses it, whatever it claims
     refused = fleet.agentctl("outsider", "alpha", "send", "--body", "let me in")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr

@@ -8,14 +8,11 @@ host's broker, or the fleet's PostgreSQL).
 
 from __future__ import annotations
 
-import sys
 from contextlib import contextmanager
 
 import click
 
 from keystone_agents.coordination.base import PRIORITIES, STATES, BusError, Message
-
-EXIT_FAILED_REPLY, EXIT_TIMEOUT = 3, 4
 
 
 def _config(ctx: click.Context):
@@ -80,17 +77,10 @@ def ask_verb(ctx, question, subject, wait, timeout, as_json):
             _print(ask, as_json)
             return
         reply = bus.wait_reply(ask.id, timeout) or bus.stop_waiting(ask.id)
-    if reply is None:
-        click.echo(f"error: no reply to ask {ask.id} within {timeout:g}s", err=True)
-        sys.exit(EXIT_TIMEOUT)
-    if as_json:
-        from keystone_agents.cli.common import echo_json
+    from keystone_agents.commands.comms import print_reply
 
-        echo_json(reply.to_json())
-    else:
-        click.echo(reply.reason if reply.status == "failed" and reply.reason else reply.body_text)
-    if reply.status == "failed":
-        sys.exit(EXIT_FAILED_REPLY)
+    print_reply(ask.id, reply, timeout, as_json,
+                later=f"read a later reply with `agentctl {_agent(ctx)} outbox` or `comms show {ask.id}`")
 
 
 @click.command("inbox")
@@ -139,12 +129,9 @@ def hierarchy_command(ctx, msg_id, as_json):
 
 
 def _print(message: Message, as_json: bool) -> None:
-    if as_json:
-        from keystone_agents.cli.common import echo_json
+    from keystone_agents.commands.comms import print_message
 
-        echo_json(message.to_json())
-    else:
-        click.echo(message.id)
+    print_message(message, as_json)
 
 
 def _print_all(messages: list[Message], as_json: bool) -> None:

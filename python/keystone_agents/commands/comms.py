@@ -90,6 +90,32 @@ def print_messages(messages: list[Message], as_json: bool) -> None:
         click.echo(plain_line(m))
 
 
+def print_message(message: Message, as_json: bool) -> None:
+    """A message just sent (send, ask without --wait, reply): its id, or with --json its envelope."""
+    if as_json:
+        echo_json(message.to_json())
+    else:
+        click.echo(message.id)
+
+
+def print_reply(ask_id: str, reply: Message | None, timeout: float, as_json: bool, later: str) -> None:
+    """What `ask --wait` prints, for agents (`comms ask`) and humans (`agentctl AGENT ask`) alike: the reply's
+    body (its reason when it says the task failed) or, with --json, the reply's envelope. Exits 3 when the reply
+    says the task failed, 4 when none came within `timeout` (`later` tells where a late reply goes)."""
+    if reply is None:
+        if as_json:
+            echo_json({"ok": False, "error": "Timeout", "ask": ask_id, "timeout_seconds": timeout})
+        else:
+            click.echo(f"error: no reply to ask {ask_id} within {timeout:g}s; {later}", err=True)
+        sys.exit(EXIT_TIMEOUT)
+    if as_json:
+        echo_json(reply.to_json())
+    else:
+        click.echo(reply.reason if reply.status == "failed" and reply.reason else reply.body_text)
+    if reply.status == "failed":
+        sys.exit(EXIT_FAILED_REPLY)
+
+
 parent_option = click.option(
     "--parent", envvar="KEYSTONE_COMMS_PARENT", default=None, metavar="UUID",
     help="The received message whose task sends this one (depth = its depth + 1; the runtime sets "
@@ -126,10 +152,7 @@ def send_command(ctx: AgentContext, to, subject, priority, msg_id, body, body_js
         message = bus.send(to, parse_body(text, body_json), kind="message", subject=subject,
                            priority=PRIORITIES[priority], msg_id=msg_id, parent=parent or None)
         _sent_event(ctx, message)
-    if as_json:
-        echo_json(message.to_json())
-    else:
-        click.echo(message.id)
+    print_message(message, as_json)
 
 
 def _uuid_arg(value: str, option: str) -> str:
@@ -169,27 +192,12 @@ def ask_command(ctx: AgentContext, to, question, subject, priority, msg_id, wait
                        parent=parent or None, awaiting=(timeout + 5) if wait else False)
         _sent_event(ctx, ask)
         if not wait:
-            if as_json:
-                echo_json(ask.to_json())
-            else:
-                click.echo(ask.id)
+            print_message(ask, as_json)
             return
         reply = bus.wait_reply(ask.id, timeout)
         if reply is None:
             reply = bus.stop_waiting(ask.id)
-    if reply is None:
-        if as_json:
-            echo_json({"ok": False, "error": "Timeout", "ask": ask.id, "timeout_seconds": timeout})
-        else:
-            click.echo(f"error: no reply to ask {ask.id} within {timeout:g}s; a later reply becomes a task",
-                       err=True)
-        sys.exit(EXIT_TIMEOUT)
-    if as_json:
-        echo_json(reply.to_json())
-    else:
-        click.echo(reply.reason if reply.status == "failed" and reply.reason else reply.body_text)
-    if reply.status == "failed":
-        sys.exit(EXIT_FAILED_REPLY)
+    print_reply(ask.id, reply, timeout, as_json, later="a later reply becomes a task")
 
 
 @comms_command.command("reply")
@@ -211,10 +219,7 @@ def reply_command(ctx: AgentContext, msg_id, status, body, body_json, as_json):
         if reply.created:
             event_log(ctx).info("reply_sent", msg=f"reply {reply.id} ({status}) to {reply.recipient}",
                                 status=status, message_id=reply.id, in_reply_to=msg_id, recipient=reply.recipient)
-    if as_json:
-        echo_json(reply.to_json())
-    else:
-        click.echo(reply.id)
+    print_message(reply, as_json)
 
 
 @comms_command.command("inbox")
