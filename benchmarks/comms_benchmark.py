@@ -168,17 +168,22 @@ def wake_latency(env: Env, agents: CommsAgents, count: int) -> list[float]:
     from keystone_agents.coordination.factory import open_bus
     from tests.support.asuser import as_user
 
-    def send_one(i):
+    def send_one(i, msg_id):
         bus = open_bus(env.settings)
         try:
-            return bus.send("delta", f"ping {i}").id
+            return bus.send("delta", f"ping {i}", msg_id=msg_id).id
         finally:
             bus.close()
 
+    import uuid
+
     for i in range(count):
+        # the id is known (and its send time recorded) before the send: the receiver may drain the message
+        # before the sender's call returns, and a message it cannot match would be lost to the figures
+        msg_id = str(uuid.uuid4())
         t0 = time.time()
-        msg_id = as_user(env.users["alpha"], send_one, i)
         sent_at[msg_id] = t0
+        assert as_user(env.users["alpha"], send_one, i, msg_id) == msg_id
         deadline = time.time() + 30
         while msg_id in sent_at and time.time() < deadline:
             time.sleep(0.005)
