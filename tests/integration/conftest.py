@@ -64,6 +64,20 @@ class BusEnv:
 
             assert direct_write_refused(self, key, msg_id)
 
+    def edit_audit_entry(self, seq: int, old: str, new: str) -> None:
+        """Tamper as the database's owner (root for the broker's file, the superuser for PostgreSQL): one row's
+        stored entry text, nothing else."""
+        if self.backend == "local":
+            with sqlite3.connect(self.database) as conn:
+                changed = conn.execute("UPDATE audit_log SET entry = replace(entry, ?, ?) WHERE seq = ?"
+                                       " AND instr(entry, ?) > 0", (old, new, seq, old)).rowcount
+        else:
+            old, new = old.replace(":", ": "), new.replace(":", ": ")  # jsonb's text form
+            changed = self.world.postgres.superuser(self.database, lambda conn: conn.execute(
+                "UPDATE keystone.audit_log SET entry = replace(entry, %s, %s) WHERE seq = %s"
+                " AND strpos(entry, %s) > 0", (old, new, seq, old)).rowcount)
+        assert changed == 1, "the tampering edit matched no row"
+
     def refusals(self) -> int:
         if self.backend == "local":
             with sqlite3.connect(self.database) as conn:
