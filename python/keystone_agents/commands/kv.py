@@ -48,13 +48,14 @@ def plain_value(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def add_kv_commands(group: click.Group, opener: Callable[[AgentContext], object], what: str,
-                    writes: bool = True) -> None:
+def add_kv_commands(group: click.Group, opener: Callable[[object], object], what: str,
+                    writes: bool = True, decorate: Callable = agent_command) -> None:
     """Add get/set/delete/list/history to `group`; `opener(ctx)` returns a context manager yielding a store
-    with get/set/delete/list/history (kv.private.PrivateState or kv.shared.SharedState)."""
+    with get/set/delete/list/history (kv.private.PrivateState or kv.shared.SharedState). `decorate` gives each
+    command its context: agent_command (keystone-agent) or click.pass_context (agentctl)."""
 
     @contextmanager
-    def store_for(ctx: AgentContext, as_json: bool):
+    def store_for(ctx, as_json: bool):
         try:
             with opener(ctx) as store:
                 yield store
@@ -64,8 +65,8 @@ def add_kv_commands(group: click.Group, opener: Callable[[AgentContext], object]
     @group.command("get")
     @click.argument("key")
     @click.option("--json", "as_json", is_flag=True, help="Print {key, value, version, owner_agent, updated_at}.")
-    @agent_command
-    def get_command(ctx: AgentContext, key, as_json):
+    @decorate
+    def get_command(ctx, key, as_json):
         """Print KEY's value (exit 1 "no such key" when it is absent)."""
         with store_for(ctx, as_json) as store:
             entry = store.get(key)
@@ -81,8 +82,8 @@ def add_kv_commands(group: click.Group, opener: Callable[[AgentContext], object]
                       help="The version you read (0 creates the key). Another version: exit 5, re-read and retry.")
         @click.option("--value", default=None, metavar="JSON", help="The value as JSON (default: stdin).")
         @click.option("--json", "as_json", is_flag=True, help="Print {key, version} (a conflict as JSON too).")
-        @agent_command
-        def set_command(ctx: AgentContext, key, expected_version, value, as_json):
+        @decorate
+        def set_command(ctx, key, expected_version, value, as_json):
             """Write KEY if it is at --expected-version; print the new version."""
             data = read_value(value)
             with store_for(ctx, as_json) as store:
@@ -97,8 +98,8 @@ def add_kv_commands(group: click.Group, opener: Callable[[AgentContext], object]
         @click.option("--expected-version", type=click.IntRange(min=1), required=True,
                       help="The version you read. Another version: exit 5.")
         @click.option("--json", "as_json", is_flag=True)
-        @agent_command
-        def delete_command(ctx: AgentContext, key, expected_version, as_json):
+        @decorate
+        def delete_command(ctx, key, expected_version, as_json):
             """Delete KEY if it is at --expected-version (its history is kept)."""
             with store_for(ctx, as_json) as store:
                 version = store.delete(key, expected_version)
@@ -110,8 +111,8 @@ def add_kv_commands(group: click.Group, opener: Callable[[AgentContext], object]
     @group.command("list")
     @click.option("--prefix", default="", help="Only keys starting with this.")
     @click.option("--json", "as_json", is_flag=True)
-    @agent_command
-    def list_command(ctx: AgentContext, prefix, as_json):
+    @decorate
+    def list_command(ctx, prefix, as_json):
         """List the keys (with their version, last writer and when), by key."""
         with store_for(ctx, as_json) as store:
             entries = store.list(prefix)
@@ -124,8 +125,8 @@ def add_kv_commands(group: click.Group, opener: Callable[[AgentContext], object]
     @group.command("history")
     @click.argument("key")
     @click.option("--json", "as_json", is_flag=True)
-    @agent_command
-    def history_command(ctx: AgentContext, key, as_json):
+    @decorate
+    def history_command(ctx, key, as_json):
         """Every kept version of KEY: version, who wrote it, when (deletes included)."""
         with store_for(ctx, as_json) as store:
             versions = store.history(key)
