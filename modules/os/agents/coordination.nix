@@ -153,6 +153,31 @@ in
       };
     })
 
+    # ------------------------------------------------------------ audit anchor (docs/audit.md)
+    (mkIf on {
+      assertions = [{
+        assertion = co.backend != "postgresql" || co.auditAnchor.user != null || rt.admins != [ ];
+        message = "keystone.os.agentRuntime.coordination.auditAnchor: the PostgreSQL bus needs an admin role to anchor the audit log as: list one in keystone.os.agentRuntime.admins or set auditAnchor.user.";
+      }];
+      systemd.services.keystone-audit-anchor = {
+        description = "keystone-agents bus: record the audit log's head (journal event, metric)";
+        after = optionals (co.backend == "postgresql" && pg.createLocally) [ "keystone-db-migrate.service" ];
+        serviceConfig = L.hardening.base // {
+          Type = "oneshot";
+          User = if co.auditAnchor.user != null then co.auditAnchor.user
+                 else if co.backend == "local" then "root" else lib.head rt.admins;
+          ExecStart = "${bin} audit anchor --host-config ${L.hostConfigPath} --textfile-dir ${L.textfileDir}";
+          SyslogIdentifier = "keystone-audit-anchor";
+          ReadWritePaths = [ L.textfileDir ];
+        };
+      };
+      systemd.timers.keystone-audit-anchor = {
+        description = "Anchor the keystone-agents audit log";
+        wantedBy = [ "timers.target" ];
+        timerConfig = { OnCalendar = co.auditAnchor.onCalendar; Persistent = true; };
+      };
+    })
+
     # ------------------------------------------------------------ postgresql
     (mkIf (co.backend == "postgresql" && pg.createLocally) {
       services.postgresql = {
