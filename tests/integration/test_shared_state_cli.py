@@ -131,13 +131,18 @@ def test_mcp_state_tools_and_a_conflict_the_model_can_act_on(fleet):
                 return made, stale, got, listed, mine, read_back
 
     made, stale, got, listed, mine, read_back = asyncio.run(session())
-    assert not made.is_error and (made.structured_content or {}).get("version") == 1
+
+    def data(result):
+        assert not result.is_error, result.content[0].text
+        return json.loads(result.content[0].text)
+
+    assert data(made) == {"key": "plan", "version": 1}
     assert stale.is_error and "VersionConflict: plan is at version 1" in stale.content[0].text
     assert "expected_version=1" in stale.content[0].text
-    entry = got.structured_content or json.loads(got.content[0].text)
+    entry = data(got)
     assert entry["value"] == {"n": 1} and entry["owner_agent"] == "alpha"
-    assert "plan" in json.dumps(listed.structured_content or listed.content[0].text)
-    assert not mine.is_error
-    assert (read_back.structured_content or json.loads(read_back.content[0].text))["value"] == "x"
+    assert "plan" in listed.content[0].text
+    assert data(mine) == {"key": "memo", "version": 1}
+    assert data(read_back)["value"] == "x"
     assert json.loads(ok(alpha.run("state", "get", "memo", "--json")))["version"] == 1
     assert beta.run("state", "get", "memo").returncode == 1

@@ -154,18 +154,16 @@ in
     })
 
     # ------------------------------------------------------------ audit anchor (docs/audit.md)
-    (mkIf on {
-      assertions = [{
-        assertion = co.backend != "postgresql" || co.auditAnchor.user != null || rt.admins != [ ];
-        message = "keystone.os.agentRuntime.coordination.auditAnchor: the PostgreSQL bus needs an admin role to anchor the audit log as: list one in keystone.os.agentRuntime.admins or set auditAnchor.user.";
-      }];
+    # on the host that holds the log (the broker's, or the local PostgreSQL), as an admin of the bus
+    (mkIf (co.backend == "local" || (co.backend == "postgresql" && pg.createLocally
+                                      && (co.auditAnchor.user != null || rt.admins != [ ]))) {
       systemd.services.keystone-audit-anchor = {
         description = "keystone-agents bus: record the audit log's head (journal event, metric)";
         after = optionals (co.backend == "postgresql" && pg.createLocally) [ "keystone-db-migrate.service" ];
         serviceConfig = L.hardening.base // {
           Type = "oneshot";
           User = if co.auditAnchor.user != null then co.auditAnchor.user
-                 else if co.backend == "local" then "root" else lib.head rt.admins;
+                 else if co.backend == "local" || rt.admins == [ ] then "root" else lib.head rt.admins;
           ExecStart = "${bin} audit anchor --host-config ${L.hostConfigPath} --textfile-dir ${L.textfileDir}";
           SyslogIdentifier = "keystone-audit-anchor";
           ReadWritePaths = [ L.textfileDir ];

@@ -592,7 +592,7 @@ in
           user = mkOption {
             type = types.nullOr types.str;
             default = null;
-            description = "The admin the anchor runs as (null: root for the local broker, the first of agentRuntime.admins for PostgreSQL).";
+            description = "The admin the anchor runs as (null: root for the local broker, the first of agentRuntime.admins for PostgreSQL; with neither, a PostgreSQL host gets no anchor timer).";
           };
         };
         postgresql = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -76,8 +77,6 @@ def build_server(ctx: AgentContext):
 def add_state_tools(server, ctx: AgentContext, settings) -> None:
     """shared_get, shared_set, shared_list (the bus) and state_get, state_set (the agent's private state).
     A VersionConflict comes back as a tool error naming the current version: re-read and retry."""
-    from typing import Any
-
     from mcp.server.mcpserver.exceptions import ToolError
 
     from keystone_agents.coordination.base import BusError
