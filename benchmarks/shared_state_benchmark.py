@@ -28,6 +28,8 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.comms_benchmark import Env, pct  # noqa: E402
 from tests.support.bus import make_world  # noqa: E402
+import keystone_agents.kv.model  # noqa: E402,F401  (imported before forking: the children run as other users)
+import keystone_agents.kv.shared  # noqa: E402,F401
 
 
 def latency(env: Env, count: int) -> dict:

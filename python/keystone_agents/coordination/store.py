@@ -512,7 +512,7 @@ class Store:
         now = time.time()
         refusal = None
         with self._tx():
-            row = self.conn.execute("SELECT version, length(key) + length(CAST(value AS BLOB)) FROM shared_state"
+            row = self.conn.execute("SELECT version, length(CAST(key AS BLOB)) + length(CAST(value AS BLOB)) FROM shared_state"
                                     " WHERE key = ?", (key,)).fetchone()
             current = row[0] if row else 0
             if current != expected:
@@ -520,7 +520,7 @@ class Store:
                                                     "value_sha256": digest})
                 result = {"ok": False, "current_version": current}
             else:
-                used = self.conn.execute("SELECT coalesce(sum(length(key) + length(CAST(value AS BLOB))), 0)"
+                used = self.conn.execute("SELECT coalesce(sum(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))), 0)"
                                          " FROM shared_state").fetchone()[0]
                 after = used - (row[1] if row else 0) + len(key.encode()) + len(text.encode())
                 if after > self.registry.quota_bytes:

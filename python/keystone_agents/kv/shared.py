@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keystone_agents.coordination.base import BusError, error_from_json
+from keystone_agents.coordination.base import BusError
 from keystone_agents.kv.model import ERRORS, Entry, NoSuchKey, Version, VersionConflict, check_key
 
 
@@ -57,5 +57,3 @@ class SharedState:
     def changes(self, prefix: str = "", after_seq: int = 0, limit: int = 1000, timeout: float = 0.0) -> list[dict]:
         return self.bus.shared_changes(prefix, after_seq, limit, timeout)
 
-
-__all__ = ["SharedState", "error_from_json"]
