@@ -97,11 +97,13 @@ def throughput(env: Env, total: int) -> tuple[float, float]:
                 send_n(per, f"ten{k}")(bus)
                 bus.close()
                 code = 0
+            except BaseException as exc:  # noqa: BLE001 - reported, the parent counts the failure
+                print(f"sender {k}: {type(exc).__name__}: {exc}", file=sys.stderr)
             finally:
                 os._exit(code)
         pids.append(pid)
-    failed = sum(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0 for pid in pids)
-    assert failed == 0, f"{failed} sender(s) failed"
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    assert not any(codes), f"senders failed: exit codes {codes}"
     ten = per * 10 / (time.perf_counter() - t0)
     return one, ten
 
@@ -130,7 +132,11 @@ def wake_latency(env: Env, agents: CommsAgents, count: int) -> list[float]:
     if env.backend == "postgresql":
         listener = gamma.popen("comms", "listen", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         agents.listeners.append(listener)
-    wake.parent.mkdir(parents=True, exist_ok=True)
+    if not wake.parent.exists():  # the agent's own state dir (postgresql): the listener writes there
+        wake.parent.mkdir(parents=True)
+        import shutil
+
+        shutil.chown(wake.parent, gamma.user)
     watch = subprocess.Popen(["inotifywait", "-q", "-m", "-e", "close_write", "--format", "%f", str(wake.parent)],
                              stdout=subprocess.PIPE, text=True)
     time.sleep(0.5)
@@ -189,7 +195,20 @@ def _ts(text: str) -> float:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+def print_rows(rows, header: bool) -> None:
+    if header:
+        print("| backend | send msg/s, 1 sender | send msg/s, 10 senders | drain per message (1,000 queued) "
+              "| drain of 1 message | wake latency p50 / p95 / p99 (n) |")
+        print("|---|---|---|---|---|---|")
+    for backend, one, ten, per_message, single, lat in rows:
+        print(f"| {backend} | {one:,.0f} | {ten:,.0f} | {per_message * 1000:.1f} ms | {single * 1000:.0f} ms | "
+              f"{pct(lat, 50):.2f} / {pct(lat, 95):.2f} / {pct(lat, 99):.2f} s ({len(lat)}) |", flush=True)
+
+
 def main() -> int:
+    import faulthandler
+
+    faulthandler.dump_traceback_later(float(os.environ.get("BENCH_DUMP_AFTER", "0")) or 1e9, exit=True)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=1000, help="messages for the wake-latency percentiles")
     parser.add_argument("--sends", type=int, default=1000, help="messages for the throughput figures")
@@ -214,18 +233,16 @@ def main() -> int:
             for key in ("alpha", "beta", "delta"):
                 agents.agent(key, coordination={"leaseSeconds": 300})
             one, ten = throughput(env, args.sends)
+            print(f"{backend}: throughput done", file=sys.stderr)
             per_message, single = drain_cost(env, agents)
+            print(f"{backend}: drain cost done", file=sys.stderr)
             latencies = wake_latency(env, agents, args.count)
+            print(f"{backend}: wake latency done", file=sys.stderr)
             agents.close()
             rows.append((backend, one, ten, per_message, single, latencies))
+            print_rows(rows[-1:], header=len(rows) == 1)  # each backend as soon as it is measured
     finally:
         world.close()
-    print(f"| backend | send msg/s, 1 sender | send msg/s, 10 senders | drain per message (1,000 queued) "
-          f"| drain of 1 message | wake latency p50 / p95 / p99 (n) |")
-    print("|---|---|---|---|---|---|")
-    for backend, one, ten, per_message, single, lat in rows:
-        print(f"| {backend} | {one:,.0f} | {ten:,.0f} | {per_message * 1000:.1f} ms | {single * 1000:.0f} ms | "
-              f"{pct(lat, 50):.2f} / {pct(lat, 95):.2f} / {pct(lat, 99):.2f} s ({len(lat)}) |")
     return 0
 
 
