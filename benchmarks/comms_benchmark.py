@@ -142,6 +142,7 @@ def wake_latency(env: Env, agents: CommsAgents, count: int) -> list[float]:
     time.sleep(0.5)
     latencies = []
     sent_at: dict[str, float] = {}
+    tasks = gamma.home / "TASKS.yaml"
 
     def receiver():
         assert watch.stdout is not None
@@ -155,6 +156,9 @@ def wake_latency(env: Env, agents: CommsAgents, count: int) -> list[float]:
             loop = gamma.run("loop", "--max-tasks", "0")
             starts = [re.search(r'ts="([^"]+)"', l) for l in loop.stderr.splitlines() if 'event="run_start"' in l]
             started = _ts(starts[0].group(1)) if starts and starts[0] else time.time()
+            # the receiver answers nothing here (--max-tasks 0): empty its queue again, or every later sample
+            # would include loading a TASKS.yaml of hundreds of pending pings (an idle receiver has few tasks)
+            tasks.write_text("tasks: []\n")
             for msg_id in received:
                 if msg_id in sent_at:
                     latencies.append(started - sent_at.pop(msg_id))
@@ -224,7 +228,13 @@ def main() -> int:
         return 2
     import psycopg  # noqa: F401 - imported before forking children as other users
     import psycopg.types.json  # noqa: F401
+    import signal
 
+    def stop(signum, frame):  # SIGTERM/SIGINT (also when started in the background): clean up, then exit
+        raise SystemExit(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     world = make_world()
     rows = []
     try:
