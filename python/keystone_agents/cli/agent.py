@@ -41,6 +41,7 @@ COMMANDS = {
     "state": "keystone_agents.commands.kv:state_command",
     "audit": "keystone_agents.commands.audit:audit_command",
     "shared": "keystone_agents.commands.shared:shared_command",
+    "policy": "keystone_agents.commands.policy:policy_command",
     "monitoring": "keystone_agents.commands.monitoring:monitoring_group",
 }
 

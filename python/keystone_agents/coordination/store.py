@@ -100,6 +100,28 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_log_actor ON audit_log (actor, seq);
     CREATE INDEX audit_log_action ON audit_log (action, seq)
     """,
+    # 3: the approval queue (policy tier approval_required); the twin of sql/003_approvals.sql
+    """
+    CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,                 -- a UUID chosen by the requesting hook
+        agent TEXT NOT NULL,                 -- the requester's role (SO_PEERCRED), never a claimed name
+        task TEXT NOT NULL DEFAULT '',
+        run_id TEXT NOT NULL DEFAULT '',
+        capability TEXT NOT NULL,            -- the normalized action, e.g. 'shell:git push origin main'
+        action TEXT NOT NULL,                -- JSON: kind, target, tool, args as the CLI gave them
+        action_sha256 TEXT NOT NULL,         -- grant matching: (agent, action_sha256, task)
+        rule TEXT NOT NULL,                  -- the policy rule that made it approval_required
+        state TEXT NOT NULL DEFAULT 'pending'
+              CHECK (state IN ('pending', 'approved', 'rejected', 'consumed')),
+        requested_at REAL NOT NULL,
+        decided_at REAL,
+        decided_by TEXT,
+        note TEXT,
+        consumed_at REAL
+    );
+    CREATE INDEX approvals_state ON approvals (state, requested_at);
+    CREATE INDEX approvals_grant ON approvals (agent, action_sha256, task, state)
+    """,
 ]
 
 COLUMNS = ("m.msg_uuid, m.kind, m.sender, m.recipient, m.body, m.subject, m.priority, m.state, m.depth, "
@@ -144,7 +166,127 @@ def migrate(conn: sqlite3.Connection) -> int:
     return len(MIGRATIONS)
 
 
-class Store:
+APPROVAL_COLUMNS = ("id, agent, task, run_id, capability, action, action_sha256, rule, state, requested_at, decided_at,"
+                    " decided_by, note, consumed_at")
+
+
+class ApprovalsMixin:
+    """The approval queue: agents request and consume, only admins decide (an agent can never approve)."""
+
+    def _approval(self, row) -> dict:
+        (aid, agent, task, run_id, capability, action, sha, rule, state, requested, decided, by, note,
+         consumed) = row
+        return {"id": aid, "agent": self._name(agent), "task": task, "run_id": run_id, "action": capability,
+                "detail": json.loads(action), "action_sha256": sha, "rule": rule, "state": state,
+                "requested_at": iso(requested), "decided_at": iso(decided), "decided_by": by, "note": note,
+                "consumed_at": iso(consumed)}
+
+    def _admin_message(self, subject: str, body: dict) -> None:
+        """A message from the caller to every admin (their bus inbox), in the caller's transaction."""
+        now = time.time()
+        for admin in self.registry.admins:
+            self.conn.execute(
+                "INSERT INTO messages (msg_uuid, sender, recipient, kind, subject, body, priority, visible_at,"
+                " created_at) VALUES (?, ?, ?, 'message', ?, ?, 1, ?, ?)",
+                (str(uuid.uuid4()), self.me.role, admin.role, subject[:SUBJECT_MAX],
+                 json.dumps(body, ensure_ascii=False), now, now))
+
+    def policy_notify(self, detail: dict) -> dict:
+        """A policy decision of the caller's hook (notify or blocked): an audit entry; notify also messages
+        the admins."""
+        if not isinstance(detail, dict):
+            raise InvalidRequest("detail must be an object")
+        detail = {**detail, "agent": self.me.name}
+        with self._tx():
+            self._audit("policy.decision", detail)
+            if detail.get("tier") == "notify":
+                self._admin_message(f"[notify] {self.me.name}: {str(detail.get('action', ''))[:200]}", detail)
+        return {"ok": True}
+
+    def approval_request(self, id: str, task: str, run_id: str, action: dict, capability: str, action_sha256: str,
+                         rule: str) -> dict:
+        if self.me.kind != "agent":
+            raise NotAllowed("only agents request approvals")
+        approval_id = check_uuid(id, "approval id")
+        now = time.time()
+        with self._tx():
+            same = self.conn.execute(f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE agent = ? AND action_sha256 = ?"
+                                     " AND task = ? AND state = 'pending'", (self.me.role, action_sha256, task or "")
+                                     ).fetchone()
+            if same is not None:  # the same action of the same task already waits: one request, not two
+                return {**self._approval(same), "created": False}
+            self.conn.execute("INSERT INTO approvals (id, agent, task, run_id, capability, action, action_sha256, rule,"
+                              " requested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                              (approval_id, self.me.role, task or "", run_id or "", str(capability)[:4000],
+                               json.dumps(action, ensure_ascii=False), str(action_sha256), str(rule)[:1000], now))
+            detail = {"id": approval_id, "agent": self.me.name, "task": task, "action": str(capability)[:2000],
+                      "rule": str(rule)[:500]}
+            self._audit("approval.requested", detail)
+            self._admin_message(f"[approval] {self.me.name} waits for approval {approval_id}",
+                                {**detail, "how": f"agentctl approvals approve {approval_id} | reject {approval_id}"})
+            row = self.conn.execute(f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?", (approval_id,)).fetchone()
+        return {**self._approval(row), "created": True}
+
+    def approval_consume(self, action_sha256: str, task: str) -> str | None:
+        """Use the caller's approved grant for this action of this task, once: → its id, or None."""
+        with self._tx():
+            row = self.conn.execute("SELECT id FROM approvals WHERE agent = ? AND action_sha256 = ? AND task = ?"
+                                    " AND state = 'approved' ORDER BY decided_at LIMIT 1",
+                                    (self.me.role, str(action_sha256), task or "")).fetchone()
+            if row is None:
+                return None
+            self.conn.execute("UPDATE approvals SET state = 'consumed', consumed_at = ? WHERE id = ?",
+                              (time.time(), row[0]))
+            self._audit("approval.consumed", {"id": row[0], "agent": self.me.name, "task": task})
+        return row[0]
+
+    def approval_get(self, id: str) -> dict:
+        row = self.conn.execute(f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?",
+                                (check_uuid(id, "approval id"),)).fetchone()
+        if row is None or (self.me.kind != "admin" and row[1] != self.me.role):
+            raise NotFound(f"no approval {id}")
+        return self._approval(row)
+
+    def approvals_list(self, state: str | None = None, agent: str | None = None, limit: int = 500) -> list[dict]:
+        where, args = [], []
+        if self.me.kind != "admin":
+            where.append("agent = ?")
+            args.append(self.me.role)
+        elif agent:
+            principal = self.registry.agent(agent)
+            where.append("agent = ?")
+            args.append(principal.role if principal else agent)
+        if state:
+            where.append("state = ?")
+            args.append(state)
+        sql = f"SELECT {APPROVAL_COLUMNS} FROM approvals" + (f" WHERE {' AND '.join(where)}" if where else "")
+        rows = self.conn.execute(sql + " ORDER BY requested_at, id LIMIT ?", (*args, int(limit))).fetchall()
+        return [self._approval(r) for r in rows]
+
+    def approval_decide(self, id: str, approve: bool, note: str | None = None) -> dict:
+        if self.me.kind != "admin":
+            with self._tx():
+                self._audit("approval.refused", {"id": str(id), "reason": "an agent cannot decide approvals"})
+            raise NotAllowed("only humans (admins) decide approvals; an agent can never approve")
+        approval_id = check_uuid(id, "approval id")
+        with self._tx():
+            row = self.conn.execute("SELECT agent, state FROM approvals WHERE id = ?", (approval_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no approval {approval_id}")
+            if row[1] != "pending":
+                raise InvalidRequest(f"approval {approval_id} is {row[1]}, not pending")
+            state = "approved" if approve else "rejected"
+            self.conn.execute("UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, note = ? WHERE id = ?",
+                              (state, time.time(), self.me.name, note, approval_id))
+            self._audit("approval.decided", {"id": approval_id, "decision": state, "note": note,
+                                             "agent": self._name(row[0])})
+        agent = self.registry.by_role(row[0])
+        if self.wake is not None and agent is not None:
+            self.wake(agent.name)  # the agent's comms drain unblocks the task
+        return self.approval_get(approval_id)
+
+
+class Store(ApprovalsMixin):
     """The operations of one caller (`me`) on the broker's database."""
 
     def __init__(self, conn: sqlite3.Connection, registry: Registry, me: Principal, wake=None):

@@ -1,0 +1,258 @@
+"""The policy model, the hook's adapters for the three CLIs' documented payloads, fail-closed answers, and the
+role catalog against the seed's tool matrix."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keystone_agents.policy import hook, model, render
+from keystone_agents.policy.model import Action
+
+HOME = "/home/agent-t"
+SEED = Path("/work/shared/seeds")
+
+
+def policy(role=None, **body) -> model.Policy:
+    return model.from_document({"agent": "t", "role": role, "policy": body}, home=HOME)
+
+
+def tier(p: model.Policy, kind: str, target: str, project=None) -> str:
+    return p.decide(Action(kind, target), project).tier
+
+
+# ------------------------------------------------------------------ the model
+
+
+def test_most_restrictive_matching_rule_wins_over_every_layer():
+    p = policy("coder", rules=[{"match": {"shell": "git push*"}, "tier": "autonomous"},
+                               {"match": {"shell": "make deploy*"}, "tier": "approval_required"},
+                               {"match": {"shell": "make *", "project": "prod-*"}, "tier": "blocked"}])
+    assert tier(p, "shell", "git push origin main") == "notify"  # the role's git.push notify beats the agent's
+    assert tier(p, "shell", "make deploy") == "approval_required"
+    assert tier(p, "shell", "make deploy", project="prod-eu") == "blocked"  # a project rule
+    assert tier(p, "shell", "make test", project="dev") == "autonomous"  # the coder's default
+    assert tier(p, "shell", "sudo ls") == "blocked"
+
+
+def test_compound_and_wrapped_commands_are_decided_by_their_worst_part():
+    p = policy("coder")
+    assert tier(p, "shell", "ls && sudo rm -rf /") == "blocked"
+    assert tier(p, "shell", "echo ok; git push --force origin x") == "approval_required"
+    assert tier(p, "shell", "bash -c 'sudo id'") == "blocked"
+    assert tier(p, "shell", "FOO=1 git push origin main") == "notify"  # env assignments are not the command
+
+
+def test_paths_hosts_mcp_and_acts():
+    p = policy(None, default="blocked", rules=[
+        {"match": {"write": "~/notes/**"}, "tier": "autonomous"},
+        {"match": {"fetch": "*.github.com"}, "tier": "notify"},
+        {"match": {"mcp": "keystone/comms_*"}, "tier": "autonomous"},
+        {"match": {"act": "comms.send"}, "tier": "approval_required"},
+        {"match": {"shell": "keystone-agent *"}, "tier": "autonomous"}])
+    assert tier(p, "file.write", f"{HOME}/notes/a/b.md") == "autonomous"
+    assert tier(p, "file.write", f"{HOME}/other.md") == "blocked"  # the default
+    assert tier(p, "web.fetch", "api.github.com") == "notify"
+    assert tier(p, "mcp", "keystone/comms_inbox") == "autonomous"
+    # the runtime act a tool performs counts too: comms_send is comms.send
+    assert tier(p, "mcp", "keystone/comms_send") == "approval_required"
+    assert tier(p, "shell", "keystone-agent comms send --to beta") == "approval_required"
+    assert tier(p, "shell", "keystone-agent comms inbox") == "autonomous"
+
+
+def test_bad_policies_are_refused_with_the_field_named():
+    with pytest.raises(model.PolicyError, match=r"policy.rules\[0\].tier"):
+        policy(None, rules=[{"match": {"shell": "x"}, "tier": "sometimes"}])
+    with pytest.raises(model.PolicyError, match=r"policy.rules\[0\].match.command: unknown match key"):
+        policy(None, rules=[{"match": {"command": "x"}, "tier": "blocked"}])
+    with pytest.raises(model.PolicyError, match="unknown role 'wizard'"):
+        policy("wizard")
+    with pytest.raises(model.PolicyError, match="names none of the acts"):
+        policy(None, rules=[{"match": {"act": "launch.missiles"}, "tier": "blocked"}])
+
+
+def test_no_role_and_no_policy_means_no_hook():
+    assert not model.configured(None, {})
+    assert model.configured("coder", {}) and model.configured(None, {"default": "notify"})
+
+
+# ------------------------------------------------------------------ the seed's role matrix
+
+
+def _allowed(role: str, seed_tool: str) -> bool:
+    kind, target = model.SEED_TOOLS[seed_tool]
+    target = target.replace("~", HOME).replace("/home/agent", HOME)
+    return policy(role).decide(Action(kind, target)).tier in ("autonomous", "notify")
+
+
+@pytest.mark.parametrize("role", sorted(model.BUILTIN_ROLES))
+def test_role_defaults_match_the_seed_tool_matrix(role):
+    """seeds/003 (foxctl): every role has the read/search tools; fs_write_file is the coder's; the agent_*
+    tools are the overseer's."""
+    for tool in model.SEED_ROLE_TOOLS["all"]:
+        assert _allowed(role, tool), f"{role} lacks {tool}, which every role has"
+    assert _allowed(role, "fs_write_file") == (role == "coder")
+    for tool in model.SEED_ROLE_TOOLS["overseer"]:
+        assert _allowed(role, tool) == (role == "overseer"), f"{role} / {tool}"
+
+
+def test_the_matrix_names_the_seeds_tools():
+    seeds = sorted(SEED.glob("003_*.txt")) if SEED.is_dir() else []
+    if not seeds:
+        pytest.skip("the seed texts are not on this machine")
+    text = seeds[0].read_text()
+    matrix = text[text.index("Each role has a defined set of tools"):][:1500]
+    assert "researchercoderoverseer" in matrix.replace(" ", "")
+    for tool in model.SEED_TOOLS:
+        assert tool in matrix, tool
+
+
+# ------------------------------------------------------------------ the hook's adapters (documented payloads)
+
+CLAUDE_BASH = {"session_id": "abc", "transcript_path": "/t.jsonl", "cwd": "/home/agent-t/notes",
+               "permission_mode": "dontAsk", "hook_event_name": "PreToolUse", "tool_name": "Bash",
+               "tool_input": {"command": "sudo rm -rf /", "description": "clean"}, "tool_use_id": "toolu_01"}
+CODEX_PATCH = {"session_id": "s", "cwd": "/home/agent-t/notes", "hook_event_name": "PreToolUse", "model": "gpt-5",
+               "tool_name": "apply_patch", "tool_input": {"command": "*** Begin Patch\n*** Update File: /etc/hosts\n"
+                                                                      "+x\n*** End Patch\n"}}
+GEMINI_WRITE = {"session_id": "s", "transcript_path": "/t", "cwd": "/home/agent-t/notes", "hook_event_name": "BeforeTool",
+                "timestamp": "2026-11-30T20:00:00Z", "tool_name": "write_file",
+                "tool_input": {"file_path": "out/a.md", "content": "x"}}
+GEMINI_MCP = {"session_id": "s", "cwd": "/", "hook_event_name": "BeforeTool", "tool_name": "mcp__keystone__comms_send",
+              "tool_input": {"to": "beta"}, "mcp_context": {"server_name": "keystone", "tool_name": "comms_send"}}
+
+
+def test_payloads_normalize_to_actions():
+    assert hook.actions("claude", CLAUDE_BASH) == [Action("shell", "sudo rm -rf /", "Bash", CLAUDE_BASH["tool_input"])]
+    assert [a.key() for a in hook.actions("codex", CODEX_PATCH)] == ["file.write:/etc/hosts"]
+    assert [a.key() for a in hook.actions("gemini", GEMINI_WRITE)] == ["file.write:/home/agent-t/notes/out/a.md"]
+    assert [a.key() for a in hook.actions("gemini", GEMINI_MCP)] == ["mcp:keystone/comms_send"]
+    web = {"tool_name": "WebFetch", "tool_input": {"url": "https://Docs.Example.org/x", "prompt": "?"}}
+    assert [a.key() for a in hook.actions("claude", web)] == ["web.fetch:docs.example.org"]
+
+
+def _run(cli, payload, policy_doc, tmp_path, text=None):
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(policy_doc))
+    return hook.run(cli, str(path), None, text if text is not None else json.dumps(payload))
+
+
+@pytest.mark.parametrize("cli", hook.CLIS)
+def test_each_cli_gets_its_documented_answer(cli, tmp_path):
+    doc = model.document("t", "coder", {}, HOME)
+    code, out, err = _run(cli, CLAUDE_BASH, doc, tmp_path)
+    if cli == "claude":
+        assert code == 0 and json.loads(out)["hookSpecificOutput"]["permissionDecision"] == "deny"
+        assert "sudo" in json.loads(out)["hookSpecificOutput"]["permissionDecisionReason"]
+    elif cli == "gemini":
+        data = json.loads(out)  # stdout holds the JSON and nothing else
+        assert code == 0 and data["decision"] == "deny" and "sudo" in data["reason"]
+    else:
+        assert code == 2 and out == "" and "sudo" in err
+    ok = {**CLAUDE_BASH, "tool_input": {"command": "ls -la"}}
+    code, out, err = _run(cli, ok, doc, tmp_path)
+    assert code == 0 and err == ""
+    if cli != "codex":
+        decision = json.loads(out)
+        assert decision.get("decision", (decision.get("hookSpecificOutput") or {}).get("permissionDecision")) == "allow"
+
+
+@pytest.mark.parametrize("cli", hook.CLIS)
+@pytest.mark.parametrize("broken", ["not json", "[]", '{"tool_input": {}}', '{"tool_name": "Bash", "tool_input": 3}',
+                                    '{"tool_name": "Bash", "tool_input": {}}'])
+def test_malformed_input_fails_closed(cli, broken, tmp_path):
+    code, out, err = _run(cli, None, model.document("t", None, {"default": "autonomous"}, HOME), tmp_path, broken)
+    assert code == 2 and "refused" in err
+
+
+@pytest.mark.parametrize("cli", hook.CLIS)
+def test_an_unreadable_or_broken_policy_fails_closed(cli, tmp_path):
+    bad = tmp_path / "policy.json"
+    bad.write_text('{"role": "coder", "policy": {"rules": [{"match": {"shell": "x"}, "tier": "maybe"}]}}')
+    assert hook.run(cli, str(bad), None, json.dumps(CLAUDE_BASH))[0] == 2
+    assert hook.run(cli, str(tmp_path), None, json.dumps(CLAUDE_BASH))[0] == 2  # a directory: IsADirectoryError
+    assert hook.run(cli, str(tmp_path / "missing.json"), None, json.dumps(CLAUDE_BASH))[0] == 2
+
+
+def test_a_crash_inside_the_check_fails_closed(tmp_path, monkeypatch):
+    def crash(self, cli, payload):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(hook.Checker, "check", crash)
+    code, out, err = _run("claude", CLAUDE_BASH, model.document("t", None, {}, HOME), tmp_path)
+    assert code == 2 and "boom" in err and out == ""
+
+
+def test_the_command_line_exits_2_even_when_keystone_agent_cannot_start(tmp_path):
+    """Claude reads exit 1 (a crashed interpreter, a missing program) as a non-blocking error: the rendered
+    hook command turns every failure into exit 2."""
+    command = render.hook_command("claude", tmp_path / "policy.json", program=str(tmp_path / "no-such-program"))
+    done = subprocess.run(["sh", "-c", command], input="{}", capture_output=True, text=True)
+    assert done.returncode == 2
+    crash = tmp_path / "crash"
+    crash.write_text("#!/bin/sh\nexit 1\n")
+    crash.chmod(0o755)
+    done = subprocess.run(["sh", "-c", render.hook_command("claude", "/x", program=str(crash))], input="{}",
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+
+
+def test_policy_check_command_end_to_end(tmp_path):
+    """`keystone-agent policy check` as the CLIs run it: a process, stdin JSON, exit code."""
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(model.document("t", "reviewer", {}, HOME)))
+    argv = [sys.executable, "-m", "keystone_agents", "policy", "check", "--cli", "codex", "--policy", str(path)]
+    env = {**os.environ}
+    env.pop("KEYSTONE_POLICY_LOG", None)
+    done = subprocess.run(argv, input=json.dumps(GEMINI_WRITE | {"tool_name": "Write"}), capture_output=True,
+                          text=True, env=env)
+    assert done.returncode == 2 and "Blocked by the agent's policy" in done.stderr
+    done = subprocess.run(argv, input=json.dumps({**CLAUDE_BASH, "tool_input": {"command": "git status"}}),
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and done.stdout == ""
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def test_rendered_claude_settings_hook_every_tool_and_deny_the_blocked(tmp_path):
+    p = policy("coder", rules=[{"match": {"shell": "rm -rf*"}, "tier": "blocked"}])
+    settings = render.claude_settings(p, tmp_path / "policy.json", "/run/ka")
+    assert settings["permissions"]["defaultMode"] == "dontAsk"
+    assert "Bash(rm -rf*)" in settings["permissions"]["deny"] and "Edit(//etc/**)" in settings["permissions"]["deny"]
+    [group] = settings["hooks"]["PreToolUse"]
+    assert group["matcher"] == "*"
+    assert group["hooks"][0]["command"].endswith("|| exit 2") and "--cli claude" in group["hooks"][0]["command"]
+    gemini = render.gemini_settings(tmp_path / "policy.json")
+    assert gemini["hooks"]["BeforeTool"][0]["matcher"] == ".*"
+    codex = render.codex_overrides(tmp_path / "policy.json")
+    import tomllib
+
+    hooks = tomllib.loads("v = " + codex[-1].split("=", 2)[2])["v"]
+    assert "--cli codex" in hooks[0]["hooks"][0]["command"]
+
+
+def test_outcome_of_a_run(tmp_path):
+    from keystone_agents.policy import outcome
+
+    log = tmp_path / "d.jsonl"
+    log.write_text("\n".join(json.dumps(e) for e in [
+        {"action": {"kind": "shell", "target": "sudo x"}, "tier": "blocked", "allowed": False},
+        {"action": {"kind": "shell", "target": "rm y"}, "tier": "blocked", "allowed": False}]) + "\n")
+    verdict = outcome.read(log)
+    assert verdict.override()[0] == "policy"
+    assert verdict.override()[1]["status"] == "blocked"
+    with log.open("a") as handle:
+        handle.write(json.dumps({"action": {"kind": "shell", "target": "ls"}, "tier": "autonomous",
+                                 "allowed": True}) + "\n")
+    assert outcome.read(log).override() is None
+    with log.open("a") as handle:
+        handle.write(json.dumps({"action": {"kind": "shell", "target": "git push"}, "tier": "approval_required",
+                                 "allowed": False, "approval": "1b4e28ba-2fa1-11d2-883f-0016d3cca427"}) + "\n")
+    got = outcome.read(log).override()
+    assert got[0] == "blocked" and got[1]["blocked_reason"] == "approval:1b4e28ba-2fa1-11d2-883f-0016d3cca427"
