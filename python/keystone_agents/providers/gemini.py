@@ -47,7 +47,7 @@ class GeminiProvider(Provider):
         else:
             argv = ["gemini", attached("--prompt", prompt), "--yolo"]
         if self.mcp is not None:
-            from keystone_agents.providers.mcp import SETTINGS_ENV_GEMINI, gemini_settings
+            from keystone_agents.providers.mcp import gemini_settings
 
             path = self.mcp.write(gemini_settings(self.mcp.servers))
             env[DEFAULTS_ENV_GEMINI if self.policy_file else SETTINGS_ENV_GEMINI] = str(path)
