@@ -147,6 +147,9 @@ def test_approval_required_waits_then_runs_once(fleet):
     assert set(item) >= {"id", "agent", "task", "action", "requested_at", "state"}
     assert (item["agent"], item["task"], item["state"]) == ("beta", "push", "pending")
     assert item["action"].startswith(f"shell:touch {marker}")
+    metrics = fleet.agentctl("human", "approvals", "metrics").stdout
+    assert 'agent="beta"} 1' in metrics.split("keystone_approvals_pending{", 1)[1].splitlines()[0]
+    assert "keystone_approvals_oldest_pending_age_seconds{" in metrics
 
     # an agent can never approve: not its own request, not another's
     from keystone_agents.coordination.base import NotAllowed

@@ -256,3 +256,58 @@ def test_outcome_of_a_run(tmp_path):
                                  "allowed": False, "approval": "1b4e28ba-2fa1-11d2-883f-0016d3cca427"}) + "\n")
     got = outcome.read(log).override()
     assert got[0] == "blocked" and got[1]["blocked_reason"] == "approval:1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+
+
+def test_render_writes_read_only_files_and_the_settings_of_a_nix_policy(tmp_path):
+    from click.testing import CliRunner
+
+    from keystone_agents.cli.agent_cli import cli
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"agentName": "t", "role": "reviewer", "policy": {"rules": [
+        {"match": {"shell": "rm *"}, "tier": "blocked"}]}}))
+    out = tmp_path / "etc"
+    result = CliRunner().invoke(cli, ["policy", "render", "--config", str(config), "--agent-home", HOME, "--out",
+                                      str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert sorted(Path(p).name for p in json.loads(result.output)["written"]) == [
+        "claude-settings.json", "gemini-settings.json", "policy.json"]
+    assert all((out / n).stat().st_mode & 0o777 == 0o444 for n in ("policy.json", "claude-settings.json"))
+    assert json.loads((out / "policy.json").read_text())["role"] == "reviewer"
+    # what the NixOS module does: policy.json written by Nix, the settings rendered from it
+    nix = tmp_path / "nix-policy.json"
+    nix.write_text(json.dumps(model.document("t", "coder", {}, HOME)))
+    result = CliRunner().invoke(cli, ["policy", "render", "--from-policy", str(nix), "--policy-path",
+                                      "/etc/keystone-agents/agents/t/policy.json", "--out", str(tmp_path / "nixout")])
+    assert result.exit_code == 0, result.output
+    claude = json.loads((tmp_path / "nixout/claude-settings.json").read_text())
+    assert "--policy /etc/keystone-agents/agents/t/policy.json" in claude["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
+    assert not (tmp_path / "nixout/policy.json").exists()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(model.document("t", "wizard", {}, HOME)))
+    result = CliRunner().invoke(cli, ["policy", "render", "--from-policy", str(bad), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1 and "unknown role 'wizard'" in result.output and "Traceback" not in result.output
+
+
+def test_validate_names_policy_problems(tmp_path):
+    from keystone_agents.config import parse_config
+    from keystone_agents.validation import check_policy
+
+    def problems(**data):
+        return [(p.field, p.message) for p in check_policy(parse_config({"agentName": "t", **data}), "c.json",
+                                                           lambda path: None)]
+
+    assert problems(role="coder") == []
+    [(field, message)] = problems(role="researcher")  # its shell default is approval_required: needs the bus
+    assert field == "policy" and "coordination backend" in message
+    [(field, message)] = problems(role="wizard")
+    assert field == "role" and "unknown role 'wizard'" in message
+    [(field, message)] = problems(policy={"rules": [{"match": {"act": "launch.*"}, "tier": "blocked"}]})
+    assert field == "policy.rules[0].match.act" and "names none of the acts" in message
+    [(field, message)] = problems(role="coder", policyFile=str(tmp_path / "nope.json"))
+    assert field == "policyFile" and "policy render" in message
+    mine = tmp_path / "policy.json"
+    mine.write_text("{}")
+    mine.chmod(0o666)
+    [(field, message)] = problems(role="coder", policyFile=str(mine))
+    assert "owned by root and writable by nobody else" in message

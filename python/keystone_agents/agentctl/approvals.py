@@ -106,7 +106,10 @@ def reject_command(ctx, approval_id, note, as_json):
 
 def metrics_text(items: list[dict], now: dt.datetime | None = None) -> str:
     """Prometheus text: pending approvals per agent and the age of the oldest one."""
+    import socket
+
     now = now or dt.datetime.now(dt.timezone.utc)
+    host = socket.gethostname().split(".")[0]
     per_agent: dict[str, list[float]] = {}
     for item in items:
         if item.get("state") != "pending":
@@ -115,14 +118,14 @@ def metrics_text(items: list[dict], now: dt.datetime | None = None) -> str:
         per_agent.setdefault(item["agent"], []).append(max(0.0, (now - at).total_seconds()))
     lines = ["# HELP keystone_approvals_pending Actions of this agent waiting for a human's approval.",
              "# TYPE keystone_approvals_pending gauge"]
-    lines += [f'keystone_approvals_pending{{agent="{a}"}} {len(v)}' for a, v in sorted(per_agent.items())]
+    lines += [f'keystone_approvals_pending{{host="{host}",agent="{a}"}} {len(v)}' for a, v in sorted(per_agent.items())]
     lines += ["# HELP keystone_approvals_oldest_pending_age_seconds Age of the agent's oldest pending approval.",
               "# TYPE keystone_approvals_oldest_pending_age_seconds gauge"]
-    lines += [f'keystone_approvals_oldest_pending_age_seconds{{agent="{a}"}} {max(v):.3f}'
+    lines += [f'keystone_approvals_oldest_pending_age_seconds{{host="{host}",agent="{a}"}} {max(v):.3f}'
               for a, v in sorted(per_agent.items())]
     lines += ["# HELP keystone_approvals_pending_total Pending approvals of all agents.",
               "# TYPE keystone_approvals_pending_total gauge",
-              f"keystone_approvals_pending_total {sum(len(v) for v in per_agent.values())}"]
+              f'keystone_approvals_pending_total{{host="{host}"}} {sum(len(v) for v in per_agent.values())}']
     return "\n".join(lines) + "\n"
 
 

@@ -80,17 +80,26 @@ def roles_command(as_json):
 @click.option("--agent-home", "agent_home", default=None, help="The agent's home (expands ~ in rules; default: --home).")
 @click.option("--keystone-agent", "program", default="keystone-agent", show_default=True,
               help="The keystone-agent the hooks run (an absolute path on hosts whose PATH the agent controls).")
+@click.option("--from-policy", "from_policy", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Render the CLI settings of this policy.json (what the NixOS module writes) instead of the "
+                   "agent's configuration; policy.json itself is not written.")
+@click.option("--policy-path", default=None, metavar="PATH",
+              help="Where the hooks find policy.json at run time (default: DIR/policy.json).")
 @click.option("--json", "as_json", is_flag=True)
 @agent_command
-def render_command(ctx: AgentContext, out_dir, agent_home, program, as_json):
+def render_command(ctx: AgentContext, out_dir, agent_home, program, from_policy, policy_path, as_json):
     """Write the agent's policy.json, claude-settings.json and gemini-settings.json into --out (as root on hosts
     without the NixOS module; the runtime config's `policyFile` names the policy.json)."""
     from keystone_agents.policy import model, render
 
-    config = ctx.config
     try:
-        written = render.write_all(out_dir, config, home=agent_home or str(ctx.home_dir), program=program)
-    except model.PolicyError as exc:
+        if from_policy is not None:
+            doc = model.load_file(from_policy)
+            written = render.write_settings(out_dir, doc, policy_path or out_dir / render.POLICY, program)
+        else:
+            written = render.write_all(out_dir, ctx.config, home=agent_home or str(ctx.home_dir),
+                                       program=program)
+    except (model.PolicyError, OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         echo_json({"written": [str(p) for p in written]})

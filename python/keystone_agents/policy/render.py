@@ -104,13 +104,24 @@ def write_all(out_dir: Path, config, home: str, program: str = "keystone-agent")
     """policy.json, claude-settings.json and gemini-settings.json in out_dir, mode 0444 (the directory 0755):
     run as root, the agent can read them and change none."""
     doc = policy_document(config, home)
+    doc["mcpServers"] = ["keystone", *sorted(config.mcp_servers)]
+    return _write(out_dir, doc, out_dir / POLICY, program, with_policy=True)
+
+
+def write_settings(out_dir: Path, doc: dict, policy_path: str | os.PathLike, program: str = "keystone-agent") -> list[Path]:
+    """The CLI settings of a policy.json written elsewhere (the NixOS module writes policy.json itself)."""
+    return _write(out_dir, doc, policy_path, program, with_policy=False)
+
+
+def _write(out_dir: Path, doc: dict, policy_file, program: str, with_policy: bool) -> list[Path]:
+    home = str(doc.get("home") or "")
     policy = model.from_document(doc, home=home)  # refuses an invalid policy before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(out_dir, 0o755)
-    policy_file = out_dir / POLICY
-    servers = ["keystone", *sorted(config.mcp_servers)]
-    files = {POLICY: doc, CLAUDE: claude_settings(policy, policy_file, program, servers),
-             GEMINI: gemini_settings(policy_file, program)}
+    servers = doc.get("mcpServers") or ["keystone"]
+    files = {CLAUDE: claude_settings(policy, policy_file, program, servers), GEMINI: gemini_settings(policy_file, program)}
+    if with_policy:
+        files = {POLICY: doc, **files}
     written = []
     for name, data in files.items():
         path = out_dir / name
