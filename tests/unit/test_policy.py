@@ -311,3 +311,31 @@ def test_validate_names_policy_problems(tmp_path):
     mine.chmod(0o666)
     [(field, message)] = problems(role="coder", policyFile=str(mine))
     assert "owned by root and writable by nobody else" in message
+
+
+def test_provider_argv_with_a_policy_drops_the_blanket_bypass(tmp_path):
+    """The task loop's providers and the coding subagent's: the rendered settings instead of skipping permissions."""
+    from keystone_agents.coding.providers import build_invocation
+    from keystone_agents.profiles import Runtime
+    from keystone_agents.providers.claude import ClaudeProvider
+    from keystone_agents.providers.codex import CodexProvider
+    from keystone_agents.providers.gemini import GeminiProvider
+
+    policy_file = str(tmp_path / "policy.json")
+    runtime = Runtime(provider="claude", profile=None, model=None, fallback_model=None, effort=None)
+    claude = ClaudeProvider()
+    claude.policy_file = policy_file
+    argv = claude.invocation("do it", runtime).argv
+    assert "--dangerously-skip-permissions" not in argv
+    assert f"--settings={tmp_path / 'claude-settings.json'}" in argv and "--permission-mode=dontAsk" in argv
+    assert "--dangerously-skip-permissions" in ClaudeProvider().invocation("do it", runtime).argv  # no policy
+    gemini = GeminiProvider()
+    gemini.policy_file = policy_file
+    inv = gemini.invocation("do it", runtime)
+    assert "--yolo" not in inv.argv and "--approval-mode=yolo" in inv.argv
+    assert inv.env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] == str(tmp_path / "gemini-settings.json")
+    codex = CodexProvider()
+    codex.policy_file = policy_file
+    assert any(a.startswith("--config=hooks.PreToolUse=") for a in codex.invocation("do it", runtime).argv)
+    coding = build_invocation("claude", "system", "task", None, policy_file)[0]
+    assert "--dangerously-skip-permissions" not in coding and "--permission-mode=dontAsk" in coding

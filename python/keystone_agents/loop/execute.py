@@ -364,7 +364,7 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
             provider = coding_route(entry.data, config, space) or get(current.provider, config)
             if provider.mcp is None and provider.name in MCP_PROVIDERS:
                 provider.mcp = mcp_plan(config, space, f"{ctx.run_id}-{name}")
-            if policy_run is None and provider.name in MCP_PROVIDERS:
+            if policy_run is None and provider.name in (*MCP_PROVIDERS, "coding"):  # coding: its CLI run
                 policy_run = policy_outcome.prepare(config, space, ctx.run_id, name)
                 env.update(policy_outcome.env(policy_run, entry.get("project")))
             provider.policy_file = policy_run.policy_file if policy_run else None

@@ -265,19 +265,16 @@ def load_policy(policy_file: str | None, config_file: str | None) -> tuple[model
 
 
 def bus_factory_for(coordination: dict):
-    if "__config__" in coordination:
-        settings = coordination["__config__"].coordination
-    else:
-        from keystone_agents.coordination.factory import settings_from_host
-
-        settings = settings_from_host(coordination)
-    if settings.backend == "none":
+    """A function opening the bus (imported only when a decision needs it: most calls are autonomous), or None."""
+    config = coordination.get("__config__")
+    backend = config.coordination.backend if config is not None else (coordination.get("backend") or "none")
+    if backend == "none":
         return None
 
     def factory():
-        from keystone_agents.coordination.factory import open_bus
+        from keystone_agents.coordination.factory import open_bus, settings_from_host
 
-        return open_bus(settings)
+        return open_bus(config.coordination if config is not None else settings_from_host(coordination))
 
     return factory
 

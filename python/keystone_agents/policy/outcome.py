@@ -129,7 +129,7 @@ def emit_events(verdict: Verdict, log, task: str) -> None:
 def env(prepared: Prepared | None, entry_project: str | None) -> dict[str, str]:
     if prepared is None:
         return {}
-    found = {"KEYSTONE_POLICY_LOG": str(prepared.log_path)}
+    found = {"KEYSTONE_POLICY_LOG": str(prepared.log_path), "KEYSTONE_POLICY_FILE": prepared.policy_file}
     if entry_project:
         found["KEYSTONE_TASK_PROJECT"] = str(entry_project)
     return found
