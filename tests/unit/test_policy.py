@@ -339,3 +339,14 @@ def test_provider_argv_with_a_policy_drops_the_blanket_bypass(tmp_path):
     assert any(a.startswith("--config=hooks.PreToolUse=") for a in codex.invocation("do it", runtime).argv)
     coding = build_invocation("claude", "system", "task", None, policy_file)[0]
     assert "--dangerously-skip-permissions" not in coding and "--permission-mode=dontAsk" in coding
+
+
+def test_the_hook_fast_path_takes_only_its_own_options():
+    from keystone_agents.cli.agent import hook_invocation
+
+    assert hook_invocation(["policy", "check", "--cli", "claude", "--policy=/p.json"]) == {
+        "--cli": "claude", "--policy": "/p.json"}
+    assert hook_invocation(["policy", "check", "--policy", "/p"]) is None  # no --cli: click explains
+    assert hook_invocation(["policy", "check", "--cli", "claude", "--help"]) is None
+    assert hook_invocation(["policy", "explain", "shell", "ls"]) is None
+    assert hook_invocation(["policy", "check", "--cli"]) is None
