@@ -350,3 +350,21 @@ def test_the_hook_fast_path_takes_only_its_own_options():
     assert hook_invocation(["policy", "check", "--cli", "claude", "--help"]) is None
     assert hook_invocation(["policy", "explain", "shell", "ls"]) is None
     assert hook_invocation(["policy", "check", "--cli"]) is None
+
+
+def test_pending_approvals_as_metrics():
+    import datetime as dt
+
+    from keystone_agents.agentctl.approvals import metrics_text
+
+    now = dt.datetime(2026, 11, 30, 20, 0, tzinfo=dt.timezone.utc)
+    items = [{"agent": "ada", "state": "pending", "requested_at": "2026-11-30T19:30:00.000Z"},
+             {"agent": "ada", "state": "pending", "requested_at": "2026-11-30T19:50:00.000Z"},
+             {"agent": "bob", "state": "approved", "requested_at": "2026-11-30T18:00:00.000Z"}]
+    text = metrics_text(items, now)
+    lines = {line.split("{")[0] + "|" + line.split('agent="')[1].split('"')[0] if 'agent="' in line else line.split("{")[0]:
+             float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    assert lines["keystone_approvals_pending|ada"] == 2
+    assert lines["keystone_approvals_oldest_pending_age_seconds|ada"] == 1800
+    assert "keystone_approvals_pending|bob" not in lines  # decided approvals are not pending
+    assert lines["keystone_approvals_pending_total"] == 2
