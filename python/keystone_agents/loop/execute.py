@@ -14,6 +14,9 @@
   a model error → one retry with the fallback model; failure or timeout → pending with the failure counted,
   blocked after maxAttempts. Status `error` is never written. Deliveries the report lists are recorded
   apart from the status.
+* With a policy (policy/outcome.py, docs/policy.md), what the CLI's pre-tool hook decided overrides all of
+  that: an action waiting for a human's approval → outcome "blocked" with `blocked_reason: approval:<id>`;
+  every attempted action refused → outcome "policy" (the task blocked).
 * TASKS.yaml as the provider left it is kept when valid, rejected and restored when not (loop/guard.py).
 """
 
