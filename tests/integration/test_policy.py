@@ -11,12 +11,13 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.support.comms import CommsAgents
+from tests.support.comms import CommsAgents, PathUnit
 
 pytestmark = pytest.mark.slow
 
@@ -64,11 +65,17 @@ class PolicyAgent:
         for path in (self.markers,):
             shutil.chown(path, self.agent.user)
 
+        base = self.agent.env
+
+        def env() -> dict:  # every run as this agent (the emulated path unit's too) finds the stand-in CLIs
+            found = base()
+            found["PATH"] = f"{fleet.root / 'fakebin'}:{found['PATH']}"
+            return found
+
+        self.agent.env = env
+
     def env(self) -> dict:
-        env = self.agent.env()
-        env["PATH"] = f"{self.fleet.root / 'fakebin'}:{env['PATH']}"
-        env["FAKE_BIN_LOG"] = str(self.log)
-        return env
+        return self.agent.env()
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(self.agent.argv(*args), env=self.env(), capture_output=True, text=True, timeout=300,
@@ -232,3 +239,29 @@ def test_a_broken_policy_blocks_every_tool_call(fleet):
     assert not marker.exists()
     [call] = a.tool_calls()
     assert call["allowed"] is False and "refused" in call["reason"]
+
+
+def test_approval_wakes_the_agent_through_the_bus(fleet):
+    """The decision reaches the agent without anyone running it: the broker's wake file (local) or the
+    PostgreSQL listener (agent-<name>-listen) → the comms path unit → drain → loop → the action runs once."""
+    a = PolicyAgent(fleet, "alpha", "gemini")
+    marker = a.marker("approve-woken")
+    a.add_task("woken", f"Do it. [fake:bash=touch {marker}]")
+    a.run("loop")
+    reason = a.task("woken")["blocked_reason"]
+    assert reason.startswith("approval:") and not marker.exists()
+    if fleet.bus_env.backend == "postgresql":  # agent-alpha-listen.service
+        fleet.listeners.append(a.agent.popen("comms", "listen", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    unit = PathUnit(a.agent, Path(a.agent.info()["wake_file"]))
+    try:
+        time.sleep(1.0)
+        woken_before = len(unit.wakes)
+        done = fleet.agentctl("human", "approvals", "approve", reason.split(":", 1)[1])
+        assert done.returncode == 0, done.stderr
+        deadline = time.time() + 90
+        while time.time() < deadline and a.task("woken")["status"] != "completed":
+            time.sleep(0.3)
+    finally:
+        unit.close()
+    assert len(unit.wakes) > woken_before
+    assert marker.exists() and a.task("woken")["status"] == "completed"
