@@ -368,3 +368,29 @@ def test_pending_approvals_as_metrics():
     assert lines["keystone_approvals_oldest_pending_age_seconds|ada"] == 1800
     assert "keystone_approvals_pending|bob" not in lines  # decided approvals are not pending
     assert lines["keystone_approvals_pending_total"] == 2
+
+
+@pytest.mark.parametrize("mode", [["--permission-mode=dontAsk"], ["--dangerously-skip-permissions"],
+                                  ["--permission-mode=bypassPermissions"]])
+def test_the_deny_holds_in_every_claude_permission_mode(tmp_path, mode):
+    """The stand-in claude runs the rendered PreToolUse hook as Claude Code does; a blocked command never runs,
+    bypass mode included (a hook's deny and deny rules hold in every mode)."""
+    repo = Path(__file__).resolve().parents[2]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"agentName": "t", "role": "coder", "policy": {"rules": [
+        {"match": {"shell": "touch *"}, "tier": "blocked"}]}}))
+    out = tmp_path / "etc"
+    render.write_all(out, __import__("keystone_agents.config", fromlist=["x"]).load_config(config), str(tmp_path),
+                     str(Path(sys.executable).parent / "keystone-agent"))
+    marker, allowed = tmp_path / "marker", tmp_path / "allowed"
+    env = {**os.environ, "PATH": f"{repo / 'tests/fakebin'}:{os.environ['PATH']}",
+           "FAKE_BIN_LOG": str(tmp_path / "log.jsonl")}
+    env.pop("KEYSTONE_POLICY_LOG", None)
+    done = subprocess.run(["claude", "--print", "--output-format", "json", f"--settings={out / 'claude-settings.json'}",
+                           *mode, "--", f"go [fake:bash=touch {marker}] [fake:bash=echo ok > {allowed}]"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists() and allowed.exists()
+    calls = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    [refused] = [c for c in calls if c.get("event") == "tool-call" and not c["allowed"]]
+    assert "Blocked by the agent's policy" in refused["reason"]
