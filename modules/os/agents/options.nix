@@ -513,11 +513,6 @@ let
           default = { };
           description = "Roles defined or overridden for this agent (each replaces a built-in role of the same name).";
         };
-        approvalAlertSeconds = mkOption {
-          type = types.ints.positive;
-          default = 1800;
-          description = "How long an approval of this agent may wait before it is overdue (the KeystoneApprovalPending alert uses keystone.os.observability.agents.alerts.approvalPendingSeconds).";
-        };
       };
 
       shared.writePrefixes = mkOption {

@@ -17,7 +17,7 @@ let
   policyBody = name:
     let p = cfg.${name}.policy; in
     lib.filterAttrs (_: v: v != null) {
-      inherit (p) rules roles approvalAlertSeconds;
+      inherit (p) rules roles;
       default = p.default;
     };
 
