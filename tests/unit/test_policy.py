@@ -394,3 +394,28 @@ def test_the_deny_holds_in_every_claude_permission_mode(tmp_path, mode):
     calls = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     [refused] = [c for c in calls if c.get("event") == "tool-call" and not c["allowed"]]
     assert "Blocked by the agent's policy" in refused["reason"]
+
+
+def test_explain_and_roles_for_people_and_scripts(tmp_path):
+    from click.testing import CliRunner
+
+    from keystone_agents.cli.agent_cli import cli
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"agentName": "t", "role": "coder", "policy": {"rules": [
+        {"match": {"shell": "terraform apply*"}, "tier": "approval_required"}]}}))
+    result = CliRunner().invoke(cli, ["policy", "explain", "shell", "ls && terraform apply -auto-approve", "--config",
+                                      str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["tier"] == "approval_required" and "terraform apply*" in data["rule"]
+    assert {p["action"] for p in data["parts"]} >= {"shell:ls", "shell:terraform apply -auto-approve"}
+    result = CliRunner().invoke(cli, ["policy", "explain", "shell", "git push", "--config", str(config)])
+    assert result.exit_code == 0 and result.output.startswith("notify")
+    roles = json.loads(CliRunner().invoke(cli, ["policy", "roles", "--json"]).output)
+    assert set(roles) == {"researcher", "coder", "reviewer", "planner", "overseer"}
+    assert roles["coder"]["default"] == "autonomous" and roles["reviewer"]["default"] == "blocked"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"agentName": "t", "role": "wizard"}))
+    result = CliRunner().invoke(cli, ["policy", "explain", "shell", "ls", "--config", str(bad)])
+    assert result.exit_code == 1 and "unknown role 'wizard'" in result.output and "Traceback" not in result.output
