@@ -419,3 +419,24 @@ def test_explain_and_roles_for_people_and_scripts(tmp_path):
     bad.write_text(json.dumps({"agentName": "t", "role": "wizard"}))
     result = CliRunner().invoke(cli, ["policy", "explain", "shell", "ls", "--config", str(bad)])
     assert result.exit_code == 1 and "unknown role 'wizard'" in result.output and "Traceback" not in result.output
+
+
+def test_runtime_acts_are_decided_like_tool_calls(tmp_path, monkeypatch):
+    """The coding orchestrator's own push and pull request (policy/acts.py): same rules, same decision log."""
+    from keystone_agents.policy import acts, outcome
+
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(model.document("t", "coder", {"rules": [{"match": {"act": "pr.create"},
+                                                                        "tier": "blocked"}]}, HOME)))
+    log = tmp_path / "decisions.jsonl"
+    assert acts.check("git.push", "x") == (True, "")  # no policy in the environment: today's behaviour
+    monkeypatch.setenv("KEYSTONE_POLICY_FILE", str(path))
+    monkeypatch.setenv("KEYSTONE_POLICY_LOG", str(log))
+    monkeypatch.setenv("KEYSTONE_TASK_NAME", "ship")
+    assert acts.check("git.push", "git push origin b")[0] is True  # the coder's notify (no bus: recorded only)
+    allowed, reason = acts.check("pr.create", "draft pull request")
+    assert allowed is False and "act:pr.create" in reason
+    tiers = [(d["action"]["target"], d["tier"], d["allowed"]) for d in outcome.read(log).decisions]
+    assert tiers == [("git.push", "notify", True), ("pr.create", "blocked", False)]
+    path.chmod(0o000) if os.geteuid() != 0 else path.write_text("{ broken")
+    assert acts.check("git.push", "x")[0] is False  # fails closed
