@@ -25,7 +25,7 @@ import json
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -200,15 +200,11 @@ class Policy:
     default: str | None
     rules: tuple[Rule, ...]
     home: str = ""
-    project_rules: dict = field(default_factory=dict)  # project glob → rules (origin "project")
 
-    @property
-    def effective_default(self) -> str:
-        return self.default or (self.role.default if self.role else "autonomous")
-
-    def all_rules(self, project: str | None) -> list[Rule]:
-        rules = list(self.role.rules if self.role else ()) + list(self.rules)
-        return rules
+    def all_rules(self, project: str | None = None) -> list[Rule]:
+        """The role's rules and the agent's (project rules among them: `match.project` decides where they
+        apply)."""
+        return list(self.role.rules if self.role else ()) + list(self.rules)
 
     def tier_of(self, action: Action, project: str | None = None) -> tuple[str, str]:
         """(tier, rule description) of one simple action."""
