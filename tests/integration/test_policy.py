@@ -250,8 +250,10 @@ def test_approval_wakes_the_agent_through_the_bus(fleet):
     a.run("loop")
     reason = a.task("woken")["blocked_reason"]
     assert reason.startswith("approval:") and not marker.exists()
-    if fleet.bus_env.backend == "postgresql":  # agent-alpha-listen.service
-        fleet.listeners.append(a.agent.popen("comms", "listen", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    listener = None
+    if fleet.bus_env.backend == "postgresql":  # agent-alpha-listen.service (its own process group: runuser's
+        listener = a.agent.popen("comms", "listen", stdout=subprocess.DEVNULL,  # child dies with it below)
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
     unit = PathUnit(a.agent, Path(a.agent.info()["wake_file"]))
     try:
         time.sleep(1.0)
@@ -263,5 +265,10 @@ def test_approval_wakes_the_agent_through_the_bus(fleet):
             time.sleep(0.3)
     finally:
         unit.close()
+        if listener is not None:
+            import signal
+
+            os.killpg(listener.pid, signal.SIGKILL)
+            listener.wait()
     assert len(unit.wakes) > woken_before
     assert marker.exists() and a.task("woken")["status"] == "completed"
