@@ -148,7 +148,10 @@ def resume_decided(bus, space, log=None) -> list[str]:
     from keystone_agents.taskfile import TaskFile
 
     resumed: list[str] = []
-    if not space.tasks_file.exists():
+    try:  # the common case (no task waits for an approval) costs one read: no lock, no parse
+        if APPROVAL_PREFIX not in space.tasks_file.read_text(encoding="utf-8", errors="replace"):
+            return resumed
+    except FileNotFoundError:
         return resumed
     with hold(space.tasks_lock_file):
         tf = TaskFile.load(space.tasks_file)
