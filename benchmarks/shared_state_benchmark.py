@@ -3,15 +3,15 @@
 
   latency        `shared set` and `shared get` through the Bus (one connection, N operations): p50/p95 in ms
   contention     10 writer processes (connected first, then started together) increment one counter with
-                 retry on conflict (read-modify-write) for --seconds: successful writes/s, conflicts/s, and the check that the final value equals the
-                 number of successful writes (no lost update)
-  cli            one `keystone-agent shared get` process, start to exit (the cost an agent's shell pays)
+                 retry on conflict (read-modify-write) for --seconds: successful writes/s, conflicts/s, and the
+                 check that the final value equals the number of successful writes (no lost update). The
+                 latency of each set under contention (p50/p99/max) and the fewest and most writes of one
+                 writer show whether waiting is fair (no writer starved).
+  cli            one `keystone-agent shared get` process as the agent (runuser), start to exit (the cost an
+                 agent's shell pays; on the local backend this includes starting a broker)
 
 Uses the test suite's fixtures (tests/support): a socket-activated broker (one `bus serve --stdio` per
 connection, as systemd runs it) and a throwaway PostgreSQL cluster.
-
-                 The latency of each set under contention (p50/p99/max) and the fewest and most writes of one
-                 writer show whether waiting is fair (no writer starved).
 
 Usage: .venv/bin/python benchmarks/shared_state_benchmark.py [--count 500] [--seconds 10] [--writers 10]
        [--backends local,postgresql] [--contention-only]
@@ -101,6 +101,30 @@ def contention(env: Env, seconds: float, writers: int = 10) -> dict:
             "most": max(r[0] for r in results)}
 
 
+def cli(env: Env, runs: int = 11) -> dict:
+    """`keystone-agent shared get` as the agent (runuser, a fresh process, on the local backend: a fresh
+    broker too), start to exit: median and max in ms."""
+    import secrets
+
+    from tests.support.comms import CommsAgents
+
+    root = env.users.root / "bench-homes" / secrets.token_hex(4)
+    root.mkdir(parents=True)
+    for d in (root.parent, root):
+        d.chmod(0o755)
+    agents = CommsAgents(env, root)
+    alpha = agents.agent("alpha")
+    made = alpha.run("shared", "set", "bench/cli", "--expected-version", "0", "--value", '"x"')
+    assert made.returncode == 0, made.stderr
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        done = alpha.run("shared", "get", "bench/cli")
+        times.append(time.perf_counter() - t0)
+        assert done.returncode == 0, done.stderr
+    return {"cli_p50": round(pct(times, 50) * 1000), "cli_max": round(max(times) * 1000)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=500)
@@ -113,16 +137,19 @@ def main() -> int:
     try:
         print(f"load average at start: {os.getloadavg()[0]:.1f}", flush=True)
         print(f"| backend | set p50 | set p95 | get p50 | get p95 | {args.writers} writers: writes/s | conflicts/s "
-              "| set under contention p50 / p99 / max | writes per writer (fewest–most) | no lost update |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "| set under contention p50 / p99 / max | writes per writer (fewest–most) | no lost update "
+              "| CLI `shared get` p50 / max |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for backend in args.backends.split(","):
             env = Env(backend, world)
             lat = None if args.contention_only else latency(env, args.count)
             con = contention(env, args.seconds, args.writers)
             cells = ["–"] * 4 if lat is None else [f"{lat[k]} ms" for k in ("set_p50", "set_p95", "get_p50", "get_p95")]
+            command = None if args.contention_only else cli(env)
             print(f"| {backend} | {' | '.join(cells)} | {con['writes_per_s']} | {con['conflicts_per_s']} | "
                   f"{con['set_p50']} / {con['set_p99']} / {con['set_max']} ms | {con['fewest']}–{con['most']} | "
-                  f"{'yes' if con['no_lost_update'] else 'NO'} |", flush=True)
+                  f"{'yes' if con['no_lost_update'] else 'NO'} | "
+                  f"{'–' if command is None else str(command['cli_p50']) + ' / ' + str(command['cli_max']) + ' ms'} |", flush=True)
         print(f"load average at end: {os.getloadavg()[0]:.1f}", flush=True)
     finally:
         world.close()
