@@ -748,7 +748,12 @@ class _Transaction:
 
     def __exit__(self, exc_type, exc, tb):
         try:
-            self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            try:
+                self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            except sqlite3.Error:
+                if self.conn.in_transaction:  # a failed COMMIT leaves it open: the next request starts clean
+                    self.conn.execute("ROLLBACK")
+                raise
         finally:
             if self.lock is not None:
                 self.lock.__exit__(None, None, None)
