@@ -4,16 +4,20 @@ Only the broker's own user opens this file (mode 0600 in a 0700 directory). The 
 PostgreSQL functions in sql/ enforce (the same contract suite runs against both): the sender is the caller,
 never a claimed name; the receiver's acceptFrom, its maxDepth and the sender's sendsPerHour bound sending;
 only an ask's receiver can reply to it, once; every caller sees only what it sent or received (admins: all).
-Every write is one `BEGIN IMMEDIATE` transaction; timestamps are this host's clock (never the client's).
+Every write is one `BEGIN IMMEDIATE` transaction, taken behind the writer lock (`WriterLock`: flock on
+`<database>.lock`) and kept short (validation, JSON and hashing happen before it); timestamps are this host's
+clock (never the client's).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import sqlite3
+import struct
 import time
 import uuid
 from pathlib import Path
@@ -135,11 +139,95 @@ def iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def connect(path: Path) -> sqlite3.Connection:
+# How long SQLite itself retries a locked database (ms). The brokers queue on the writer lock first, so this
+# covers only what bypasses it: a new database's WAL setup, a checkpoint, root's sqlite3 shell.
+BUSY_TIMEOUT_MS = 30_000
+
+
+class WriterLock:
+    """The fair lock in front of SQLite's writer lock, shared by every broker process of one database.
+
+    SQLite's busy handler polls with sleeps of up to 100 ms, counted as requested and not as slept: among ten
+    processes contending for the write lock one can lose every retry while the others take turns, and on a
+    loaded machine (sleeps that last seconds, holders descheduled while holding) a request outlives the
+    client's timeout. This lock is a FIFO queue of tickets in `<database>.lock`:
+
+    - taking a ticket: under a brief flock(2) of the file, read and bump the counter (bytes 0–7) and lock the
+      ticket's own byte (an open-file-description lock, fcntl F_OFD_SETLK, at TICKETS + n);
+    - waiting: block (F_OFD_SETLKW) on the byte of ticket n − 1 until its holder releases it;
+    - releasing: unlock the own byte, which wakes exactly the next ticket's waiter.
+
+    The kernel drops every lock of a process that dies, so a dead broker never blocks the queue. Open-file-
+    description locks (not POSIX process locks) because the listening broker serves connections in threads of
+    one process, each with its own open file. SQLite's own locking still guarantees correctness; this only
+    decides who goes next.
+    """
+
+    TICKETS = 1 << 20  # byte offset of ticket 0's lock byte (the counter lives in bytes 0–7)
+
+    def __init__(self, database: Path):
+        self.path = database.with_name(database.name + ".lock")
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.ticket: int | None = None
+
+    def _byte(self, command: int, kind: int, ticket: int) -> None:
+        # struct flock {short l_type, l_whence; off_t l_start, l_len; pid_t l_pid (0 for OFD locks)}
+        fcntl.fcntl(self.fd, command, struct.pack("@hhqqi", kind, os.SEEK_SET, self.TICKETS + ticket, 1, 0))
+
+    def __enter__(self) -> "WriterLock":
+        if self.ticket is not None:
+            raise RuntimeError("the writer lock is not reentrant (a transaction inside a transaction)")
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            raw = os.pread(self.fd, 8, 0)
+            ticket = int.from_bytes(raw, "little") if len(raw) == 8 else 0
+            os.pwrite(self.fd, (ticket + 1).to_bytes(8, "little"), 0)
+            self._byte(fcntl.F_OFD_SETLK, fcntl.F_WRLCK, ticket)
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        self.ticket = ticket
+        if ticket > 0:
+            try:
+                self._byte(fcntl.F_OFD_SETLKW, fcntl.F_RDLCK, ticket - 1)  # until ticket − 1 is released
+                self._byte(fcntl.F_OFD_SETLK, fcntl.F_UNLCK, ticket - 1)
+            except BaseException:
+                self.__exit__()
+                raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.ticket is not None:
+            self._byte(fcntl.F_OFD_SETLK, fcntl.F_UNLCK, self.ticket)
+            self.ticket = None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class BusConnection(sqlite3.Connection):
+    """A connection that knows its database's writer lock (None: no lock file could be made)."""
+
+    writer: WriterLock | None = None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        super().close()
+
+
+def connect(path: Path) -> BusConnection:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False,
+                           factory=BusConnection)
+    try:
+        conn.writer = WriterLock(path)
+    except OSError:
+        conn.writer = None  # e.g. a read-only state dir: SQLite's own locking still keeps writes correct
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -151,18 +239,13 @@ def migrate(conn: sqlite3.Connection) -> int:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version >= len(MIGRATIONS):
         return version
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _Transaction(conn):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             for statement in script.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return len(MIGRATIONS)
 
 
@@ -559,12 +642,24 @@ class Store(ApprovalsMixin):
     def wait_reply(self, ask_id: str, timeout: float) -> Message | None:
         ask_id = check_uuid(ask_id)
         deadline = time.monotonic() + max(0.0, timeout)
+        first = True
         while True:
-            with self._tx():
-                reply = self._take_reply(ask_id)
-            if reply is not None or time.monotonic() >= deadline:
-                return reply
+            # a write transaction (behind the writer lock) only when there is a reply to take: polling reads
+            if first or self._reply_waiting(ask_id):
+                first = False
+                with self._tx():
+                    reply = self._take_reply(ask_id)
+                if reply is not None:
+                    return reply
+            if time.monotonic() >= deadline:
+                return None
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+
+    def _reply_waiting(self, ask_id: str) -> bool:
+        return self.conn.execute(
+            "SELECT 1 FROM messages a JOIN messages r ON r.in_reply_to = a.id WHERE a.msg_uuid = ? AND a.sender = ?"
+            " AND a.kind = 'ask' AND r.kind = 'reply' AND r.state IN ('queued', 'leased')",
+            (ask_id, self.me.role)).fetchone() is not None
 
     def stop_waiting(self, ask_id: str) -> Message | None:
         ask_id = check_uuid(ask_id)
@@ -776,13 +871,32 @@ class Store(ApprovalsMixin):
 
 
 class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT (ROLLBACK on an exception), inside the database's writer lock."""
+
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        self.lock = getattr(conn, "writer", None)
 
     def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
+        if self.lock is not None:
+            self.lock.__enter__()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            if self.lock is not None:
+                self.lock.__exit__(None, None, None)
+            raise
         return self.conn
 
     def __exit__(self, exc_type, exc, tb):
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        try:
+            try:
+                self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            except sqlite3.Error:
+                if self.conn.in_transaction:  # a failed COMMIT leaves it open: the next request starts clean
+                    self.conn.execute("ROLLBACK")
+                raise
+        finally:
+            if self.lock is not None:
+                self.lock.__exit__(None, None, None)
         return False
