@@ -10,7 +10,11 @@ gemini.py), with the configured MCP servers given to the CLI the way the loop gi
   CLAUDE.md/AGENTS.md above it still apply);
 - the environment: the loop's allow-list (providers/environment.py), the agent's git identity and ssh-agent,
   the configured `environment`, and never a forge token (only the orchestrator pushes and talks to the forge);
-- the output is not teed to a log here: the orchestrator writes it to its run log, redacted.
+- the output is not teed to a log here: the orchestrator writes it to its run log, redacted;
+- the agent's policy (docs/policy.md), when the task loop's execute stage set one for the run
+  ($KEYSTONE_POLICY_FILE): the provider layer gives each CLI its hooks (claude `--settings=FILE
+  --permission-mode=dontAsk`, codex the PreToolUse hook overrides, gemini its hook settings), and the run's
+  policy variables reach the CLI, whose hook reads them.
 
 Every run has stdin /dev/null (or the prompt, then EOF), its own process group (the timeout kills the CLI *and*
 whatever it started), the stall watchdog and the wall-clock limit of the loop's process runner.
@@ -28,6 +32,10 @@ from keystone_agents.providers.base import ProviderError, ProviderResult as RunR
 from keystone_agents.providers.coding import CODING_PROVIDERS
 
 PROVIDERS = CODING_PROVIDERS
+POLICY_ENV = "KEYSTONE_POLICY_FILE"  # the policy.json whose hooks the CLI runs (docs/policy.md)
+# what the task loop's execute stage sets for the run and the CLI's policy hook reads (policy/outcome.py, hook.py)
+RUN_ENV = (POLICY_ENV, "KEYSTONE_POLICY_LOG", "KEYSTONE_TASK_PROJECT", "KEYSTONE_TASK_NAME", "KEYSTONE_RUN_ID",
+           "KEYSTONE_COMMS_PARENT")
 KILL_GRACE_SECONDS = 5
 # variables a provider must not see: they would let it push or call the forge itself
 SECRET_ENV = (
@@ -82,11 +90,12 @@ class ProviderResult:
 
 
 def provider_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The loop's allow-listed environment plus `extra` (identity, configured `environment`), without forge
-    tokens."""
+    """The loop's allow-listed environment plus the run's policy variables (RUN_ENV) and `extra` (identity,
+    configured `environment`), without forge tokens."""
     from keystone_agents.providers.environment import clean_env
 
-    env = clean_env(extra, base=base)
+    source = os.environ if base is None else base
+    env = clean_env({**{k: source[k] for k in RUN_ENV if source.get(k)}, **(extra or {})}, base=source)
     for name in SECRET_ENV:
         env.pop(name, None)
     return env
@@ -122,6 +131,7 @@ def run_provider(
     cli = providers.get(provider, config)
     cli.system_prompt = system_prompt
     cli.mcp = plan_for(config, space, run_name)  # removed again by cli.run, whatever happens
+    cli.policy_file = child_env.get(POLICY_ENV) or None  # set by the task loop's execute stage (policy/outcome.py)
     result = cli.run(task_prompt, Runtime(provider, None, model, None, None), RunOptions(
         log_path=Path(os.devnull), timeout=timeout, kill_grace=KILL_GRACE_SECONDS, env=child_env, cwd=repo_dir,
         stall_timeout=stall_timeout))

@@ -138,6 +138,8 @@ class Provider:
         """The prompt with `system_prompt` in front of it, for a CLI that has no system-prompt flag."""
         return combined_instructions(self.system_prompt, prompt) if self.system_prompt else prompt
 
+    policy_file: str | None = None  # the policy.json its pre-tool hook reads (policy/render.py); None: no policy
+
     def transcript_paths(self, cwd: "Path", home: "Path") -> list["Path"]:
         """Files or directories the CLI writes its session transcript to while it works (the stall watchdog
         counts their changes as output)."""

@@ -74,7 +74,7 @@ def parse(cli: str, argv: list[str]) -> dict:
             while args and not args[0].startswith("-"):
                 opts["mcp_config"].append(args.pop(0))
         elif cli == "claude" and arg in ("--append-system-prompt", "--model", "--output-format", "--fallback-model",
-                                         "--effort", "--max-turns"):
+                                         "--effort", "--max-turns", "--settings", "--permission-mode"):
             if not args:
                 raise Usage(f"error: option '{arg}' argument missing")
             value = args.pop(0)
@@ -93,12 +93,14 @@ def parse(cli: str, argv: list[str]) -> dict:
         elif cli == "gemini" and arg in ("--yolo", "-y"):
             opts["flags"].append("--yolo")
         elif cli == "gemini" and arg in ("--prompt", "-p", "-m", "--model", "-o", "--output-format",
-                                         "--allowed-mcp-server-names"):
+                                         "--allowed-mcp-server-names", "--approval-mode"):
             if not args:
                 raise Usage(f"Not enough arguments following: {arg}")
             value = args.pop(0)
             if arg == "--allowed-mcp-server-names":
                 opts["allowed_mcp"].append(value)
+            elif arg == "--approval-mode":
+                opts["approval_mode"] = value
             else:
                 opts[{"--prompt": "prompt", "-p": "prompt", "-o": "format", "--output-format": "format"}.get(arg, "model")] = value
         elif arg.startswith("-"):
