@@ -167,6 +167,24 @@ class OpenAIProviderSettings:
     api_key_file: str | None = None
 
 
+MODES = ("timer", "reactive", "autonomous", "proactive", "tick")
+
+
+@dataclass(frozen=True)
+class ExecSettings:
+    """`exec`: the execution mode and its limits (docs/exec-modes.md)."""
+
+    mode: str = "timer"
+    max_iterations: int | None = None
+    max_auto_turns: int = 1
+    max_context_tokens: int | None = None
+    think_interval: int | None = None
+    max_quiet_seconds: int | None = None
+    timeout: int | None = None
+    instructions: str | None = None
+    watch_prefixes: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class Config:
     agent_name: str
@@ -179,7 +197,8 @@ class Config:
     max_attempts: int = 3
     task_timeout_seconds: float = 1800
     stall_timeout_seconds: float = 600
-    max_turns: int | None = None
+    max_turns: int | None = None  # deprecated alias of exec.max_iterations
+    exec: ExecSettings = field(default_factory=ExecSettings)
     budgets: Budgets = field(default_factory=Budgets)
     expected_interval_seconds: float | None = None
     archive_after_days: float = 30
@@ -210,6 +229,17 @@ class Config:
     environment: dict[str, str] = field(default_factory=dict)
     mcp_servers: dict[str, Any] = field(default_factory=dict)  # {name: {command, args, env}}, passed through
     source_path: Path | None = field(default=None, compare=False)
+
+    @property
+    def max_iterations(self) -> int | None:
+        """Tool calls per execution: exec.maxIterations, else the deprecated maxTurns, else None (no limit)."""
+        return self.exec.max_iterations if self.exec.max_iterations is not None else self.max_turns
+
+    @property
+    def execution_token_budget(self) -> int | None:
+        """Tokens one execution may use: the smaller of taskTokenBudget and exec.maxContextTokens."""
+        limits = [v for v in (self.task_token_budget, self.exec.max_context_tokens) if v]
+        return min(limits) if limits else None
 
     def stage(self, name: str) -> StageSettings:
         if name not in ("defaults", "ingest", "prioritize", "execute"):

@@ -7,6 +7,7 @@
     ./users.nix
     ./services.nix
     ./units.nix
+    ./modes.nix
     ./config.nix
     ./agentctl.nix
     ./tmpfiles.nix
