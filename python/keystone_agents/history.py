@@ -76,6 +76,24 @@ MIGRATIONS: list[str] = [
     ALTER TABLE task_executions ADD COLUMN delivery_failed INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX task_executions_started ON task_executions (started_at)
     """,
+    # 4: execution modes (the CLI session an execution used, its continuation turn, the tool calls counted in the
+    # event stream, the agent's mode) and the event table `keystone-agent watch` reads (ids are the cursor:
+    # AUTOINCREMENT never reuses one, and SQLite's single writer commits them in order)
+    """
+    ALTER TABLE task_executions ADD COLUMN session_id TEXT;
+    ALTER TABLE task_executions ADD COLUMN auto_turn INTEGER;
+    ALTER TABLE task_executions ADD COLUMN tool_calls INTEGER;
+    ALTER TABLE task_executions ADD COLUMN mode TEXT;
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,                 -- ISO 8601 UTC with milliseconds
+        run_id TEXT,
+        task TEXT,
+        type TEXT NOT NULL,               -- the logfmt event name (run_start, task_finish, ...)
+        data TEXT NOT NULL DEFAULT '{}'   -- JSON: the event's fields, under their logfmt names
+    );
+    CREATE INDEX events_type ON events (type, id)
+    """,
 ]
 
 
@@ -141,6 +159,7 @@ EXECUTION_COLUMNS = (
     "run_id", "task", "source_ref", "attempt", "provider", "model", "profile", "fallback_used", "outcome",
     "exit_code", "started_at", "finished_at", "duration_seconds", "input_tokens", "output_tokens", "total_tokens",
     "cost_usd", "pull_requests", "issues", "log_path", "message", "reason", "turns", "deliveries", "delivery_failed",
+    "session_id", "auto_turn", "tool_calls", "mode",
 )
 
 

@@ -17,6 +17,13 @@ written in the prompt (so one loop run can hold tasks that behave differently):
   [fake:cost=X]             report a cost of X dollars (claude's total_cost_usd)
   [fake:output-tokens=N]    report N output tokens
   [fake:delivery-failed=K]  the report lists a failed delivery of kind K (and a successful pull request)
+  [fake:tools=N]            make N tool calls, each printed as the CLI's stream event (with --output-format
+                            stream-json / --json), $FAKE_TOOL_SECONDS (0.3) apart; each one that ran is recorded
+  [fake:report=continue]    report "continue" (autonomous mode) every turn of the session
+  [fake:continue=K]         report "continue" for the first K turns of the session, then "completed"
+Sessions: a run prints a session id (claude/gemini session_id, codex thread_id); a run that resumes one
+(claude --resume ID, codex exec resume ID, gemini --resume ID) continues that session: its directives are the
+first prompt's (the CLI keeps the context), whatever the continuation prompt says.
 A triage prompt ("You triage incoming items...") is answered with the triage JSON, unless the item holds
 [fake:not-actionable] (actionable: false) or [fake:bad-triage] (an answer that is not JSON).
 Models named in $FAKE_BAD_MODELS (comma-separated) fail with the CLI's model-not-found error.
@@ -61,7 +68,7 @@ def bad_model(model):
     return bool(model) and model in [m for m in os.environ.get("FAKE_BAD_MODELS", "").split(",") if m]
 
 
-def behave(tool, prompt):
+def behave(tool, prompt, turn=0):
     """Sleep / ignore SIGTERM / write the report as the prompt asks; returns (exit code, answer text)."""
     d = directives(prompt)
     if "read-stdin" in d:
@@ -101,6 +108,8 @@ def behave(tool, prompt):
     if "empty" in d:
         answer = ""
     report = d.get("report")
+    if "continue" in d or report == "continue":
+        report = continuation_report(prompt, turn)
     if report and os.environ.get("KEYSTONE_TASK_RESULT"):
         body = {"status": report, "message": f"agent says {report}", "pull_requests_created": [], "issues_created": []}
         if report == "blocked":
@@ -130,3 +139,50 @@ def transcript_path(tool):
     if tool == "codex":
         return os.path.join(home, ".codex", "sessions", time.strftime("%Y/%m/%d"), f"rollout-{os.getpid()}.jsonl")
     return os.path.join(home, f".{tool}-transcript-{os.getpid()}.jsonl")
+
+
+def session(tool, resume_id, prompt):
+    """(session id, the prompt whose directives apply, turn number 0…) of this run; a resumed session keeps the
+    first prompt, as the real CLIs keep the conversation. Unknown ids fail like the CLIs do (exit 1)."""
+    import uuid
+
+    base = (os.environ.get("FAKE_BIN_LOG") or "/tmp/fake-bin") + ".sessions"
+    os.makedirs(base, exist_ok=True)
+    if resume_id:
+        path = os.path.join(base, f"{tool}-{os.path.basename(resume_id)}.json")
+        if not os.path.exists(path):
+            print(f"No conversation found with session ID: {resume_id}", file=sys.stderr)
+            finish(tool, 1)
+        with open(path) as handle:
+            state = json.load(handle)
+        state["turn"] += 1
+        record(tool, [], event="resumed", session_id=resume_id, turn=state["turn"], prompt=prompt)
+    else:
+        state = {"id": str(uuid.uuid4()), "prompt": prompt or "", "turn": 0}
+        path = os.path.join(base, f"{tool}-{state['id']}.json")
+    with open(path, "w") as handle:
+        json.dump(state, handle)
+    return state["id"], state["prompt"], state["turn"]
+
+
+def continuation_report(prompt, turn):
+    """The report status this turn of a session writes: directives report=continue / continue=K."""
+    d = directives(prompt)
+    if d.get("report") == "continue":
+        return "continue"
+    if "continue" in d:
+        return "continue" if turn < int(d["continue"]) else "completed"
+    return d.get("report")
+
+
+def tool_calls(tool, prompt, emit, done=None):
+    """Make the [fake:tools=N] tool calls: emit(n) prints the CLI's request for call n, the call "runs" (it is
+    recorded), then done(n) prints its result."""
+    count = int(directives(prompt).get("tools") or 0)
+    pause = float(os.environ.get("FAKE_TOOL_SECONDS", "0.3"))
+    for n in range(1, count + 1):
+        emit(n)
+        time.sleep(pause)
+        record(tool, [], event="tool-ran", n=n)
+        if done:
+            done(n)

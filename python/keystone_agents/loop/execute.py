@@ -8,7 +8,10 @@
 * Budgets are checked before every invocation (loop/budget.py): a task that would start over one is not
   started (outcome token_budget, it stays pending); an agent-wide ceiling also ends the execute stage.
 * The provider runs with stdin closed, a clean environment, and a stall watchdog next to the wall clock.
-* Outcome: more turns than `maxTurns` → failed (max-turns); the agent's report in $KEYSTONE_TASK_RESULT
+* Outcome: more tool calls/turns than `exec.maxIterations` (alias `maxTurns`) → max_iterations (reason
+  max-turns; the event stream is counted while the CLI runs and the process group stopped at the limit);
+  autonomous mode resumes the CLI session while the report says `continue` (modes/continuation.py);
+  the agent's report in $KEYSTONE_TASK_RESULT
   wins; else exit 0 WITH evidence (providers' `parse`) → completed, exit 0 without → failed (no-evidence);
   a model error → one retry with the fallback model; failure or timeout → pending with the failure counted,
   blocked after maxAttempts. Status `error` is never written. Deliveries the report lists are recorded
@@ -38,7 +41,7 @@ from keystone_agents.timeutil import iso_z
 
 NEEDS_MARK = "waiting on needs: "
 RESULT_ENV = "KEYSTONE_TASK_RESULT"
-REPORT_STATUSES = ("completed", "blocked")
+REPORT_STATUSES = ("completed", "blocked", "continue", "end_tick")  # continue: autonomous; end_tick: tick
 DELIVERY_KINDS = ("email", "pull_request", "issue", "comment", "message")
 
 
@@ -56,6 +59,8 @@ class ExecContext:
     attempted: set[str] = field(default_factory=set)
     tasks_lock: Any = None  # lock.FileLock of TASKS.yaml, let go while a provider runs
     budget_stop: Any = None  # the agent-wide budget Refusal that ended the execute stage
+    resume: dict | None = None  # {"task", "prompt"}: continue that task's stored CLI session (keystone-agent continue)
+    tick_ended: bool = False  # a report said end_tick (tick mode stops its timer)
 
 
 # ---------------------------------------------------------------- needs
@@ -185,7 +190,7 @@ def read_report(path: Path, log, task: str) -> dict | None:
         problems.append("not a JSON object")
     else:
         if data.get("status") not in REPORT_STATUSES:
-            problems.append("status must be completed or blocked")
+            problems.append("status must be completed, blocked, continue or end_tick")
         for key in ("message", "blocked_reason"):
             if key in data and not isinstance(data[key], str):
                 problems.append(f"{key} must be a string")
@@ -305,48 +310,54 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
         running["pgid"] = pgid
         write_json(_running_file(space), running)
 
-    attempts: list[tuple[Runtime, ProviderResult | None, str]] = []
-    current = runtime
+    from keystone_agents.modes import continuation
+
     if ctx.tasks_lock:  # a provider may run for half an hour: TASKS.yaml is free for others meanwhile
         ctx.tasks_lock.release()
+    session, turn = None, 0
+    if ctx.resume and ctx.resume.get("task") == name:  # `keystone-agent continue TASK`: the stored session
+        stored = continuation.stored_session(ctx.conn, name)
+        if stored and stored["provider"] == runtime.provider:
+            session, turn = stored["session_id"], int(stored.get("auto_turn") or 0)
+            prompt = continuation.guidance(None, ctx.resume.get("prompt"))
+        elif ctx.resume.get("prompt"):
+            prompt = continuation.reprompt(prompt, "", continuation.guidance(None, ctx.resume["prompt"]))
     while True:
-        try:
-            provider = coding_route(entry.data, config, space) or get(current.provider, config)
-            with open(log_path, "a", encoding="utf-8") as handle:
-                handle.write(f"[keystone-agent] task={name} provider={current.provider} "
-                             f"profile={current.profile or 'none'} model={current.model or 'provider-default'} "
-                             f"fallback={current.fallback_model or 'none'} effort={current.effort or 'none'}\n")
-            result = provider.run(prompt, current, RunOptions(
-                log_path=log_path, timeout=config.task_timeout_seconds, kill_grace=config.kill_grace_seconds,
-                env=env, cwd=space.home, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds))
-            attempts.append((current, result, ""))
-        except ProviderError as exc:
-            with open(log_path, "a", encoding="utf-8") as handle:
-                handle.write(f"[keystone-agent] provider error: {exc}\n")
-            attempts.append((current, None, str(exc)))
+        attempts = _invoke(ctx, entry, runtime, prompt, env, log_path, on_spawn, session)
+        final_runtime, result, error = attempts[-1]
+        report = read_report(report_path, log, name)
+        remove(report_path)
+        if not continuation.wanted(config, report) or result is None or result.stopped:
             break
-        fallback = current.fallback_model
-        if result.model_error and fallback and fallback != current.model and len(attempts) == 1:
-            from keystone_agents.loop import budget
-
-            if budget.configured(config.budgets) and budget.check(ctx.conn, config.budgets, name) is not None:
-                log.warning("log", msg=f"model error; no retry with {fallback}: a budget is used up",
-                            step="execute", task_name=name)
+        if turn >= config.exec.max_auto_turns:
+            why = (f"{continuation.MAX_AUTO_TURNS_REASON}: still not done after {turn} continuation(s) "
+                   f"(exec.maxAutoTurns {config.exec.max_auto_turns}); agentctl AGENT resume {name} continues it")
+            report = {"status": "blocked", "blocked_reason": why, "message": report.get("message") or why,
+                      "deliveries": report.get("deliveries") or []}
+            break
+        _record(ctx, name, entry, final_runtime, result, "continue", started_at, log_path, attempt=len(attempts),
+                message=report.get("message") or "", auto_turn=turn)
+        turn += 1
+        text = continuation.guidance(report)
+        if final_runtime.provider in continuation.SESSION_PROVIDERS:
+            if not result.session_id:
+                report = {"status": "blocked", "blocked_reason": "the CLI printed no session id to continue"}
                 break
-            log.warning("log", msg=f"model error with {current.model or 'default model'}; retrying with {fallback}",
-                        step="execute", task_name=name, model=current.model or "", fallback_model=fallback)
-            _record(ctx, name, entry, current, result, "model_error", started_at, log_path, attempt=1)
-            current = dataclasses.replace(current, model=fallback, fallback_model=None)
-            continue
-        break
+            session, prompt = result.session_id, text
+        else:
+            prompt = continuation.reprompt(prompt, result.answer, text)
+        runtime = final_runtime
+        log.info("turn", msg=f"task {name}: continuation {turn} of {config.exec.max_auto_turns}", status="continue",
+                 auto_turn=turn, session_id=session or "", **fields)
     if ctx.tasks_lock:
         ctx.tasks_lock.acquire()
 
-    final_runtime, result, error = attempts[-1]
-    report = read_report(report_path, log, name)
-    remove(report_path)
     now = iso_z()
     outcome, updates, message, reason = _decide(ctx, name, result, error, report, now)
+    if outcome == "blocked" and (updates.get("blocked_reason") or "").startswith(continuation.MAX_AUTO_TURNS_REASON):
+        reason = continuation.MAX_AUTO_TURNS_REASON
+    if report and report.get("status") == "end_tick":
+        ctx.tick_ended = True
     deliveries = _deliveries(report)
     failed_deliveries = [d for d in deliveries if not d["ok"]]
     # The agent may have edited TASKS.yaml meanwhile: apply our change to what is on disk now.
@@ -366,7 +377,7 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
         issues = sorted(set(issues) | set(report.get("issues_created") or []))
     _record(ctx, name, entry, final_runtime, result, outcome, started_at, log_path,
             attempt=len(attempts), fallback_used=len(attempts) > 1, message=message,
-            pull_requests=pull_requests, issues=issues, reason=reason, deliveries=deliveries)
+            pull_requests=pull_requests, issues=issues, reason=reason, deliveries=deliveries, auto_turn=turn)
     for delivery in failed_deliveries:
         log.warning("delivery_failed", msg=f"task {name}: {delivery['kind']} to {delivery['target']} was not "
                     f"delivered: {delivery.get('error') or 'no reason given'}"[:500], step="execute", task_name=name,
@@ -382,7 +393,7 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
         ctx.counters.completed += 1
     elif status == "blocked":
         ctx.counters.blocked += 1
-    if outcome in ("failed", "timeout", "model_error") or (outcome == "token_budget" and status != "completed"):
+    if outcome in ("failed", "timeout", "model_error", "max_iterations") or (outcome == "token_budget" and status != "completed"):
         ctx.counters.failed += 1
     ctx.counters.stalled += reason == "stalled"
     ctx.counters.no_evidence += reason == "no-evidence"
@@ -396,26 +407,77 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
              token_total=tokens, cost_usd=(usage.cost_usd if usage and usage.cost_usd is not None else ""),
              parsed_urls=pull_requests + issues, pr_urls=pull_requests, issue_urls=issues, message=message[:300],
              reason=reason, turns=result.turns if result and result.turns is not None else "",
-             deliveries=len(deliveries), deliveries_failed=len(failed_deliveries))
+             deliveries=len(deliveries), deliveries_failed=len(failed_deliveries),
+             tool_calls=result.tool_calls if result and result.tool_calls is not None else "",
+             auto_turn=turn, session_id=(result.session_id if result else "") or "")
     return tf
+
+
+def _invoke(ctx: ExecContext, entry: Entry, runtime: Runtime, prompt: str, env: dict, log_path: Path, on_spawn,
+            session: str | None) -> list[tuple[Runtime, ProviderResult | None, str]]:
+    """One provider invocation (resuming `session` when given), with one retry on the fallback model after a
+    model error; → every attempt as (runtime, result or None, provider error)."""
+    config, log, name = ctx.config, ctx.log, entry.name
+    attempts: list[tuple[Runtime, ProviderResult | None, str]] = []
+    current = runtime
+    while True:
+        try:
+            provider = coding_route(entry.data, config, ctx.space) or get(current.provider, config)
+            provider.resume_session = session
+            with open(log_path, "a", encoding="utf-8") as handle:
+                handle.write(f"[keystone-agent] task={name} provider={current.provider} "
+                             f"profile={current.profile or 'none'} model={current.model or 'provider-default'} "
+                             f"fallback={current.fallback_model or 'none'} effort={current.effort or 'none'}"
+                             + (f" resume={session}" if session else "") + "\n")
+            result = provider.run(prompt, current, RunOptions(
+                log_path=log_path, timeout=config.task_timeout_seconds, kill_grace=config.kill_grace_seconds,
+                env=env, cwd=ctx.space.home, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds))
+            attempts.append((current, result, ""))
+        except ProviderError as exc:
+            with open(log_path, "a", encoding="utf-8") as handle:
+                handle.write(f"[keystone-agent] provider error: {exc}\n")
+            attempts.append((current, None, str(exc)))
+            break
+        fallback = current.fallback_model
+        if result.model_error and fallback and fallback != current.model and len(attempts) == 1:
+            from keystone_agents.loop import budget
+
+            if budget.configured(config.budgets) and budget.check(ctx.conn, config.budgets, name) is not None:
+                log.warning("log", msg=f"model error; no retry with {fallback}: a budget is used up",
+                            step="execute", task_name=name)
+                break
+            log.warning("log", msg=f"model error with {current.model or 'default model'}; retrying with {fallback}",
+                        step="execute", task_name=name, model=current.model or "", fallback_model=fallback)
+            _record(ctx, name, entry, current, result, "model_error", iso_z(), log_path, attempt=1)
+            current = dataclasses.replace(current, model=fallback, fallback_model=None)
+            continue
+        break
+    return attempts
 
 
 def _decide(ctx: ExecContext, name: str, result: ProviderResult | None, error: str, report: dict | None,
             now: str) -> tuple[str, dict, str, str]:
     """→ (outcome, field updates, message, reason)."""
     config, conn = ctx.config, ctx.conn
-    budget = config.task_token_budget
+    budget = config.execution_token_budget
     over_budget = bool(budget and result and result.usage.total() > budget)
     reason = ""
+    limit = config.max_iterations
     over_turns = bool(result and (result.reason == "max-turns" or (
-        config.max_turns and result.turns is not None and result.turns > config.max_turns)))
+        limit and result.turns is not None and result.turns > limit)))
     if over_turns:
-        # a run past its turn limit is flagged whatever it claims: the limit exists to bound what it does
-        turns = f"{result.turns} turns" if result.turns is not None else "the turn limit"
-        return _failure(ctx, name, "failed", f"took {turns}, maxTurns is {config.max_turns}", "max-turns", now)
+        # a run past its limit is flagged whatever it claims: the limit exists to bound what it does
+        if result.stopped:
+            what = f"stopped after {result.tool_calls} tool calls when it asked for one more"
+        else:
+            what = f"took {result.turns} turns" if result.turns is not None else "reached the CLI's turn limit"
+        return _failure(ctx, name, "max_iterations", f"{what}, maxIterations is {limit}", "max-turns", now)
+    if report is not None and report["status"] == "continue":  # not autonomous (or no turn left): not done
+        return _failure(ctx, name, "failed", "the agent asked to continue, but exec.mode is not autonomous",
+                        "continue", now)
     if report is not None:
         message = report.get("message") or ""
-        if report["status"] == "completed":
+        if report["status"] in ("completed", "end_tick"):
             history.reset_failures(conn, name)
             outcome = "token_budget" if over_budget else "completed"
             return outcome, {"status": "completed", "completed_at": now, "blocked_reason": None}, message, reason
@@ -457,7 +519,7 @@ def _failure(ctx: ExecContext, name: str, outcome: str, message: str, reason: st
 
 
 def _record(ctx, name, entry, runtime, result, outcome, started_at, log_path, attempt=1, fallback_used=False,
-            message="", pull_requests=(), issues=(), reason="", deliveries=()) -> None:
+            message="", pull_requests=(), issues=(), reason="", deliveries=(), auto_turn=0) -> None:
     usage = result.usage if result else None
     history.record_execution(ctx.conn, {
         "run_id": ctx.run_id, "task": name, "source_ref": entry.get("source_ref"), "attempt": attempt,
@@ -474,6 +536,8 @@ def _record(ctx, name, entry, runtime, result, outcome, started_at, log_path, at
         "reason": reason or (("stalled" if result.stalled else result.reason) if result else "") or None,
         "turns": result.turns if result else None,
         "deliveries": list(deliveries), "delivery_failed": any(not d["ok"] for d in deliveries),
+        "session_id": (result.session_id or None) if result else None, "auto_turn": auto_turn,
+        "tool_calls": result.tool_calls if result else None, "mode": ctx.config.exec.mode,
     })
 
 

@@ -1,5 +1,5 @@
-"""Codex CLI: `codex exec --json --full-auto [-m M] <prompt>` (the seed's argv plus `--json`; fallback model
-and effort are not passed).
+"""Codex CLI: `codex exec --json --full-auto [-m M] [resume THREAD_ID] <prompt>` (the seed's argv plus `--json`;
+fallback model and effort are not passed; `resume` continues a thread in autonomous mode).
 
 With `--json`, stdout is JSON Lines, one event per line: `thread.started`, `turn.started`, `item.started` /
 `item.updated` / `item.completed` (`item.type` `agent_message` carries the answer in `item.text`),
@@ -40,11 +40,14 @@ def events(stdout: str) -> list[dict]:
 
 class CodexProvider(Provider):
     name = "codex"
+    stream_kind = "codex"
 
     def invocation(self, prompt, runtime) -> Invocation:
         argv = ["codex", "exec", "--json", "--full-auto"]
         if runtime.model:
             argv += ["-m", runtime.model]
+        if self.resume_session:  # "only the conversation context is preserved; you must still provide flags"
+            argv += ["resume", self.resume_session]
         return Invocation(argv + [prompt])
 
     def transcript_paths(self, cwd: Path, home: Path) -> list[Path]:
@@ -67,6 +70,8 @@ class CodexProvider(Provider):
         answer = ""
         for event in stream:
             kind = event["type"]
+            if kind == "thread.started" and isinstance(event.get("thread_id"), str):
+                result.session_id = event["thread_id"]
             if kind == "turn.completed":
                 turns += 1
                 usage = event.get("usage") if isinstance(event.get("usage"), dict) else {}

@@ -1,5 +1,8 @@
-"""Gemini CLI: `gemini --prompt <prompt> --yolo --output-format json [-m M]` (the seed's argv plus the JSON
-output; fallback model and effort are not passed, the CLI has no equivalent).
+"""Gemini CLI: `gemini --prompt <prompt> --yolo --output-format json [--resume SESSION] [-m M]` (the seed's argv
+plus the JSON output; fallback model and effort are not passed, the CLI has no equivalent). With a tool-call
+limit, or in autonomous mode, `--output-format stream-json` (init, message, tool_use, tool_result, error,
+result events): the runtime counts `tool_use` events as they stream; the limit is also given to the CLI as
+`model.maxSessionTurns` in a system settings file ($GEMINI_CLI_SYSTEM_SETTINGS_PATH).
 
 The JSON output is one object: `response` (the final answer), `stats` (tokens from
 `stats.models.<model>.tokens.{prompt,candidates,total}`) and, on failure, `error.{type,message,code}`.
@@ -17,14 +20,44 @@ from keystone_agents.providers.base import MODEL_ERROR_RE, Invocation, Provider,
 from keystone_agents.providers.claude import last_json_object
 
 
+SYSTEM_SETTINGS_ENV = "GEMINI_CLI_SYSTEM_SETTINGS_PATH"
+
+
 class GeminiProvider(Provider):
     name = "gemini"
+    stream_kind = "gemini"
 
     def invocation(self, prompt, runtime) -> Invocation:
-        argv = ["gemini", "--prompt", prompt, "--yolo", "--output-format", "json"]
+        argv = ["gemini", "--prompt", prompt, "--yolo", "--output-format", "stream-json" if self.stream else "json"]
+        if self.resume_session:
+            argv += ["--resume", self.resume_session]
         if runtime.model:
             argv += ["-m", runtime.model]
         return Invocation(argv)
+
+    def run(self, prompt, runtime, options):
+        if self.max_turns:
+            # model.maxSessionTurns from a per-execution system settings file ("System settings … override all
+            # other settings files"); the runtime also counts tool_use events and stops at the limit
+            import json
+            import os
+
+            from keystone_agents.providers.environment import clean_env
+
+            settings = options.log_path.with_name(options.log_path.name + ".gemini-settings.json")
+            settings.parent.mkdir(parents=True, exist_ok=True)
+            settings.write_text(json.dumps({"model": {"maxSessionTurns": self.max_turns}}), encoding="utf-8")
+            env = dict(options.env) if options.env is not None else clean_env()
+            env[SYSTEM_SETTINGS_ENV] = str(settings)
+            options.env = env
+            try:
+                return super().run(prompt, runtime, options)
+            finally:
+                try:
+                    os.unlink(settings)
+                except OSError:
+                    pass
+        return super().run(prompt, runtime, options)
 
     def transcript_paths(self, cwd: Path, home: Path) -> list[Path]:
         project = home / ".gemini" / "tmp" / hashlib.sha256(str(cwd).encode()).hexdigest()
@@ -33,6 +66,9 @@ class GeminiProvider(Provider):
     def parse(self, stdout: str, stderr: str, result: ProviderResult) -> None:
         if result.exit_code == 53:
             result.reason = "max-turns"
+        if self.stream:
+            self._parse_stream(stdout, stderr, result)
+            return
         data = last_json_object(stdout)
         if data is None or not ("stats" in data or "error" in data or "response" in data):
             super().parse(stdout, stderr, result)
@@ -58,3 +94,37 @@ class GeminiProvider(Provider):
             result.is_error = True
             result.message = str(error.get("message") or error.get("type") or "error")[:300]
             result.model_error = bool(MODEL_ERROR_RE.search(result.message)) or error.get("code") in (404, 429)
+
+    def _parse_stream(self, stdout: str, stderr: str, result: ProviderResult) -> None:
+        """stream-json: assistant `message` chunks make the answer; `result` carries status and stats."""
+        from keystone_agents.providers.codex import events
+
+        answer, final, errors = [], None, []
+        for event in events(stdout):
+            kind = event["type"]
+            if kind == "init" and isinstance(event.get("session_id"), str):
+                result.session_id = event["session_id"]
+            elif kind == "message" and event.get("role") == "assistant" and isinstance(event.get("content"), str):
+                answer.append(event["content"])
+            elif kind == "error":
+                errors.append(str(event.get("message") or event.get("severity") or "error"))
+            elif kind == "result":
+                final = event
+        text = "".join(answer)
+        result.answer = text
+        if text.strip():
+            result.message = text.strip().splitlines()[-1][:300]
+        if final is None:
+            super().parse(stdout, stderr, result)
+            result.answer, result.evidence = text, False
+            return
+        stats = final.get("stats") if isinstance(final.get("stats"), dict) else {}
+        if stats:
+            result.usage = Usage(input_tokens=stats.get("input_tokens"), output_tokens=stats.get("output_tokens"),
+                                 total_tokens=stats.get("total_tokens"))
+        if final.get("status") != "success":
+            error = final.get("error") if isinstance(final.get("error"), dict) else {}
+            result.is_error = True
+            result.message = str(error.get("message") or (errors[-1] if errors else "") or final.get("status"))[:300]
+            result.model_error = bool(MODEL_ERROR_RE.search(result.message))
+        result.evidence = final.get("status") == "success" and bool(text.strip())

@@ -39,6 +39,8 @@ class RunOptions:
     echo: TextIO | None = None  # also copy output here (e.g. stderr for the journal)
     stall_timeout: float | None = None  # kill after this long without output (None: wall clock only)
     watch: list[Path] = field(default_factory=list)  # transcript files/directories that count as output
+    # called with every stdout chunk as it arrives; a returned reason stops the process group (maxIterations)
+    on_stdout: Callable[[str], str | None] | None = None
 
 
 @dataclass
@@ -49,6 +51,7 @@ class ProcessResult:
     stdout: str = ""
     stderr: str = ""
     stalled: bool = False  # killed by the stall watchdog (timed_out is then True too)
+    stopped: str = ""  # why `on_stdout` stopped the process group ("" when it did not)
     extra: dict = field(default_factory=dict)
 
 
@@ -115,6 +118,14 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
     buffers: dict[str, list[str]] = {"stdout": [], "stderr": []}
     sizes = {"stdout": 0, "stderr": 0}
     activity = [time.monotonic()]  # monotonic time of the last output seen
+    stopped: list[str] = []
+
+    def stop(why: str) -> None:
+        with lock:
+            log.write(f"\n[keystone-agent] {why}: killing process group {pgid}\n")
+            log.flush()
+        stopped.append(why)
+        threading.Thread(target=kill_group, args=(pgid, options.kill_grace), daemon=True).start()
 
     def pump(stream, key: str) -> None:
         for chunk in iter(lambda: stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536), b""):
@@ -132,6 +143,10 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
                 sizes[key] += len(text)
                 while sizes[key] > MAX_KEEP and len(buffers[key]) > 1:
                     sizes[key] -= len(buffers[key].pop(0))
+            if key == "stdout" and options.on_stdout is not None and not stopped:
+                why = options.on_stdout(text)
+                if why:
+                    stop(why)
         stream.close()
 
     threads = [
@@ -193,6 +208,7 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
         stdout="".join(buffers["stdout"]),
         stderr="".join(buffers["stderr"]),
         stalled=stalled,
+        stopped=stopped[0] if stopped else "",
     )
 
 
