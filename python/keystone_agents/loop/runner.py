@@ -206,6 +206,7 @@ class Run:
         from keystone_agents.loop.execute import has_runnable, recover
         from keystone_agents.taskfile import TaskFile, read_plain
 
+        self.resolve_auto_provider()
         self.step = "recover"
         self.tasks_lock.acquire()
         tf = TaskFile.load(space.tasks_file)
@@ -378,6 +379,23 @@ class Run:
         if entry.get("status") == "blocked" and not self.dry_run:
             tf.set_fields(entry, {"status": "pending", "blocked_reason": None})
         return entry
+
+    def resolve_auto_provider(self) -> None:
+        """`provider: auto` → the first usable provider, once per run with work (providers/auto.py)."""
+        from keystone_agents.providers import auto
+
+        if not auto.uses_auto(self.config):
+            return
+        try:
+            found = auto.resolve(self.config, path=self.provider_env.get("PATH"))
+        except auto.ProviderError as exc:
+            self.log.error("provider_resolved", msg=str(exc), step="setup", status="error", provider="")
+            self.state.degrade()
+            return
+        self.config = auto.apply(self.config, found)
+        self.log.info("provider_resolved", msg=f"provider auto resolved to {found.provider}: {found.reason}",
+                      step="setup", status="ok", provider=found.provider, model=found.model or "",
+                      reason=found.reason, tried="; ".join(found.tried))
 
     def execute_tasks(self, tf, archived_names: set[str]):
         from keystone_agents.loop.execute import ExecContext, execute_one, next_runnable, unblock_ready
