@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import socket
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -68,17 +69,57 @@ class TeeLogger:
     info = debug = warning = error = critical = msg
 
 
+class EventTable:
+    """A structlog processor that also writes every event to the `events` table of the agent's history
+    database (what `keystone-agent watch` reads), under the same name and field names as the logfmt line.
+    A database problem never stops the run: the logfmt line is still emitted."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.conn: sqlite3.Connection | None = None
+        self.failed = False
+
+    def __call__(self, _logger: Any, _method: str, event_dict: dict) -> dict:
+        if self.failed:
+            return event_dict
+        try:
+            if self.conn is None:
+                from keystone_agents import history
+
+                self.conn = history.connect(self.path)
+            data = {k: v for k, v in event_dict.items() if k not in ("ts", "event") and v is not None}
+            self.conn.execute(
+                "INSERT INTO events (at, run_id, task, type, data) VALUES (?, ?, ?, ?, ?)",
+                (event_dict.get("ts"), event_dict.get("run_id") or None, event_dict.get("task_name") or None,
+                 str(event_dict.get("event")), json.dumps(data, default=str, separators=(",", ":"))))
+        except (sqlite3.Error, OSError) as exc:
+            self.failed = True
+            try:
+                sys.stderr.write(f"warning: events are not recorded in {self.path}: {exc}\n")
+            except (OSError, ValueError):
+                pass
+        return event_dict
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
 def hostname() -> str:
     return socket.gethostname().split(".")[0]
 
 
 def event_logger(
-    *, agent: str, unit: str, run_id: str, log_file: Path | None = None, stream: TextIO | None = None, **fields: Any
+    *, agent: str, unit: str, run_id: str, log_file: Path | None = None, stream: TextIO | None = None,
+    event_db: Path | None = None, **fields: Any
 ) -> structlog.BoundLogger:
-    """A bound logger: `log.info("run_start", msg="…", status="started")` emits one logfmt line."""
+    """A bound logger: `log.info("run_start", msg="…", status="started")` emits one logfmt line (and, with
+    `event_db`, one row of that database's event table)."""
+    processors = [_timestamp] + ([EventTable(event_db)] if event_db is not None else []) + [render_logfmt]
     return structlog.wrap_logger(
         TeeLogger(stream, log_file),
-        processors=[_timestamp, render_logfmt],
+        processors=processors,
         context_class=dict,
         cache_logger_on_first_use=False,
     ).bind(host=hostname(), agent=agent, unit=unit, run_id=run_id, **fields)

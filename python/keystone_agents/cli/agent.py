@@ -28,6 +28,7 @@ COMMANDS = {
     "info": "keystone_agents.commands.info:info_command",
     "session": "keystone_agents.commands.session:session_command",
     "mail": "keystone_agents.commands.mail:mail_command",
+    "watch": "keystone_agents.commands.watch:watch_command",
     "resolve-provider": "keystone_agents.commands.resolve_provider:resolve_provider_command",
 }
 

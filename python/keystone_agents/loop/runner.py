@@ -111,7 +111,8 @@ class Run:
         self.unit = f"agent-{self.agent}-task-loop"
         self.run_id = f"{self.agent}-task-loop-{stamp}"
         self.run_log = space.logs_dir / f"{stamp}.log"
-        self.log = event_logger(agent=self.agent, unit=self.unit, run_id=self.run_id, log_file=self.run_log)
+        self.log = event_logger(agent=self.agent, unit=self.unit, run_id=self.run_id, log_file=self.run_log,
+                                event_db=None if dry_run else space.history_db)
         self.state = RunState()
         self.step = "setup"
         self.env = env_for_children(config)
