@@ -23,7 +23,11 @@ import click
 @click.option("--prompt", metavar="TEXT",
               help="Execute this ad-hoc prompt now: it is added to TASKS.yaml as task adhoc-<timestamp> "
                    "(source manual), so its outcome is recorded like any other task's.")
-def loop_command(home, config_path, max_tasks, dry_run, only_task, prompt):
+@click.option("--trigger", type=click.Choice(["schedule", "manual", "think", "tick"]), default=None,
+              help="What woke the run: schedule/manual (the task loop, the default), think (a proactive think "
+                   "cycle: a model is called only when the deterministic briefing is not empty) or tick (one "
+                   "cycle of a tick agent, local provider only). See docs/exec-modes.md.")
+def loop_command(home, config_path, max_tasks, dry_run, only_task, prompt, trigger):
     """Run the task loop once: lock, pause check, recover, pre-fetch sources, ingest new items,
     prioritize, execute up to N pending tasks, then record history and metrics.
 
@@ -36,4 +40,7 @@ def loop_command(home, config_path, max_tasks, dry_run, only_task, prompt):
         raise click.UsageError("--task and --prompt exclude each other")
     if prompt is not None and not prompt.strip():
         raise click.UsageError("--prompt must not be empty")
-    sys.exit(run(home, config_path, max_tasks=max_tasks, dry_run=dry_run, only_task=only_task, prompt=prompt))
+    if trigger in ("think", "tick") and (only_task or prompt):
+        raise click.UsageError(f"--trigger {trigger} runs its own cycle: --task and --prompt do not apply")
+    sys.exit(run(home, config_path, max_tasks=max_tasks, dry_run=dry_run, only_task=only_task, prompt=prompt,
+                 trigger=trigger if trigger in ("think", "tick") else None))

@@ -73,8 +73,11 @@ class RunState:
 
 
 def run(home: Path | None, config_path: Path | None, max_tasks: int | None = None, dry_run: bool = False,
-        only_task: str | None = None, prompt: str | None = None) -> int:
-    """One run. `only_task` executes just that task; `prompt` first adds an ad-hoc task and executes just it."""
+        only_task: str | None = None, prompt: str | None = None, trigger: str | None = None,
+        resume: dict | None = None) -> int:
+    """One run. `only_task` executes just that task; `prompt` first adds an ad-hoc task and executes just it;
+    `trigger` think|tick runs a proactive think cycle or a tick (modes/cycles.py) instead of the queue;
+    `resume` {"task", "prompt"} continues that task's stored CLI session (modes/continuation.py)."""
     space = AgentSpace.from_home(home)
     try:
         space.ensure_state_dirs()
@@ -92,14 +95,18 @@ def run(home: Path | None, config_path: Path | None, max_tasks: int | None = Non
                 print(f"error: {problem}", file=sys.stderr)
             return EXIT_ERROR
         space = AgentSpace.from_home(space.home, config.notes_dir)
-        return Run(space, config, max_tasks, dry_run, only_task, prompt).execute()
+        return Run(space, config, max_tasks, dry_run, only_task, prompt, trigger, resume).execute()
 
 
 class Run:
     def __init__(self, space: AgentSpace, config, max_tasks: int | None, dry_run: bool,
-                 only_task: str | None = None, prompt: str | None = None):
+                 only_task: str | None = None, prompt: str | None = None, trigger: str | None = None,
+                 resume: dict | None = None):
         self.space, self.config, self.dry_run = space, config, dry_run
         self.only_task, self.prompt = only_task, prompt
+        self.trigger, self.resume = trigger, resume
+        self.adhoc = ("adhoc", "manual")  # name prefix and source of the task a prompt becomes
+        self.tick_ended = False
         self.max_tasks = config.max_tasks if max_tasks is None else max_tasks
         if only_task or prompt:
             self.max_tasks = 1
@@ -146,7 +153,10 @@ class Run:
                                                           "started_at": self.started_iso, "trigger_at": self.started_iso,
                                                           "status": "running"})
                 try:
-                    self.stages()
+                    if self.trigger in ("think", "tick"):
+                        self.cycle()
+                    else:
+                        self.stages()
                 finally:
                     self.tasks_lock.release()
                 if not self.dry_run:
@@ -346,14 +356,62 @@ class Run:
                  items_not_actionable=len(not_actionable), duration_seconds=round(time.monotonic() - t0, 3))
         self.state.stages["ingest"] = ("ok", time.monotonic() - t0)
 
+    def cycle(self) -> None:
+        """`--trigger think|tick`: a proactive think cycle or one tick (modes/cycles.py)."""
+        from keystone_agents.modes import cycles, local_provider_problem
+
+        space, config, log, trigger = self.space, self.config, self.log, self.trigger
+        self.step = trigger
+        if trigger == "tick" and (space.state_dir / cycles.TICK_ENDED).exists():
+            log.info("log", msg="the tick session has ended (state/tick-ended); nothing to do", step="tick",
+                     status="skipped")
+            return
+        if trigger == "tick":
+            why = local_provider_problem(config)
+            if why:
+                log.error("log", msg=f"tick refused: exec.mode tick needs a local provider: {why}", step="tick",
+                          status="error")
+                self.state.status = "error"
+                return
+        if cycles.deadline_passed(space, config, trigger):
+            log.info("log", msg=f"exec.timeout {config.exec.timeout}s passed: the {trigger} session is over",
+                     step=trigger, status="ok")
+            cycles.stop_timer(self.agent, trigger, space, log)
+            return
+        if trigger == "think":
+            brief, state = cycles.briefing(space, config)
+            if brief.empty:
+                cycles.save_think(space, state, thought=False)
+                self.state.stages["think"] = ("skipped", 0.0)
+                log.info("think_skipped", msg="Empty briefing: no model called" + (
+                    " (first cycle: baseline recorded)" if brief.baseline else ""), step="think", status="skipped",
+                    baseline=brief.baseline)
+                return
+            log.info("think", msg=f"Briefing has {len(brief.items)} item(s): thinking", step="think",
+                     status="started", briefing=brief.items)
+            self.prompt, self.adhoc = cycles.think_prompt(space, config, brief), ("think", "think")
+        else:
+            number = cycles.next_tick(space)
+            log.info("tick", msg=f"Tick {number}", step="tick", status="started", tick=number)
+            self.prompt, self.adhoc = cycles.tick_prompt(space, config, number), ("tick", "tick")
+        self.max_tasks = 1
+        self.stages()
+        if trigger == "think":
+            _, after = cycles.briefing(space, config)  # the think's own changes are not news next time
+            cycles.save_think(space, after, thought=True)
+        elif self.tick_ended:
+            cycles.stop_timer(self.agent, "tick", space, log)
+
     def add_adhoc_task(self, tf) -> str:
-        """`loop --prompt TEXT`: the prompt becomes a task (so it is bookkept like any other) and runs now."""
-        base = "adhoc-" + utc_now().strftime("%Y%m%d-%H%M%S")
+        """`loop --prompt TEXT`: the prompt becomes a task (so it is bookkept like any other) and runs now.
+        A think cycle's or tick's prompt likewise becomes task think-…/tick-… (source think/tick)."""
+        prefix, source = self.adhoc
+        base = f"{prefix}-" + utc_now().strftime("%Y%m%d-%H%M%S")
         name, n = base, 2
         while tf.find(name) is not None:
             name, n = f"{base}-{n}", n + 1
-        tf.append({"name": name, "description": self.prompt, "status": "pending", "source": "manual",
-                   "source_ref": f"manual-{name}", "created_at": iso_z()})
+        tf.append({"name": name, "description": self.prompt, "status": "pending", "source": source,
+                   "source_ref": f"{source}-{name}", "created_at": iso_z()})
         if not self.dry_run:
             tf.save()
         self.log.info("log", msg=f"ad-hoc prompt added as task {name}", step="recover", task_name=name)
@@ -403,7 +461,8 @@ class Run:
 
         log = self.log
         ctx = ExecContext(self.space, self.config, self.run_id, log, self.conn, self.provider_env, archived_names,
-                          dry_run=self.dry_run, counters=self.state.counters, tasks_lock=self.tasks_lock)
+                          dry_run=self.dry_run, counters=self.state.counters, tasks_lock=self.tasks_lock,
+                          resume=self.resume)
         t0 = time.monotonic()
         log.info("stage_start", msg="Executing tasks", step="execute", stage_name="execute", max_tasks=self.max_tasks)
         unblock_ready(tf, archived_names, log)
@@ -425,6 +484,7 @@ class Run:
                 break
         if not self.dry_run:
             tf.save()
+        self.tick_ended = ctx.tick_ended
         ctx.counters.blocked += blocked_on_needs
         if ctx.counters.failed:
             self.state.degrade()
