@@ -132,3 +132,50 @@ def test_continue_outside_autonomous_mode_is_not_done(lh):
     assert (row["outcome"], row["reason"]) == ("failed", "continue")
     assert lh.task("job")["status"] == "pending"
     assert len(lh.calls("claude")) == 1
+
+
+def test_resume_continues_the_stored_session_with_the_operators_words(lh):
+    lh.config(exec={"mode": "autonomous", "maxAutoTurns": 1})
+    one_task(lh, "Port the parser [fake:continue=3]")
+    lh.loop(timeout=60)
+    assert lh.task("job")["status"] == "blocked"
+    session = executions(lh)[0]["session_id"]
+    result = lh.agent("continue", "job", "--prompt", "Try the streaming approach")
+    assert result.returncode == 0, result.stderr
+    resumed = fake_events(lh, "resumed")
+    assert [r["session_id"] for r in resumed] == [session] * 3 and [r["turn"] for r in resumed] == [1, 2, 3]
+    assert "Try the streaming approach" in resumed[1]["prompt"] and "parser" not in resumed[1]["prompt"]
+    assert lh.task("job")["status"] == "completed"
+    assert [r["outcome"] for r in executions(lh)] == ["continue", "blocked", "continue", "completed"]
+
+
+def test_kill_stops_a_hanging_execution_and_returns_the_task_to_pending(lh):
+    import os
+    import time
+
+    lh.config(killGraceSeconds=1)
+    one_task(lh, "Hang forever [fake:hang]")
+    loop = lh.popen()
+    running = lh.state / "running.json"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        data = json.loads(running.read_text()) if running.exists() else {}
+        if data.get("pgid") and fake_events(lh, "hanging"):
+            break
+        time.sleep(0.1)
+    pgid = data["pgid"]
+    result = lh.agent("kill", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["killed"] and report["recorded"] and report["task"] == "job" and not report["processesLeft"]
+    loop.communicate(timeout=30)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pgid, 0)  # nothing of the execution is left
+    assert lh.task("job")["status"] == "pending"
+    [row] = executions(lh)
+    assert (row["outcome"], row["reason"]) == ("failed", "killed")
+    conn = sqlite3.connect(lh.state / "history.sqlite3")
+    assert conn.execute("SELECT COUNT(*) FROM task_attempts").fetchone()[0] == 0  # not held against maxAttempts
+    conn.close()
+    again = lh.agent("kill")
+    assert again.returncode == 1 and "nothing is executing" in again.stderr

@@ -29,6 +29,8 @@ COMMANDS = {
     "session": "keystone_agents.commands.session:session_command",
     "mail": "keystone_agents.commands.mail:mail_command",
     "watch": "keystone_agents.commands.watch:watch_command",
+    "kill": "keystone_agents.commands.lifecycle:kill_command",
+    "continue": "keystone_agents.commands.lifecycle:continue_command",
     "resolve-provider": "keystone_agents.commands.resolve_provider:resolve_provider_command",
 }
 

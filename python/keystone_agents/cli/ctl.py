@@ -217,10 +217,33 @@ def _session_verb(tool: str) -> click.Command:
     return command
 
 
+@click.command("resume")
+@click.argument("task", required=False)
+@click.option("--prompt", metavar="TEXT", help="With TASK: words for the agent, added to the continuation guidance.")
+@click.option("--json", "as_json", is_flag=True, help="Without TASK: print the pause state as JSON.")
+@click.pass_context
+def resume_verb(ctx, task, prompt, as_json):
+    """Without TASK: resume the paused task loop. With TASK: continue that task in the CLI session its last
+    execution used (e.g. blocked with max-auto-turns), in the foreground (keystone-agent continue)."""
+    runner = _runner(ctx)
+    if task is None:
+        if prompt:
+            raise click.UsageError("--prompt needs a TASK")
+        _run_as_agent(lambda: runner.keystone_agent("resume", ["--json"] if as_json else []))
+    else:
+        _run_as_agent(lambda: runner.keystone_agent("continue", [task] + (["--prompt", prompt] if prompt else [])))
+
+
 VERBS: dict[str, click.Command] = {
     "tasks": _keystone_verb("tasks", "tasks", "The agent's task queue (keystone-agent tasks ARGS)."),
     "pause": _keystone_verb("pause", "pause", "Pause the task loop, with an optional REASON.", separator=True),
-    "resume": _keystone_verb("resume", "resume", "Resume the task loop."),
+    "resume": resume_verb,
+    "info": _keystone_verb("info", "info", "Mode, triggers, limits, provider, pause state, current run, next "
+                           "wake and task counts (keystone-agent info [--json])."),
+    "kill": _keystone_verb("kill", "kill", "Stop the running execution and its process group; the task goes "
+                           "back to pending with the attempt recorded (keystone-agent kill [--json])."),
+    "watch": _keystone_verb("watch", "watch", "The agent's events as NDJSON (keystone-agent watch [--follow] "
+                            "[--since ID|TIME] [--types A,B] [--journal])."),
     "paused": _keystone_verb("paused", "paused", "Is the task loop paused? Since when, by whom, why."),
     "runs": _keystone_verb("runs", "runs", "Recent loop runs (keystone-agent runs [--limit N] [--json])."),
     "logs": _keystone_verb("logs", "logs", "Run or task logs (keystone-agent logs [TASK] [--follow])."),
@@ -443,6 +466,66 @@ def prefs_clear(ctx, agent, project):
     removed = PrefsStore().clear(agent, project)
     click.echo(f"Cleared preferences for '{agent}'" + (f" in project '{project}'" if project else "") if removed
                else f"No preferences for '{agent}'" + (f" in project '{project}'" if project else ""))
+
+
+@cli.command("watch", context_settings={"ignore_unknown_options": True})
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events (Ctrl-C stops).")
+@click.option("--since", metavar="ID|TIME", help="Passed to each agent's watch.")
+@click.option("--types", metavar="A,B", help="Only these event names.")
+@click.option("--agent", "agents", multiple=True, help="Only this agent (repeatable); default: every local agent.")
+@click.pass_context
+def watch_command(ctx, follow, since, types, agents):
+    """Every local agent's events as NDJSON on one stream; each line carries its "agent"."""
+    import json
+    import subprocess
+    import threading
+
+    state = _state(ctx)
+    chosen = [state.agent(name) for name in agents] if agents else [
+        a for a in state.config.agents if status.effective_host(state.config, a, state.prefs.get(a.name)) is None]
+    args = (["--follow"] if follow else []) + (["--since", since] if since else []) + (
+        ["--types", types] if types else [])
+    lock = threading.Lock()
+    procs = []
+    for agent in chosen:
+        try:
+            argv = AgentRunner(agent).keystone_agent("watch", args)
+        except DispatchError as exc:
+            click.echo(f"warning: {agent.name}: {exc}", err=True)
+            continue
+        try:
+            procs.append((agent, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                                  stdin=subprocess.DEVNULL)))
+        except OSError as exc:
+            click.echo(f"warning: {agent.name}: cannot run {argv[0]}: {exc.strerror}", err=True)
+
+    def pump(agent, proc):
+        for raw in proc.stdout:
+            try:
+                item = json.loads(raw)
+                item["agent"] = agent.name if not isinstance(item, dict) or "agent" not in item else item["agent"]
+                text = json.dumps(item, separators=(",", ":"))
+            except (ValueError, TypeError):
+                text = json.dumps({"agent": agent.name, "line": raw.rstrip("\n")})
+            with lock:
+                click.echo(text)
+
+    threads = [threading.Thread(target=pump, args=pair, daemon=True) for pair in procs]
+    for thread in threads:
+        thread.start()
+    failed = 0
+    try:
+        for (agent, proc), thread in zip(procs, threads):
+            proc.wait()
+            thread.join()
+            if proc.returncode:
+                failed += 1
+                click.echo(f"warning: {agent.name}: watch exited {proc.returncode}: "
+                           f"{(proc.stderr.read() or '').strip()[:300]}", err=True)
+    except KeyboardInterrupt:
+        for _, proc in procs:
+            proc.terminate()
+    _finish(EXIT_PROBLEMS if failed else 0)
 
 
 @cli.command("completion")

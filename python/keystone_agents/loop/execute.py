@@ -42,6 +42,7 @@ from keystone_agents.timeutil import iso_z
 NEEDS_MARK = "waiting on needs: "
 RESULT_ENV = "KEYSTONE_TASK_RESULT"
 REPORT_STATUSES = ("completed", "blocked", "continue", "end_tick")  # continue: autonomous; end_tick: tick
+KILL_MARKER = "kill-requested.json"  # state/: written by keystone-agent kill, names the process group it stopped
 DELIVERY_KINDS = ("email", "pull_request", "issue", "comment", "message")
 
 
@@ -318,16 +319,18 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     if ctx.resume and ctx.resume.get("task") == name:  # `keystone-agent continue TASK`: the stored session
         stored = continuation.stored_session(ctx.conn, name)
         if stored and stored["provider"] == runtime.provider:
-            session, turn = stored["session_id"], int(stored.get("auto_turn") or 0)
+            session = stored["session_id"]  # a fresh allowance of maxAutoTurns continuations
             prompt = continuation.guidance(None, ctx.resume.get("prompt"))
         elif ctx.resume.get("prompt"):
             prompt = continuation.reprompt(prompt, "", continuation.guidance(None, ctx.resume["prompt"]))
+    killed = False
     while True:
         attempts = _invoke(ctx, entry, runtime, prompt, env, log_path, on_spawn, session)
         final_runtime, result, error = attempts[-1]
         report = read_report(report_path, log, name)
         remove(report_path)
-        if not continuation.wanted(config, report) or result is None or result.stopped:
+        killed = _killed(space, running.get("pgid"))
+        if killed or not continuation.wanted(config, report) or result is None or result.stopped:
             break
         if turn >= config.exec.max_auto_turns:
             why = (f"{continuation.MAX_AUTO_TURNS_REASON}: still not done after {turn} continuation(s) "
@@ -353,7 +356,11 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
         ctx.tasks_lock.acquire()
 
     now = iso_z()
-    outcome, updates, message, reason = _decide(ctx, name, result, error, report, now)
+    if killed:  # an operator's kill: the attempt is recorded, the task is not held against maxAttempts
+        outcome, updates, reason = "failed", {"status": "pending"}, "killed"
+        message = "killed by an operator (keystone-agent kill / agentctl AGENT kill)"
+    else:
+        outcome, updates, message, reason = _decide(ctx, name, result, error, report, now)
     if outcome == "blocked" and (updates.get("blocked_reason") or "").startswith(continuation.MAX_AUTO_TURNS_REASON):
         reason = continuation.MAX_AUTO_TURNS_REASON
     if report and report.get("status") == "end_tick":
@@ -411,6 +418,16 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
              tool_calls=result.tool_calls if result and result.tool_calls is not None else "",
              auto_turn=turn, session_id=(result.session_id if result else "") or "")
     return tf
+
+
+def _killed(space, pgid) -> bool:
+    """Whether `keystone-agent kill` stopped this execution (its marker names our process group); consumes it."""
+    marker = space.state_dir / KILL_MARKER
+    data = read_json(marker)
+    if isinstance(data, dict) and pgid is not None and data.get("pgid") == pgid:
+        remove(marker)
+        return True
+    return False
 
 
 def _invoke(ctx: ExecContext, entry: Entry, runtime: Runtime, prompt: str, env: dict, log_path: Path, on_spawn,
