@@ -204,6 +204,7 @@ class Config:
     archive_after_days: float = 30
     keep_run_logs: int = 20
     keep_task_log_days: float = 14
+    keep_event_days: float = 30
     defaults: StageSettings = field(default_factory=StageSettings)
     ingest: StageSettings = field(default_factory=StageSettings)
     prioritize: StageSettings = field(default_factory=StageSettings)

@@ -92,7 +92,8 @@ MIGRATIONS: list[str] = [
         type TEXT NOT NULL,               -- the logfmt event name (run_start, task_finish, ...)
         data TEXT NOT NULL DEFAULT '{}'   -- JSON: the event's fields, under their logfmt names
     );
-    CREATE INDEX events_type ON events (type, id)
+    CREATE INDEX events_type ON events (type, id);
+    CREATE INDEX events_at ON events (at)
     """,
 ]
 
@@ -237,3 +238,8 @@ def previous_run(conn: sqlite3.Connection, kind: str, exclude_run_id: str | None
         "SELECT run_id, started_at, finished_at, trigger_at FROM runs WHERE kind = ? AND run_id != ? "
         "ORDER BY started_at DESC, id DESC LIMIT 1", (kind, exclude_run_id or "")).fetchone()
     return dict(row) if row else None
+
+
+def prune_events(conn: sqlite3.Connection, before: str) -> int:
+    """Delete events older than `before` (ISO 8601 UTC); ids are never reused, so readers' cursors stay valid."""
+    return conn.execute("DELETE FROM events WHERE at < ?", (before,)).rowcount

@@ -148,3 +148,18 @@ def test_follow_without_since_shows_only_new_events_and_journal_merges(lh, tmp_p
     table = [s for s in seen if "id" in s]
     assert table[0]["event"] == "run_start"  # the first run's events were not replayed
     assert [s["task_name"] for s in table if s["event"] == "task_start"] == ["third"]
+
+
+def test_events_older_than_keep_event_days_are_pruned(lh):
+    import sqlite3
+
+    lh.config(keepEventDays=7)
+    assert lh.loop().returncode == 0
+    conn = sqlite3.connect(lh.state / "history.sqlite3")
+    conn.execute("INSERT INTO events (at, type, data) VALUES ('2020-01-01T00:00:00.000Z', 'ancient', '{}')")
+    conn.commit()
+    (lh.state / "events-pruned").unlink()
+    assert lh.loop().returncode == 0
+    types = [row[0] for row in conn.execute("SELECT type FROM events")]
+    conn.close()
+    assert "ancient" not in types and "run_start" in types

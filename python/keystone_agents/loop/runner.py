@@ -531,7 +531,26 @@ class Run:
                    self.config.keep_task_log_days, (self.space.state_dir / "results",))
         except OSError:
             pass
+        if not self.dry_run:
+            self.prune_events()
         return exit_code
+
+    def prune_events(self) -> None:
+        """Events older than keepEventDays leave the event table (at most once an hour)."""
+        import sqlite3
+
+        from keystone_agents.timeutil import iso_z as stamp
+
+        marker = self.space.state_dir / "events-pruned"
+        try:
+            if marker.exists() and time.time() - marker.stat().st_mtime < 3600:
+                return
+            cutoff = stamp(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=self.config.keep_event_days))
+            with closing(history.connect(self.space.history_db)) as conn:
+                history.prune_events(conn, cutoff)
+            marker.touch()
+        except (OSError, sqlite3.Error):
+            pass
 
     def write_metrics(self, exit_code: int, duration: float) -> None:
         from keystone_agents.metrics import metrics_path, textfile_dir, write_metrics
