@@ -1,6 +1,6 @@
 # The keystone-agents Python package, built from the same pyproject.toml pip uses: name, version and runtime
 # dependencies are read from it, so the Nix build cannot drift from the wheel.
-{ lib, python3Packages }:
+{ lib, python3Packages, installShellFiles }:
 let
   pyproject = lib.importTOML ../pyproject.toml;
   # "ruamel.yaml>=0.18" -> "ruamel-yaml" (nixpkgs spells Python distributions normalized, PEP 503)
@@ -21,6 +21,21 @@ python3Packages.buildPythonApplication {
 
   build-system = [ python3Packages.hatchling ];
   dependencies = map (name: python3Packages.${name}) dependencyNames;
+  # build-time only: completion scripts and manual pages generated from the click commands
+  nativeBuildInputs = [ installShellFiles python3Packages.click-man ];
+
+  postInstall = ''
+    export PYTHONPATH="$out/${python3Packages.python.sitePackages}''${PYTHONPATH:+:$PYTHONPATH}"
+    for cli in keystone-agent agentctl; do
+      for shell in bash zsh fish; do
+        "$out/bin/$cli" completion "$shell" > "$cli.$shell"
+      done
+      installShellCompletion --cmd "$cli" --bash "$cli.bash" --zsh "$cli.zsh" --fish "$cli.fish"
+    done
+    mkdir -p man
+    python3 -m keystone_agents.manpages man
+    installManPage man/*.1
+  '';
 
   # the test suite starts real servers (IMAP, CalDAV, SSH, PostgreSQL, ...); it runs in CI, not in the build
   doCheck = false;

@@ -26,6 +26,8 @@ HOME_CONFIG = Path(".config/keystone-agent/config.json")
 
 @dataclass(frozen=True)
 class StageSettings:
+    """Provider/profile/model settings of one loop stage (ingest, prioritize, execute)."""
+
     profile: str | None = None
     provider: str | None = None
     model: str | None = None
@@ -35,6 +37,8 @@ class StageSettings:
 
 @dataclass(frozen=True)
 class ProviderProfile:
+    """What a semantic profile (fast, medium, max, ...) means for one provider."""
+
     model: str | None = None
     fallback_model: str | None = None
     effort: str | None = None
@@ -42,6 +46,8 @@ class ProviderProfile:
 
 @dataclass(frozen=True)
 class Source:
+    """A pre-fetch source: a command printing JSON items."""
+
     name: str
     command: str | list[str]
     timeout: float | None = None
@@ -50,6 +56,8 @@ class Source:
 
 @dataclass(frozen=True)
 class NotesSettings:
+    """Notes repo sync."""
+
     repo: str | None = None
     commit_prefix: str = "vault sync"
     keep_records: int = 10
@@ -58,6 +66,8 @@ class NotesSettings:
 
 @dataclass(frozen=True)
 class Endpoint:
+    """A mail server endpoint."""
+
     host: str
     port: int | None = None
     security: str | None = None
@@ -65,6 +75,8 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class MailSettings:
+    """Email: IMAP in, SMTP out."""
+
     address: str
     user: str | None = None
     password_file: str | None = None
@@ -78,6 +90,8 @@ class MailSettings:
 
 @dataclass(frozen=True)
 class CalendarSettings:
+    """The CalDAV calendar (or command) the scheduler reads."""
+
     url: str | None = None
     user: str | None = None
     password_file: str | None = None
@@ -87,6 +101,8 @@ class CalendarSettings:
 
 @dataclass(frozen=True)
 class GithubSettings:
+    """The GitHub account."""
+
     username: str
     token_file: str | None = None
     fetch: bool = True
@@ -95,6 +111,8 @@ class GithubSettings:
 
 @dataclass(frozen=True)
 class ForgejoSettings:
+    """The Forgejo/Gitea account."""
+
     url: str
     username: str | None = None
     token_file: str | None = None
@@ -105,6 +123,8 @@ class ForgejoSettings:
 
 @dataclass(frozen=True)
 class CodingSettings:
+    """The coding subagent."""
+
     forge: str | None = None
     clone_url: str | None = None
     provider: str | None = None
@@ -131,6 +151,8 @@ class Budgets:
 
 @dataclass(frozen=True)
 class SchedulerSettings:
+    """Scheduler settings."""
+
     horizon_days: float = 7
     expected_interval_seconds: float | None = None
     wake_command: list[str] | None = None
@@ -148,6 +170,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class WorkflowRule(Rule):
+    """A rule that assigns a workflow."""
+
     workflow: str | None = None  # required by the schema
 
 
@@ -158,11 +182,15 @@ class RuntimeRule(Rule, StageSettings):
 
 @dataclass(frozen=True)
 class CommandProviderSettings:
+    """The `command` provider."""
+
     argv: list[str]
 
 
 @dataclass(frozen=True)
 class OpenAIProviderSettings:
+    """The `openai` provider (an OpenAI-compatible endpoint)."""
+
     base_url: str
     api_key_file: str | None = None
 
@@ -187,6 +215,8 @@ class ExecSettings:
 
 @dataclass(frozen=True)
 class Config:
+    """The agent's configuration (one typed object, loaded from the module's JSON)."""
+
     agent_name: str
     full_name: str | None = None
     email: str | None = None

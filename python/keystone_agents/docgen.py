@@ -30,10 +30,14 @@ def _type_text(schema: dict, root: dict) -> str:
     if "enum" in schema:
         return " | ".join(f"`{v}`" for v in schema["enum"])
     for key in ("anyOf", "oneOf"):
-        if key in schema:
+        if key in schema and not _constraints_only(schema[key]):
             parts = [_type_text(s, root) for s in schema[key]]
             return " or ".join(p for p in parts if p)
     kind = schema.get("type")
+    alternatives = schema.get("anyOf") or schema.get("oneOf")
+    if alternatives and _constraints_only(alternatives) and kind == "object":
+        needed = [" and ".join(f"`{r}`" for r in alt["required"]) for alt in alternatives if alt.get("required")]
+        return "object" + (f" with {' or '.join(needed)}" if needed else "")
     if isinstance(kind, list):
         return " or ".join(kind)
     if kind == "array":
@@ -50,6 +54,11 @@ def _type_text(schema: dict, root: dict) -> str:
     if schema.get("pattern"):
         text += f" matching `{schema['pattern']}`"
     return text
+
+
+def _constraints_only(alternatives: list) -> bool:
+    """anyOf/oneOf that only say which fields are required (not which types are allowed)."""
+    return all(isinstance(a, dict) and set(a) <= {"required", "description"} for a in alternatives)
 
 
 def _cell(text: str) -> str:

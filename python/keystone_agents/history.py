@@ -142,12 +142,15 @@ def record_run(path: Path, row: dict[str, Any]) -> None:
         )
 
 
-def recent_runs(path: Path, kind: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+def recent_runs(path: Path, kind: str | None = None, limit: int = 20, status: str | None = None,
+                since: str | None = None) -> list[dict[str, Any]]:
+    """The newest runs (of one kind, with one status, started at or after `since`: ISO 8601 UTC), newest first."""
     if not path.exists():
         return []
+    clause, args = _where(("kind = ?", kind), ("status = ?", status), ("started_at >= ?", since))
     with closing(connect(path)) as conn:
-        query = "SELECT * FROM runs" + (" WHERE kind = ?" if kind else "") + " ORDER BY started_at DESC, id DESC LIMIT ?"
-        rows = conn.execute(query, ((kind,) if kind else ()) + (limit,)).fetchall()
+        query = "SELECT * FROM runs" + clause + " ORDER BY started_at DESC, id DESC LIMIT ?"
+        rows = conn.execute(query, (*args, limit)).fetchall()
     result = []
     for row in rows:
         item = dict(row)
@@ -202,6 +205,16 @@ def executions(path: Path, task: str | None = None, run_id: str | None = None, l
         item["delivery_failed"] = bool(item["delivery_failed"])
         result.append(item)
     return result
+
+
+def latest_runtimes(path: Path) -> dict[str, tuple[str | None, str | None]]:
+    """{task: (provider, model)} of each task's newest execution: what it effectively ran with."""
+    if not path.exists():
+        return {}
+    with closing(connect(path)) as conn:
+        rows = conn.execute("SELECT task, provider, model FROM task_executions WHERE id IN "
+                            "(SELECT MAX(id) FROM task_executions GROUP BY task)").fetchall()
+    return {row["task"]: (row["provider"], row["model"]) for row in rows}
 
 
 def failures(conn: sqlite3.Connection, task: str) -> int:

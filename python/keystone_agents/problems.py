@@ -20,6 +20,14 @@ class Problem:
         return {"file": self.file, "line": self.line, "field": self.field, "message": self.message}
 
 
+def field_path(parts: list) -> str:
+    """["tasks", 3, "status"] → "tasks[3].status" (the FIELD of a problem)."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
 class ValidationFailed(Exception):
     """A file or configuration that must not be used (or overwritten) as it is."""
 

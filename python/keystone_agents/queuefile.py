@@ -13,6 +13,7 @@ come in two kinds:
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +21,16 @@ from typing import Any, Callable, Iterator
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import CommentMark, MarkedYAMLError
+from ruamel.yaml.constructor import RoundTripConstructor
+from ruamel.yaml.scalarstring import PlainScalarString
+from ruamel.yaml.error import CommentMark, MarkedYAMLError, YAMLError
 from ruamel.yaml.tokens import CommentToken
 from ruamel.yaml.util import load_yaml_guess_indent
 
+from keystone_agents import yamlguard
 from keystone_agents.atomic import write_atomic
 from keystone_agents.plain import to_plain  # noqa: F401 - re-exported: callers use queuefile.to_plain
-from keystone_agents.problems import Problem, ValidationFailed
+from keystone_agents.problems import Problem, ValidationFailed, field_path
 from keystone_agents.schemas import load_schema, validator
 
 
@@ -148,10 +152,7 @@ def _line_of(node: Any, path: list) -> int | None:
 
 
 def _field_path(parts: list) -> str:
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+    return field_path(parts)
 
 
 def _describe_error(error, instance_schema: dict) -> list[tuple[list, str]]:
@@ -289,8 +290,36 @@ class QueueDocument:
         return _line_of(self.data, path)
 
 
+class _Constructor(RoundTripConstructor):
+    """ruamel's round-trip constructor, except that a timestamp Python cannot represent (`0000-00-00`, a year-1
+    time with an offset) stays the string it was written as: the schema then reports that one value."""
+
+    def construct_yaml_timestamp(self, node, values=None):
+        try:
+            value = super().construct_yaml_timestamp(node, values)
+            if isinstance(value, dt.datetime):
+                value.isoformat()
+                if value.tzinfo is not None:
+                    value.astimezone(dt.timezone.utc)
+            return value
+        except (ValueError, OverflowError):
+            return PlainScalarString(node.value)  # written back as it was (unquoted)
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_timestamp)
+
+
+def new_entry(items) -> CommentedMap:
+    """A new entry for a round-trip document (block style), from (key, value) pairs in the order to write."""
+    node = CommentedMap()
+    for key, value in items:
+        node[key] = CommentedSeq(value) if isinstance(value, (list, tuple)) else value
+    return node
+
+
 def _yaml_for(text: str) -> YAML:
     yaml = YAML(typ="rt")
+    yaml.Constructor = _Constructor
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap a human's long lines
     indent, offset = 2, 0
@@ -369,18 +398,25 @@ def load(path: str | Path, kind: QueueKind, *, missing_ok: bool = True) -> Queue
     """Load a queue file for reading and writing.
 
     Raises ValidationFailed for file problems; entry problems are in `.problems` and those entries are
-    isolated. A missing file is an empty document (when `missing_ok`).
+    isolated. A missing file is an empty document (when `missing_ok`). Hostile text (not UTF-8, control
+    characters, tags, directives, alias bombs, deep nesting, huge numbers) is a file problem (yamlguard).
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = yamlguard.read(path)
         exists = True
     except FileNotFoundError:
         if not missing_ok:
             raise ValidationFailed([Problem(str(path), None, "", "file does not exist")]) from None
         text, exists = "", False
-    except UnicodeDecodeError as exc:
-        raise ValidationFailed([Problem(str(path), None, "", f"not UTF-8 text ({exc.reason})")]) from None
+    return loads(text, path, kind, exists=exists)
+
+
+def loads(text: str, path: str | Path, kind: QueueKind, *, exists: bool = True) -> QueueDocument:
+    """`load` for text already read (`path` names the file in problems and is where `save` writes)."""
+    path = Path(path)
+    if text.strip():
+        yamlguard.check(text, str(path))
     yaml = _yaml_for(text)
     try:
         data = yaml.load(text) if text.strip() else None
@@ -388,6 +424,10 @@ def load(path: str | Path, kind: QueueKind, *, missing_ok: bool = True) -> Queue
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         raise ValidationFailed([Problem(str(path), line, "", f"not valid YAML: {exc.problem or exc}")]) from None
+    except YAMLError as exc:
+        raise ValidationFailed([Problem(str(path), None, "", f"not valid YAML: {exc}")]) from None
+    except (RecursionError, MemoryError, ValueError, OverflowError, TypeError) as exc:  # last resort
+        raise ValidationFailed([Problem(str(path), None, "", f"cannot be read: {type(exc).__name__}: {str(exc)[:200]}")]) from None
     if data is None:
         data = CommentedMap()
         data[kind.key] = CommentedSeq()

@@ -100,6 +100,16 @@ class AgentSpace:
         return self.logs_dir / f"scheduler-{stamp}.log"
 
     @property
+    def task_texts_dir(self) -> Path:
+        """Full texts of task descriptions longer than the queue keeps (sanitize.DESCRIPTION_MAX)."""
+        return self.state_dir / "task-texts"
+
+    @property
+    def email_replies_file(self) -> Path:
+        """Who to answer for each email task (ingest records it; `keystone-agent mail reply --task` reads it)."""
+        return self.state_dir / "email-replies.json"
+
+    @property
     def tasks_lock_file(self) -> Path:
         """Held (briefly) by every read-modify-write of TASKS.yaml: the loop, the scheduler, `tasks` edits."""
         return self.state_dir / "tasks.lock"

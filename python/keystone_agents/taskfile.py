@@ -17,6 +17,7 @@ message. Problems name the file, the line and the field; invalid entries are iso
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 import re
@@ -26,19 +27,47 @@ from typing import Any, Iterable, Iterator
 
 import yaml
 
+from keystone_agents import yamlguard
 from keystone_agents.atomic import write_atomic
 from keystone_agents.plain import to_plain
 from keystone_agents.problems import Problem, ValidationFailed
+from keystone_agents.sanitize import MODEL_MAX, MODEL_RE, NAME_MAX, WORKFLOW_RE
 
 try:  # libyaml; the pure-Python loader is a slow but correct fallback
-    from yaml import CSafeLoader as _Loader
+    from yaml import CSafeLoader as _BaseLoader
 except ImportError:  # pragma: no cover
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """libyaml's safe loader, except that a timestamp Python cannot represent (`0000-00-00`, a year-1 time with
+    an offset) stays the string it was written as: the schema then reports that one value, nothing crashes."""
+
+    def construct_yaml_timestamp(self, node):
+        try:
+            value = super().construct_yaml_timestamp(node)
+            if isinstance(value, _dt.datetime):
+                value.isoformat()
+                if value.tzinfo is not None:
+                    value.astimezone(_dt.timezone.utc)
+            return value
+        except (ValueError, OverflowError):
+            return node.value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
+class EditRefused(ValidationFailed):
+    """An edit of TASKS.yaml that could not be written without damaging the file; the file was left as it was."""
 
 STATUSES = ("pending", "in_progress", "completed", "blocked")
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
-STRING_FIELDS = ("project", "source", "source_ref", "profile", "model", "fallback_model", "blocked_reason")
+STRING_FIELDS = ("source", "source_ref", "blocked_reason")
+# fields with a shape (sanitize's patterns, the same as the schema's): a name, a model, a workflow
+SHAPED_FIELDS = {"project": (NAME_RE, NAME_MAX), "profile": (NAME_RE, NAME_MAX), "model": (MODEL_RE, MODEL_MAX),
+                 "fallback_model": (MODEL_RE, MODEL_MAX), "workflow": (WORKFLOW_RE, 128)}
 ENUMS = {
     "status": STATUSES,
     "provider": ("claude", "gemini", "codex", "command", "openai"),
@@ -64,7 +93,24 @@ plain = to_plain  # libyaml values as JSON types (timestamps as ISO 8601 strings
 
 _PLAIN_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
 _YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
-_YAML_BREAKS = re.compile("[\u2028\u2029\u0085\ufeff]")
+# Characters YAML reads back differently or refuses unescaped (line breaks it folds, DEL, C1, BOM, non-characters)
+_YAML_ESCAPE = re.compile("[\u2028\u2029\x7f-\x9f\ufeff\ufffe\uffff]")
+_UNREPRESENTABLE = re.compile("[\ud800-\udfff]")
+
+
+class Unrepresentable(ValueError):
+    """A value the fast writer will not write, because YAML cannot represent it; `field` names it."""
+
+    def __init__(self, message: str, field: str = ""):
+        self.field = field
+        super().__init__(message)
+
+
+def field_scalar(key: str, value: Any) -> str:
+    try:
+        return scalar(value)
+    except Unrepresentable as exc:
+        raise Unrepresentable(str(exc), key) from None
 try:  # the C encoder behind json.dumps(ensure_ascii=False), without json.dumps' per-call overhead
     from json.encoder import c_encode_basestring as _encode_string
 except ImportError:  # pragma: no cover
@@ -81,14 +127,23 @@ def scalar(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(scalar(v) for v in value) + "]"
-    text = str(value)
+    text = value if isinstance(value, str) else str(value)
     if _PLAIN_OK.match(text) and text.lower() not in _YAML_WORDS:
         return text
-    # A JSON string is a YAML double-quoted scalar; escape what YAML would fold or reject.
+    bad = _UNREPRESENTABLE.search(text)
+    if bad:  # a lone surrogate: no YAML (no UTF-8) can hold it; refuse rather than corrupt the file
+        raise Unrepresentable(f"U+{ord(bad.group()):04X} at character {bad.start()} cannot be written to YAML")
+    # A JSON string is a YAML double-quoted scalar; escape what YAML would fold or reject (JSON escapes C0
+    # controls itself; DEL, C1 controls and the non-characters YAML may not print are escaped here).
     out = _encode_string(text)
-    if _YAML_BREAKS.search(out):
-        out = out.replace("\u2028", "\\L").replace("\u2029", "\\P").replace("\u0085", "\\N").replace("\ufeff", "\\uFEFF")
+    if _YAML_ESCAPE.search(out):
+        out = _YAML_ESCAPE.sub(_yaml_escape, out)
     return out
+
+
+def _yaml_escape(match: re.Match) -> str:
+    char = match.group()
+    return {"\u2028": "\\L", "\u2029": "\\P", "\u0085": "\\N"}.get(char) or f"\\u{ord(char):04X}"
 
 
 def entry_lines(entry: dict, dash_col: int = 2, key_col: int = 4) -> str:
@@ -97,7 +152,7 @@ def entry_lines(entry: dict, dash_col: int = 2, key_col: int = 4) -> str:
     lines = []
     for i, key in enumerate(keys):
         prefix = (" " * dash_col + "-" + " " * (key_col - dash_col - 1)) if i == 0 else " " * key_col
-        lines.append(f"{prefix}{key}: {scalar(entry[key])}\n")
+        lines.append(f"{prefix}{key}: {field_scalar(key, entry[key])}\n")
     return "".join(lines)
 
 
@@ -110,7 +165,11 @@ def fast_valid(entry: Any) -> bool:
         return False
     for key, value in entry.items():
         if key == "name":
-            if not (isinstance(value, str) and NAME_RE.match(value)):
+            if not (isinstance(value, str) and NAME_RE.match(value) and len(value) <= NAME_MAX):
+                return False
+        elif key in SHAPED_FIELDS:
+            shape, longest = SHAPED_FIELDS[key]
+            if not (isinstance(value, str) and shape.match(value) and len(value) <= longest):
                 return False
         elif key == "description":
             if not (isinstance(value, str) and value):
@@ -121,11 +180,9 @@ def fast_valid(entry: Any) -> bool:
         elif key in STRING_FIELDS:
             if not isinstance(value, str):
                 return False
-        elif key == "workflow":
-            if not (isinstance(value, str) and value):
-                return False
         elif key == "needs":
-            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            if not (isinstance(value, list) and all(isinstance(v, str) and NAME_RE.match(v) and len(v) <= NAME_MAX
+                                                    for v in value)):
                 return False
         elif key in TIME_FIELDS:
             if not (isinstance(value, str) and TIMESTAMP_RE.match(value)):
@@ -163,6 +220,9 @@ class Entry:
     line: int  # 1-based line of the entry in the file when loaded
     valid: bool = True
     problems: list[Problem] = field(default_factory=list)
+    origin: int | None = None  # index in the file as last read or written (None: not from this file)
+    verified: str | None = None  # the text as last read or written (text != verified: edited since)
+    source: str | None = None  # the entry's own text in the file as read (for invalid entries: kept verbatim)
 
     @property
     def name(self) -> str | None:
@@ -185,8 +245,13 @@ class TaskFile:
         self.problems: list[Problem] = []
         self.dash_col, self.key_col = 2, 4
         self._empty_fix: tuple[str, str] | None = None  # (prefix, suffix) to use once entries are appended
+        self._rewritten = False  # the file's frame (prefix/suffix) changes when saved: verify the whole text
+        self._stale: str | None = None  # why the entries' text no longer matches their data (round-trip on save)
         self.saved_sha = sha256_bytes(text.encode("utf-8"))
+        self.style = yamlguard.Style()
         self._parse(text)
+        for index, entry in enumerate(self.entries):
+            entry.origin = index
 
     # ------------------------------------------------------------ loading
 
@@ -194,16 +259,12 @@ class TaskFile:
     def load(cls, path: str | Path, missing_ok: bool = True) -> "TaskFile":
         path = Path(path)
         try:
-            raw = path.read_bytes()
+            text = yamlguard.read(path)
             exists = True
         except FileNotFoundError:
             if not missing_ok:
                 raise ValidationFailed([Problem(str(path), None, "", "file does not exist")]) from None
-            raw, exists = b"", False
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValidationFailed([Problem(str(path), None, "", f"not UTF-8 text ({exc.reason})")]) from None
+            text, exists = "", False
         return cls(path, text, exists)
 
     def _fail(self, line: int | None, fld: str, message: str) -> None:
@@ -214,6 +275,7 @@ class TaskFile:
             self.prefix, self.suffix = "", ""
             self._empty_fix = ("tasks:\n", "")
             return
+        self.style = yamlguard.check(text, str(self.path))  # hostile text becomes problems here
         loader = _Loader(text)
         try:
             root = loader.get_single_node()
@@ -223,6 +285,8 @@ class TaskFile:
             self._fail(mark.line + 1 if mark else None, "", f"not valid YAML: {exc.problem or exc}")
         except yaml.YAMLError as exc:
             self._fail(None, "", f"not valid YAML: {exc}")
+        except (RecursionError, MemoryError, ValueError, OverflowError, TypeError) as exc:  # last resort
+            self._fail(None, "", f"cannot be read: {type(exc).__name__}: {str(exc)[:200]}")
         finally:
             loader.dispose()
         if root is None or (isinstance(root, yaml.ScalarNode) and data is None):
@@ -264,6 +328,10 @@ class TaskFile:
         else:
             self._load_block_seq(text, seq_node, items, _line_end(text, root.value[0][0].end_mark.index))
         self._validate_all()
+        if seq_node.flow_style:  # invalid entries of a one-line flow list keep their exact text
+            for entry in self.entries:
+                if not entry.valid and entry.source is not None and "\n" not in entry.source:
+                    entry.text = entry.verified = " " * self.dash_col + "- " + entry.source + "\n"
 
     def _load_block_seq(self, text: str, seq: yaml.SequenceNode, items: list, after_key: int) -> None:
         nodes = seq.value
@@ -279,7 +347,9 @@ class TaskFile:
         bounds = [_content_end(text, node) for node in nodes]
         start = len(self.prefix)
         for node, data, stop in zip(nodes, items, bounds):
-            self.entries.append(Entry(text[start:stop], data, node.start_mark.line + 1))
+            chunk = text[start:stop]
+            self.entries.append(Entry(chunk, data, node.start_mark.line + 1, verified=chunk,
+                                      source=text[node.start_mark.index:_node_end(node)]))
             start = stop
         self.suffix = text[start:]
 
@@ -295,7 +365,10 @@ class TaskFile:
                 chunk = entry_lines(data)
             else:  # not a mapping: kept as it was written, it is an invalid entry anyway
                 chunk = "  - " + text[node.start_mark.index: node.end_mark.index].replace("\n", " ") + "\n"
-            self.entries.append(Entry(chunk, data, node.start_mark.line + 1))
+            # verified=None: every entry of a rewritten flow list is checked when saved
+            self.entries.append(Entry(chunk, data, node.start_mark.line + 1,
+                                      source=text[node.start_mark.index:node.end_mark.index]))
+        self._rewritten = True
 
     def _validate_all(self) -> None:
         file = str(self.path)
@@ -345,7 +418,7 @@ class TaskFile:
         return self.prefix + "".join(e.text for e in self.entries) + self.suffix
 
     def changed(self) -> bool:
-        return self.text() != self.original
+        return self._stale is not None or self.text() != self.original
 
     # ------------------------------------------------------------ editing
 
@@ -365,7 +438,17 @@ class TaskFile:
             problems = entry_problems(new, str(self.path), self.entries.index(entry), {}, entry.line)
             if problems:
                 raise ValidationFailed(problems)
-        entry.text = _edit_chunk(entry.text, entry.data, updates, self.dash_col, self.key_col)
+        index = self.entries.index(entry)
+        if self.style.anchors or self.style.aliases:
+            self._stale = "the file uses YAML anchors or aliases, which text edits could change elsewhere"
+        else:
+            try:
+                entry.text = _edit_chunk(entry.text, entry.data, updates, self.dash_col, self.key_col)
+            except Unrepresentable as exc:
+                raise ValidationFailed([Problem(str(self.path), entry.line or None, f"tasks[{index}].{exc.field}",
+                                                f"not written: {exc}")]) from None
+            except yaml.YAMLError as exc:  # the chunk does not parse on its own: the round-trip path edits it
+                self._stale = f"entry {entry.name!r} cannot be edited as text ({str(exc).splitlines()[0]})"
         entry.data = new
 
     def append(self, data: dict) -> Entry:
@@ -375,7 +458,12 @@ class TaskFile:
                 raise ValidationFailed(problems)
         if self.entries and not self.entries[-1].text.endswith("\n"):
             self.entries[-1].text += "\n"
-        entry = Entry(entry_lines(data, self.dash_col, self.key_col), dict(data), 0)
+        try:
+            text = entry_lines(data, self.dash_col, self.key_col)
+        except Unrepresentable as exc:
+            raise ValidationFailed([Problem(str(self.path), None, f"tasks[{len(self.entries)}].{exc.field}",
+                                            f"not written: {exc}")]) from None
+        entry = Entry(text, dict(data), 0)
         self.entries.append(entry)
         return entry
 
@@ -400,16 +488,162 @@ class TaskFile:
         self.entries = list(entries)
 
     def save(self) -> bool:
-        """Write atomically if the text changed; returns whether it wrote."""
+        """Write atomically if the text changed; returns whether it wrote.
+
+        The edited text is checked before it is written: it must load, and read back as exactly the entries
+        this object holds (same order, same data, invalid entries byte for byte). Text edits of a plain
+        block-style file are checked entry by entry (each edited entry re-parsed on its own); a file whose
+        frame changed (flow style, an empty file gaining entries) is re-parsed whole. A file using anchors or
+        aliases, or an edit that fails the check, goes through the round-trip path (ruamel, comment-preserving)
+        and is re-parsed whole. If that fails too, EditRefused is raised and the file is left as it was."""
         text = self.text()
-        if text == self.original and self.exists:
+        if text == self.original and self.exists and self._stale is None:
             return False
+        fresh = None
+        if self._stale is not None or self.style.anchors or self.style.aliases:
+            reason = self._stale or "the file uses YAML anchors or aliases, which text edits could change elsewhere"
+            text, fresh = self._round_trip(reason)
+        else:
+            reason = self._check_edit(text)
+            if reason is not None:
+                text, fresh = self._round_trip(reason)
+            elif self._rewritten or (self._empty_fix is not None and self.entries):
+                fresh = self._reparse(text)
+                if isinstance(fresh, str):
+                    text, fresh = self._round_trip(fresh)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path, text)
         self.original = text
         self.exists = True
         self.saved_sha = sha256_bytes(text.encode("utf-8"))
+        if fresh is not None:  # adopt the written file's layout; callers keep their Entry objects
+            self.prefix, self.suffix, self._empty_fix = fresh.prefix, fresh.suffix, fresh._empty_fix
+            self.style, self._rewritten, self._stale = fresh.style, False, None
+            self.dash_col, self.key_col = fresh.dash_col, fresh.key_col
+            for mine, theirs in zip(self.entries, fresh.entries):
+                mine.text, mine.line, mine.source = theirs.text, theirs.line, theirs.source
+        for index, entry in enumerate(self.entries):
+            entry.origin, entry.verified = index, entry.text
         return True
+
+    # ------------------------------------------------------------ checking edits
+
+    def _check_edit(self, text: str) -> str | None:
+        """None if every entry edited since the last read/write re-parses, on its own, as exactly its data and
+        keeps the file's block shape; else why not."""
+        reason = self._check_duplicates()
+        if reason is not None:
+            return reason
+        last = len(self.entries) - 1
+        dash = re.compile(r"(?:[ \t]*(?:#[^\n]*)?\n)*" + " " * self.dash_col + r"-[ \n]")
+        for index, entry in enumerate(self.entries):
+            if entry.text is entry.verified or entry.text == entry.verified:
+                continue
+            if not entry.valid and entry.origin is not None and entry.text != (entry.verified or "") + "\n":
+                return f"invalid entry {index} would change"  # (a line break added after it is no change)
+            if index != last and not entry.text.endswith("\n"):
+                return f"entry {index} does not end with a line break"
+            if not dash.match(entry.text):
+                return f"entry {index} does not start with '-' at column {self.dash_col + 1}"
+            try:
+                yamlguard.check(entry.text, str(self.path))
+                loader = _Loader(entry.text)
+                try:
+                    data = loader.get_single_data()
+                finally:
+                    loader.dispose()
+            except (ValidationFailed, yaml.YAMLError) as exc:
+                return f"entry {index} would not load ({str(exc).splitlines()[0][:200]})"
+            if not (isinstance(data, list) and len(data) == 1 and plain(data[0]) == entry.data):
+                return f"entry {index} would read back differently"
+            head = dash.match(entry.text).end()
+            for other_line in entry.text[head:].splitlines()[1:]:  # nothing may leave the entry's indentation
+                stripped = other_line.lstrip(" ")
+                if stripped and not stripped.startswith("#") and len(other_line) - len(stripped) <= self.dash_col:
+                    return f"entry {index} has a line outside its indentation"
+        return None
+
+    def _check_duplicates(self) -> str | None:
+        """Entries moved around keep their verdicts: a valid entry is still the first with its name, and an
+        entry isolated only as a duplicate still has an earlier namesake."""
+        seen: set[str] = set()
+        for index, entry in enumerate(self.entries):
+            name = entry.name
+            if not (isinstance(name, str) and name):
+                continue
+            if name in seen:
+                if entry.valid:
+                    return f"entry {index} ({name!r}) would come after another entry with its name"
+            else:
+                seen.add(name)
+                if not entry.valid and entry.problems and all(
+                        p.message.startswith("duplicate name") for p in entry.problems):
+                    return f"entry {index} ({name!r}) would no longer be a duplicate"
+        return None
+
+    def _reparse(self, text: str) -> "TaskFile | str":
+        """The text parsed whole and compared with the entries held here: the parsed file, or why it differs."""
+        try:
+            fresh = TaskFile(self.path, text, True)
+        except ValidationFailed as exc:
+            return f"the edited text would not load ({exc.problems[0].message[:200]})"
+        if len(fresh.entries) != len(self.entries):
+            return f"the edited text holds {len(fresh.entries)} entries instead of {len(self.entries)}"
+        for index, (mine, theirs) in enumerate(zip(self.entries, fresh.entries)):
+            if mine.data != theirs.data:
+                return f"entry {index} would read back differently"
+            if not mine.valid:
+                if theirs.valid:
+                    return f"invalid entry {index} would read back as valid"
+                if mine.origin is not None and (mine.source or "") not in text:
+                    return f"invalid entry {index} would not be kept byte for byte"
+            elif not theirs.valid:
+                return f"entry {index} would read back as invalid"
+        return fresh
+
+    def _round_trip(self, reason: str) -> tuple[str, "TaskFile"]:
+        """The edit applied through ruamel's round-trip loader to the file as last read or written."""
+        from keystone_agents import queuefile
+
+        def refuse(why: str) -> EditRefused:
+            return EditRefused([Problem(str(self.path), None, "", f"edit not written, the file is left as it was: "
+                                        f"{reason}; the round-trip path failed too: {why}")])
+
+        try:
+            doc = queuefile.loads(self.original, self.path, queuefile.TASKS)
+        except ValidationFailed as exc:
+            raise refuse(exc.problems[0].message[:200]) from None
+        seq = doc.entries()
+        old = list(seq)
+        nodes = []
+        for entry in self.entries:
+            if entry.origin is not None and entry.origin < len(old) and not entry.valid:
+                nodes.append(old[entry.origin])
+            elif entry.origin is not None and entry.origin < len(old):
+                node = old[entry.origin]
+                if not isinstance(node, dict):
+                    raise refuse(f"entry {entry.name!r} is not a mapping in the file")
+                for key in [k for k in node if k not in entry.data]:
+                    queuefile.delete_field(node, key)
+                for key, value in entry.data.items():
+                    if key not in node or to_plain(node[key]) != value:
+                        queuefile.set_field(node, key, value)
+                nodes.append(node)
+            elif entry.valid and isinstance(entry.data, dict):
+                nodes.append(queuefile.new_entry(sorted(entry.data.items(), key=lambda kv: WRITE_ORDER.get(kv[0], 99))))
+            else:
+                raise refuse("an invalid entry from another file cannot be added")
+        if not seq:
+            seq.fa.set_block_style()
+        seq[:] = nodes
+        try:
+            text = doc.dumps()
+        except Exception as exc:  # noqa: BLE001 - ruamel's emitter raises many kinds; the file stays untouched
+            raise refuse(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        fresh = self._reparse(text)
+        if isinstance(fresh, str):
+            raise refuse(fresh)
+        return text, fresh
 
     def on_disk_changed(self) -> bool:
         """Whether the file on disk differs from what this object last read or wrote."""
@@ -488,14 +722,14 @@ def _edit_chunk(chunk: str, old: dict, updates: dict[str, Any], dash_col: int, k
                 edits.append(_deletion(text, mapping, k_node, v_node))
             else:
                 start, stop = v_node.start_mark.index, _node_end(v_node)
-                replacement = scalar(value)
+                replacement = field_scalar(key, value)
                 if stop > start and text[stop - 1] == "\n":  # block scalar: keep the line break
                     replacement += "\n"
                 if start == stop and not isinstance(v_node, yaml.ScalarNode):
                     replacement = " " + replacement
                 edits.append((start, stop, replacement))
         elif value is not None:
-            appended.append(f"{' ' * col}{key}: {scalar(value)}\n")
+            appended.append(f"{' ' * col}{key}: {field_scalar(key, value)}\n")
     if appended:
         last_value = mapping.value[-1][1]
         at = _line_end(text, _node_end(last_value))
@@ -519,15 +753,37 @@ def _deletion(text: str, mapping: yaml.MappingNode, k_node: yaml.Node, v_node: y
     return (start, _line_end(text, _node_end(v_node)), "")
 
 
-def read_plain(path: Path, key: str = "tasks") -> list[dict]:
-    """All mapping entries under `key` of a queue file, unvalidated (dedup against the archive, lookups)."""
+def read_entries(path: Path, key: str = "tasks") -> tuple[list[dict], list[Problem]]:
+    """All mapping entries under `key` of a queue file, unvalidated (dedup against the archive, lookups), and
+    the problems that kept the file (or some items) from being read. Never raises for what the file holds."""
+    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = yamlguard.read(path)
+        if not text.strip():
+            return [], []
+        yamlguard.check(text, str(path))
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
     except FileNotFoundError:
-        return []
-    try:
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError:
-        return []
-    items = data.get(key) if isinstance(data, dict) else None
-    return [plain(i) for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+        return [], []
+    except ValidationFailed as exc:
+        return [], exc.problems
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        return [], [Problem(str(path), mark.line + 1 if mark else None, "", f"not valid YAML: {exc.problem or exc}")]
+    except (yaml.YAMLError, RecursionError, ValueError, OverflowError, TypeError) as exc:
+        return [], [Problem(str(path), None, "", f"cannot be read: {type(exc).__name__}: {str(exc)[:200]}")]
+    except OSError as exc:
+        return [], [Problem(str(path), None, "", f"cannot be read: {exc.strerror or exc}")]
+    if not isinstance(data, dict):
+        return [], [Problem(str(path), 1, "", f"expected a mapping with the key {key!r}, got {_type_name(plain(data))}")]
+    items = data.get(key)
+    if items is None:
+        return [], []
+    if not isinstance(items, list):
+        return [], [Problem(str(path), None, key, f"expected a list of entries, got {_type_name(plain(items))}")]
+    return [plain(i) for i in items if isinstance(i, dict)], []  # other items: `validate` reports them
+
+
+def read_plain(path: Path, key: str = "tasks") -> list[dict]:
+    """The entries of `read_entries`, without its problems (a file that cannot be read has none)."""
+    return read_entries(path, key)[0]

@@ -12,7 +12,6 @@ from keystone_agents.timeutil import human_duration, parse_time, utc_now
 STATUS_ORDER = ("in_progress", "pending", "blocked", "completed")
 COLUMNS = ("#", "STATUS", "NAME", "PROJECT", "SOURCE", "MODEL", "DATE", "WORKFLOW", "DUR", "DESCRIPTION")
 FOOTER_LABELS = (("in_progress", "running"), ("pending", "pending"), ("blocked", "blocked"), ("completed", "done"))
-DESCRIPTION_WIDTH = 60
 
 
 @dataclass(frozen=True)
@@ -68,17 +67,40 @@ def footer(rows: list[Row]) -> str:
     return ", ".join(f"{numbers[status]} {label}" for status, label in FOOTER_LABELS)
 
 
-def _shorten(text: str, width: int) -> str:
+def _shorten(text: str, width: int | None) -> str:
     text = " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    if width is None or len(text) <= width:
+        return text
+    return text[: max(0, width - 1)] + "…" if width > 0 else ""
 
 
-def render_table(rows: list[Row], now: dt.datetime | None = None) -> str:
+def _date(moment: dt.datetime | None, now: dt.datetime) -> str:
+    if moment is None:
+        return ""
+    local = moment.astimezone()
+    return local.strftime("%b %d %H:%M" if local.year == now.astimezone().year else "%Y-%m-%d %H:%M")
+
+
+def ran_with(task: dict[str, Any], runtimes: dict[str, tuple[str | None, str | None]]) -> str:
+    """provider/model the task's newest execution used (from history), else its own overrides."""
+    provider, model = runtimes.get(task.get("name", ""), (None, None))
+    if provider is None and model is None:
+        provider, model = task.get("provider"), task.get("model")
+    return "/".join(part for part in (provider, model) if part)
+
+
+def render_table(rows: list[Row], now: dt.datetime | None = None, width: int | None = None,
+                 runtimes: dict[str, tuple[str | None, str | None]] | None = None) -> str:
+    """The table. `width`: fit the terminal (DESCRIPTION truncated to what is left, at least 20 characters);
+    None (piped): plain columns with the whole description."""
     now = now or utc_now()
+    runtimes = runtimes or {}
     table = [COLUMNS]
     for row in rows:
         task = row.task
-        date = row.date
+        description = " ".join(str(task.get("description", "")).split())
+        if row.status == "blocked" and task.get("blocked_reason"):
+            description = f"[{' '.join(str(task['blocked_reason']).split())}] {description}"
         table.append(
             (
                 str(row.position),
@@ -86,17 +108,20 @@ def render_table(rows: list[Row], now: dt.datetime | None = None) -> str:
                 task.get("name", ""),
                 task.get("project", ""),
                 task.get("source", ""),
-                task.get("model", ""),
-                date.astimezone().strftime("%b %d %H:%M") if date else "",
+                ran_with(task, runtimes),
+                _date(row.date, now),
                 task.get("workflow", ""),
                 human_duration(row.duration(now)),
-                _shorten(task.get("description", ""), DESCRIPTION_WIDTH),
+                description,
             )
         )
     widths = [max(len(str(line[i])) for line in table) for i in range(len(COLUMNS))]
+    room = None
+    if width is not None:
+        room = max(20, width - sum(widths[:-1]) - 2 * (len(COLUMNS) - 1))
     lines = []
     for line in table:
-        cells = [str(cell).ljust(widths[i]) for i, cell in enumerate(line[:-1])] + [str(line[-1])]
+        cells = [str(cell).ljust(widths[i]) for i, cell in enumerate(line[:-1])] + [_shorten(line[-1], room)]
         lines.append("  ".join(cells).rstrip())
     lines.append("")
     lines.append(footer(rows))

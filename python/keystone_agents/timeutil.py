@@ -16,7 +16,8 @@ def iso_z(moment: dt.datetime | None = None) -> str:
 
 
 def parse_time(value: Any) -> dt.datetime | None:
-    """A queue-file timestamp (string, datetime or date) as an aware datetime; None if absent or unreadable."""
+    """A queue-file timestamp (string, datetime or date) as an aware datetime; None if absent, unreadable or
+    outside the years 2..9998 (where adding a day or converting to local time could overflow)."""
     if value is None or value == "":
         return None
     if isinstance(value, dt.datetime):
@@ -33,7 +34,17 @@ def parse_time(value: Any) -> dt.datetime | None:
             return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
+    try:  # a moment at the edge of what datetime holds (0001-01-01T00:00+01:00, 9999-12-31T23:59Z) is no moment
+        utc = moment.astimezone(dt.timezone.utc)
+    except (OverflowError, ValueError):
+        return None
+    if not _SAFE_YEARS[0] <= utc.year <= _SAFE_YEARS[1]:
+        return None
     return moment
+
+
+# Arithmetic on moments (ages, archive deadlines, local time) must not overflow: years 2..9998 are safe.
+_SAFE_YEARS = (2, 9998)
 
 
 def human_duration(seconds: float | None) -> str:

@@ -29,7 +29,7 @@ def test_info_reports_mode_limits_and_next_wake(fleet):
     assert (info["mode"], info["limits"]["maxIterations"], info["limits"]["thinkInterval"]) == ("proactive", 30, 60)
     assert info["nextWake"] == {"agent-beta-task-loop.timer": "2026-01-01T00:00:00Z",
                                 "agent-beta-think.timer": "2026-01-01T00:00:00Z"}
-    assert any(argv[4:7] == ["exec", "keystone-agent", "info"] for argv in fleet.argvs("sudo"))
+    assert ["info", "--json"] in [argv[4:] for argv in fleet.argvs("sudo")]  # beta: through its helper
     text = fleet.run("alpha", "info")
     assert "mode: timer" in text.stdout and "running: nothing" in text.stdout
 
@@ -37,7 +37,7 @@ def test_info_reports_mode_limits_and_next_wake(fleet):
 def test_kill_with_nothing_running_says_so(fleet):
     result = fleet.run("beta", "kill")
     assert result.returncode == 1 and "nothing is executing" in result.stderr
-    assert any(argv[4:7] == ["exec", "keystone-agent", "kill"] for argv in fleet.argvs("sudo"))
+    assert ["kill"] in [argv[4:] for argv in fleet.argvs("sudo")]
 
 
 def test_resume_with_and_without_a_task(fleet):
@@ -47,7 +47,13 @@ def test_resume_with_and_without_a_task(fleet):
     fleet.run("alpha", "resume", "fix-the-bug", "--prompt", "Use the new API; $(whoami)")
     assert ["continue", "--home", alpha, "--config", cfg, "fix-the-bug", "--prompt", "Use the new API; $(whoami)"] \
         in fleet.argvs("keystone-agent")
-    assert fleet.run("alpha", "resume", "--prompt", "x").returncode == 2
+    refused = fleet.run("alpha", "resume", "--prompt", "x")
+    assert refused.returncode == 2 and "TASK [--prompt TEXT]" in refused.stderr
+    fleet.run("beta", "resume", "fix-the-bug")  # the helper expands the same verb the same way
+    assert ["resume", "fix-the-bug"] in [argv[4:] for argv in fleet.argvs("sudo")]
+    beta = str(fleet.homes["beta"])
+    assert ["continue", "--home", beta, "--config", f"{beta}/.config/keystone-agent/config.json", "fix-the-bug"] \
+        in fleet.argvs("keystone-agent")
 
 
 def test_agent_watch_and_fleet_watch(fleet):

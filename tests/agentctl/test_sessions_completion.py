@@ -34,7 +34,7 @@ def test_claude_session_gets_composed_prompt_and_preferred_model(fleet):
                        "--resume", "abc")
     assert result.returncode == 0, result.stderr
     [argv] = fleet.argvs("claude")
-    assert argv[:3] == ["--dangerously-skip-permissions", "--model", "opus"]
+    assert argv[:2] == ["--dangerously-skip-permissions", "--model=opus"]
     assert argv[-2:] == ["--resume", "abc"]
     prompt = _claude_prompt(argv)
     notes = home / "notes"
@@ -59,7 +59,7 @@ def test_codex_session_reads_instructions_from_a_file(fleet):
     result = fleet.run("alpha", "codex", "--role", "code-review")
     assert result.returncode == 0, result.stderr
     [argv] = fleet.argvs("codex")
-    assert argv[0] == "--full-auto" and "-m" not in argv  # the preferred model is for claude only
+    assert argv[0] == "--full-auto" and not any(a.startswith("--model") for a in argv)  # the preferred model is for claude only
     option = argv[argv.index("-c") + 1]
     key, _, value = option.partition("=")
     assert key == "model_instructions_file"
@@ -75,8 +75,8 @@ def test_gemini_session_keeps_caller_mode_flag(fleet):
 def test_session_for_other_user_goes_through_the_helper(fleet):
     assert fleet.run("beta", "claude", "-r", "architecture").returncode == 0
     [sudo] = fleet.argvs("sudo")
-    assert sudo[1] == "agent-beta" and sudo[4:7] == ["exec", "keystone-agent", "session"]
-    assert sudo[sudo.index("session") + 1:][-4:] == ["claude", "--role", "architecture", "--"]
+    helper = str(Path(__file__).parent / "bin" / "agent-helper")
+    assert sudo == ["-u", "agent-beta", "--", helper, "claude", "--role", "architecture", "--"]
     assert "# Role: architect" in _claude_prompt(fleet.argvs("claude")[0])
 
 

@@ -113,15 +113,17 @@ def test_provider_contract_for_claude(coding_env, github):
         assert call["secret_env"] == [] and call["claudecode_env"] is False
         assert os.path.realpath(call["cwd"]) == os.path.realpath(work)
     argv = coder["argv"]
-    assert argv[:3] == ["--print", "--dangerously-skip-permissions", "--append-system-prompt"]
-    system = argv[3]
+    assert argv[:2] == ["--print", "--dangerously-skip-permissions"] and argv[2].startswith("--append-system-prompt=")
+    system = coder["parsed"]["system"]
+    assert system == argv[2].split("=", 1)[1]
     assert TASK in system and "Your branch: feature/add-a-greeting-to-the-readme" in system
     assert "Default branch: main" in system and "BLOCKED.md" in system and "Do not push" in system
     assert system.count("\n1. ") == 1 and "\n7. " in system and "\n8. " not in system  # the seven rules
-    assert argv[4:6] == ["--model", "opus"] and argv[6].startswith("Read the task in your system prompt")
+    assert argv[3:5] == ["--model=opus", "--"] and argv[5].startswith("Read the task in your system prompt")
+    assert coder["parsed"]["model"] == "opus"
     # the review model comes from the review profile (medium → sonnet), not from --model
-    assert reviewer["argv"][reviewer["argv"].index("--model") + 1] == "sonnet"
-    assert "VERDICT: PASS" in reviewer["argv"][3] and "+Hello!" in reviewer["argv"][-1]
+    assert reviewer["parsed"]["model"] == "sonnet"
+    assert "VERDICT: PASS" in reviewer["parsed"]["system"] and "+Hello!" in reviewer["argv"][-1]
 
 
 def test_fail_then_pass_runs_a_fix_round(coding_env, github):
@@ -287,8 +289,8 @@ def test_bad_repo_names_are_refused(coding_env, bad):
     assert coding_env.agent_calls() == []
 
 
-@pytest.mark.parametrize("provider,model_flag", [("codex", "-m"), ("gemini", "-m")])
-def test_codex_and_gemini_providers(coding_env, github, provider, model_flag):
+@pytest.mark.parametrize("provider", ["codex", "gemini"])
+def test_codex_and_gemini_providers(coding_env, github, provider):
     coding_env.script([commit({"README.md": "# demo\nHello!\n"}), {"do": "review", "output": "VERDICT: PASS\n"}])
     result, data = code(coding_env, "--repo", github["repo"], "--task", TASK, "--provider", provider,
                         "--model", "m-1", config=github["config"])
@@ -297,14 +299,14 @@ def test_codex_and_gemini_providers(coding_env, github, provider, model_flag):
     assert coder["cli"] == provider and coder.get("error") is None
     assert coder["stdin"] == "/dev/null" and coder["own_process_group"] and coder["secret_env"] == []
     if provider == "codex":
-        assert coder["argv"][:2] == ["exec", "--full-auto"] and coder["argv"][2:4] == ["-m", "m-1"]
+        assert coder["argv"][:4] == ["exec", "--full-auto", "--model=m-1", "--"]
         instructions = coder["argv"][-1]
     else:
-        assert coder["argv"][0] == "--prompt" and "--yolo" in coder["argv"]
-        assert coder["argv"][coder["argv"].index("-m") + 1] == "m-1"
-        instructions = coder["argv"][1]
+        assert coder["argv"][0].startswith("--prompt=") and "--yolo" in coder["argv"]
+        instructions = coder["argv"][0].split("=", 1)[1]
+    assert coder["parsed"]["model"] == "m-1"
     assert TASK in instructions and "BLOCKED.md" in instructions and "Read the task" in instructions
-    assert model_flag not in reviewer["argv"] or reviewer["argv"][reviewer["argv"].index(model_flag) + 1] != "m-1"
+    assert reviewer["parsed"]["model"] != "m-1"
 
 
 def test_review_only_prints_the_review_and_changes_nothing(coding_env, github):

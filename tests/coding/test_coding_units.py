@@ -130,12 +130,25 @@ def test_credential_helper_answers_only_for_its_host(tmp_path):
 # --- providers ---------------------------------------------------------------------------------------
 def test_provider_argv():
     assert build_argv("claude", "SYS", "TASK", "opus") == [
-        "claude", "--print", "--dangerously-skip-permissions", "--append-system-prompt", "SYS", "--model", "opus", "TASK"]
+        "claude", "--print", "--dangerously-skip-permissions", "--append-system-prompt=SYS", "--model=opus", "--",
+        "TASK"]
     assert build_argv("codex", "SYS", "TASK", None)[:3] == ["codex", "exec", "--full-auto"]
-    assert build_argv("codex", "SYS", "TASK", "o3")[3:5] == ["-m", "o3"]
+    assert build_argv("codex", "SYS", "TASK", "o3")[3:5] == ["--model=o3", "--"]
     gemini = build_argv("gemini", "SYS", "TASK", "flash")
-    assert gemini[0:2] == ["gemini", "--prompt"] and "SYS" in gemini[2] and "TASK" in gemini[2]
-    assert gemini[3:] == ["--yolo", "-m", "flash"]
+    assert gemini[0] == "gemini" and gemini[1].startswith("--prompt=") and "SYS" in gemini[1] and "TASK" in gemini[1]
+    assert gemini[2:] == ["--yolo", "--model=flash"]
+
+
+def test_long_instructions_go_to_stdin():
+    from keystone_agents.coding.providers import build_invocation
+
+    task = "x" * 300_000
+    claude, claude_in = build_invocation("claude", "SYS " + task, "TASK", "opus")
+    assert claude == ["claude", "--print", "--dangerously-skip-permissions", "--model=opus"] and task in claude_in
+    codex, codex_in = build_invocation("codex", "SYS " + task, "TASK")
+    assert codex[-1] == "-" and task in codex_in
+    gemini, gemini_in = build_invocation("gemini", "SYS " + task, "TASK")
+    assert max(map(len, gemini)) < 1000 and task in gemini_in
 
 
 def test_provider_env_drops_forge_tokens():

@@ -24,6 +24,9 @@ written in the prompt (so one loop run can hold tasks that behave differently):
 Sessions: a run prints a session id (claude/gemini session_id, codex thread_id); a run that resumes one
 (claude --resume ID, codex exec resume ID, gemini --resume ID) continues that session: its directives are the
 first prompt's (the CLI keeps the context), whatever the continuation prompt says.
+With $FAKE_RUN_COMMANDS set, the stand-in behaves like a model that does what it is told: every command line the
+prompt shows (a line that is, or ends in after a "Label: " prefix, `keystone-agent …` or `agentctl …`) is run in a
+real shell (`bash -c LINE`, stdin: a short reply body), and recorded as an `ran-command` event with its exit code.
 A triage prompt ("You triage incoming items...") is answered with the triage JSON, unless the item holds
 [fake:not-actionable] (actionable: false) or [fake:bad-triage] (an answer that is not JSON).
 Models named in $FAKE_BAD_MODELS (comma-separated) fail with the CLI's model-not-found error.
@@ -68,8 +71,28 @@ def bad_model(model):
     return bool(model) and model in [m for m in os.environ.get("FAKE_BAD_MODELS", "").split(",") if m]
 
 
+COMMAND_LINE = re.compile(r"^(?:[A-Za-z][^:\n]{0,80}:\s+|\$\s+)?((?:keystone-agent|agentctl)\s.*)$", re.M)
+
+
+def command_lines(prompt):
+    return [m.group(1).strip() for m in COMMAND_LINE.finditer(prompt or "")]
+
+
+def run_commands(tool, prompt):
+    """Run every command line the prompt shows in a real shell, as a model following it would."""
+    import subprocess
+
+    for line in command_lines(prompt):
+        proc = subprocess.run(["bash", "-c", line], input="Automated answer from the stand-in model.\n",
+                              capture_output=True, text=True, timeout=120)
+        record(tool, [], event="ran-command", line=line, exit_code=proc.returncode,
+               stdout=proc.stdout[-2000:], stderr=proc.stderr[-2000:])
+
+
 def behave(tool, prompt, turn=0):
     """Sleep / ignore SIGTERM / write the report as the prompt asks; returns (exit code, answer text)."""
+    if os.environ.get("FAKE_RUN_COMMANDS"):
+        run_commands(tool, prompt)
     d = directives(prompt)
     if "read-stdin" in d:
         record(tool, [], event="reading-stdin")

@@ -64,7 +64,8 @@ def test_messages_become_email_items_with_parsed_fields(mailbox, tmp_path):
     assert budget["date"].endswith("Z")
     assert "Numbers attached." in budget["body"]
     assert budget["title"] == "Please review the budget"
-    assert f"--in-reply-to '{first}'" in budget["description"]
+    assert f"Message-ID: {first}" in budget["description"]
+    assert "mail send" not in budget["description"]  # the reply hint (added by ingest) names only the task
     plan = by_subject["Re: plan"]
     assert plan["new_text"] == "Go ahead with option B."
     assert "Option A or option B?" in plan["quoted"]

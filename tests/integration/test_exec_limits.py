@@ -62,7 +62,7 @@ def test_a_run_making_n_plus_5_tool_calls_is_stopped_at_n(lh, provider):
     if provider == "claude":
         argv = call["argv"]
         assert argv[argv.index("--output-format") + 1] == "stream-json" and "--verbose" in argv
-        assert argv[argv.index("--max-turns") + 1] == str(LIMIT)
+        assert f"--max-turns={LIMIT}" in argv
     if provider == "gemini":
         assert fake_events(lh, "settings")[0]["max_session_turns"] == LIMIT
 
@@ -113,7 +113,7 @@ def test_autonomous_continuation_resumes_the_same_session_and_stops_at_max_auto_
         if provider == "codex":
             assert argv[argv.index("resume") + 1] == session
         else:
-            assert argv[argv.index("--resume") + 1] == session
+            assert f"--resume={session}" in argv
     task = lh.task("job")
     assert task["status"] == "blocked" and task["blocked_reason"].startswith("max-auto-turns")
     assert [e["auto_turn"] for e in events(result.stderr, "turn")] == ["1", "2"]

@@ -16,7 +16,7 @@ from tests.support.loop import events, make_home
 from keystone_agents.taskfile import TaskFile
 
 CLAUDE_MEDIUM = ["--print", "--output-format", "json", "--dangerously-skip-permissions",
-                 "--model", "sonnet", "--fallback-model", "opus", "--effort", "medium"]
+                 "--model=sonnet", "--fallback-model=opus", "--effort=medium", "--"]
 
 
 @pytest.fixture
@@ -116,18 +116,18 @@ def test_per_task_overrides_reach_the_argv(lh):
     assert result.returncode == 0, result.stderr
     by_task = {c["task"]: c for c in lh.calls()}
     assert by_task["on-claude"]["argv"] == [
-        "--print", "--output-format", "json", "--dangerously-skip-permissions", "--model", "claude-sonnet-4-5",
-        "--fallback-model", "claude-opus-4-1", "--effort", "high",
+        "--print", "--output-format", "json", "--dangerously-skip-permissions", "--model=claude-sonnet-4-5",
+        "--fallback-model=claude-opus-4-1", "--effort=high", "--",
         "Execute this task.\n\nTask: on-claude\nDescription: Review the provider docs"]
     assert by_task["on-gemini"]["tool"] == "gemini"
     assert by_task["on-gemini"]["argv"] == [
-        "--prompt", "Execute this task.\n\nTask: on-gemini\nDescription: Summarize the notes", "--yolo",
-        "--output-format", "json", "-m", "gemini-2.5-flash"]
+        "--prompt=Execute this task.\n\nTask: on-gemini\nDescription: Summarize the notes", "--yolo",
+        "--output-format", "json", "--model=gemini-2.5-flash"]
     assert by_task["on-codex"]["argv"] == [
-        "exec", "--json", "--full-auto", "-m", "gpt-5-codex", "Execute this task.\n\nTask: on-codex\nDescription: Refactor the parser"]
+        "exec", "--json", "--full-auto", "--model=gpt-5-codex", "--", "Execute this task.\n\nTask: on-codex\nDescription: Refactor the parser"]
     assert by_task["fast-profile"]["argv"] == [
-        "--print", "--output-format", "json", "--dangerously-skip-permissions", "--model", "haiku",
-        "--fallback-model", "sonnet", "--effort", "low",
+        "--print", "--output-format", "json", "--dangerously-skip-permissions", "--model=haiku",
+        "--fallback-model=sonnet", "--effort=low", "--",
         "/deepwork task_loop/run\n\nTask: fast-profile\nDescription: Answer the ping"]
     assert by_task["on-local"]["argv"] == ["run", "qwen3:4b"]
     assert by_task["on-local"]["stdin"] == "Execute this task.\n\nTask: on-local\nDescription: Tidy the inbox"
@@ -151,7 +151,7 @@ def test_model_error_retries_once_with_the_fallback_model(lh):
     calls = lh.calls("claude")
     assert [c["argv"][:-1] for c in calls] == [
         CLAUDE_MEDIUM,
-        ["--print", "--output-format", "json", "--dangerously-skip-permissions", "--model", "opus", "--effort", "medium"],
+        ["--print", "--output-format", "json", "--dangerously-skip-permissions", "--model=opus", "--effort=medium", "--"],
     ]
     assert lh.task("needs-fallback")["status"] == "completed"
     rows = executions(lh)
@@ -373,7 +373,7 @@ def test_paused_run_writes_no_metrics_and_dry_run_writes_prompts_only(lh):
     assert result.returncode == 0, result.stderr
     assert lh.calls() == [] and lh.tasks.read_bytes() == before and not lh.metrics_file.exists()
     log = next((lh.home / ".local/state/agent-task-loop/logs/tasks").glob("*_some-task.log")).read_text()
-    assert "DRY RUN" in log and "Task: some-task\nDescription: Something" in log and '"--model", "sonnet"' in log
+    assert "DRY RUN" in log and "Task: some-task\nDescription: Something" in log and '"--model=sonnet"' in log
 
 
 def test_agent_report_wins_and_runs_and_logs_commands_read_history(lh):
@@ -459,7 +459,7 @@ def test_llm_triage_archive_token_budget_and_log_rotation(lh):
     assert "garbled-request-fake-bad-triage" in names  # invalid answer: deterministic ingest
     assert not any("newsletter" in n for n in names)  # not actionable: skipped
     assert any(e["msg"].startswith("triage answer invalid") for e in events(result.stderr, "log"))
-    assert len(lh.calls("claude")) == 3 and all(c["argv"][5] == "haiku" for c in lh.calls("claude"))
+    assert len(lh.calls("claude")) == 3 and all(c["parsed"]["model"] == "haiku" for c in lh.calls("claude"))
     # archive: the old completed task moved, the recent one stayed
     assert "old-done" not in names and "recent-done" in names
     archived = yaml.safe_load((lh.home / "TASKS.archive.yaml").read_text())["tasks"]

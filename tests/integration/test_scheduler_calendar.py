@@ -9,16 +9,11 @@ instance cancelled), an all-day event today, a cancelled event today, and an eve
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.radicale import free_port
 from tests.support.scheduler import configure, tasks, utc  # noqa: F401 - utc is an autouse fixture
 
 NOW = "2025-06-02T05:00:00Z"
@@ -86,54 +81,19 @@ def vcalendar(body: str) -> str:
     return f"BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//keystone-agents tests//EN\n{body}\nEND:VCALENDAR\n"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def radicale_argv() -> list[str] | None:
-    """The Debian package's `radicale`, else the Python package in this interpreter."""
-    found = shutil.which("radicale") or ("/usr/bin/radicale" if os.path.exists("/usr/bin/radicale") else None)
-    if found:
-        return [found]
-    try:
-        import radicale  # noqa: F401
-    except ImportError:
-        return None
-    return [sys.executable, "-m", "radicale"]
-
-
 @pytest.fixture(scope="session")
 def radicale(tmp_path_factory):
     """A Radicale server on 127.0.0.1:<free port> with user agent/PASSWORD and calendars default + other."""
-    argv = radicale_argv()
-    if argv is None:
-        pytest.skip("radicale is not installed (scripts/install-system-deps installs it)")
+    from tests.support.radicale import Unavailable, start
+
     root = tmp_path_factory.mktemp("radicale")
-    port = free_port()
-    (root / "users").write_text(f"{USER}:{PASSWORD}\n")
-    (root / "config").write_text(
-        f"[server]\nhosts = 127.0.0.1:{port}\n"
-        f"[auth]\ntype = htpasswd\nhtpasswd_filename = {root / 'users'}\nhtpasswd_encryption = plain\n"
-        f"[storage]\nfilesystem_folder = {root / 'collections'}\n"
-        "[rights]\ntype = owner_only\n[web]\ntype = none\n[logging]\nlevel = warning\n"
-    )
-    log = open(root / "radicale.log", "w")
-    process = subprocess.Popen([*argv, "--config", str(root / "config")], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"radicale did not start: {(root / 'radicale.log').read_text()}")
-                time.sleep(0.1)
+        base, stop = start(root, USER, PASSWORD)
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    try:
         import caldav
 
-        base = f"http://127.0.0.1:{port}/{USER}/"
         with caldav.DAVClient(url=base, username=USER, password=PASSWORD) as client:
             principal = client.principal()
             default = principal.make_calendar(name="Default", cal_id="default")
@@ -145,12 +105,7 @@ def radicale(tmp_path_factory):
         password_file.write_text(PASSWORD + "\n")  # as secret files usually are: with a newline
         yield {"base": base, "calendar": base + "default/", "password_file": str(password_file)}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        stop()
 
 
 @pytest.fixture

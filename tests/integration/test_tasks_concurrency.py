@@ -71,3 +71,51 @@ def test_the_scheduler_waits_for_the_loops_transaction(lh):
     proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert "daily-report-2026-11-21" in lh.tasks.read_text()
+
+
+def test_task_add_while_a_loop_runs_loses_nothing(lh):
+    """`keystone-agent task add` (a real subprocess) while the loop executes: both changes survive, and the loop
+    runs the added task in the same run once it takes TASKS.yaml back."""
+    lh.write_tasks("""
+        tasks:
+          - name: slow-task
+            description: "Takes three seconds [fake:sleep=3]"
+            status: pending
+    """)
+    loop = lh.popen()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not lh.calls("claude"):
+        time.sleep(0.05)
+    assert lh.calls("claude"), "provider never started"
+    added = [subprocess.run([installed_script("keystone-agent"), "task", "add", f"added-{i}", "--description",
+                             f"Added while the loop ran ({i})", "--home", str(lh.home)],
+                            capture_output=True, text=True, env=lh.env(), timeout=60) for i in range(3)]
+    assert all(a.returncode == 0 for a in added), [a.stderr for a in added]
+    out, err = loop.communicate(timeout=60)
+    assert loop.returncode == 0, err
+    tasks = {t["name"]: t for t in lh.task_list()}
+    assert tasks["slow-task"]["status"] == "completed"
+    assert all(tasks[f"added-{i}"]["source"] == "manual" for i in range(3))
+    assert [c["task"] for c in lh.calls("claude")] == ["slow-task", "added-0", "added-1", "added-2"]
+
+
+def test_task_add_waits_for_the_loops_transaction(lh):
+    """While the loop holds the tasks lock outside a provider run, `task add` waits, then appends."""
+    from keystone_agents.lock import hold
+
+    lh.write_tasks("""
+        tasks:
+          - name: existing
+            description: "Exists"
+            status: completed
+    """)
+    with hold(lh.home / ".local/state/agent-task-loop/state/tasks.lock"):
+        proc = subprocess.Popen([installed_script("keystone-agent"), "task", "add", "late-one", "-d", "Late",
+                                 "--home", str(lh.home)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=lh.env())
+        time.sleep(1.0)
+        assert proc.poll() is None  # still waiting for the lock
+        assert "late-one" not in lh.tasks.read_text()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert [t["name"] for t in lh.task_list()] == ["existing", "late-one"]

@@ -22,7 +22,7 @@ in
   failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) c.assertions);
   warnings = c.warnings;
   users = lib.mapAttrs (_: u:
-    (pick u [ "uid" "group" "extraGroups" "isNormalUser" "description" "home" "createHome" "linger" "hashedPassword" ])
+    (pick u [ "name" "uid" "group" "extraGroups" "isNormalUser" "description" "home" "createHome" "linger" "hashedPassword" ])
     // { packages = map pkgName u.packages; }) c.users.users;
   groups = c.users.groups;
   services = c.systemd.services;
@@ -30,12 +30,16 @@ in
   userTimers = c.systemd.user.timers;
   tmpfiles = c.systemd.tmpfiles.rules;
   sudoRules = c.security.sudo.extraRules;
-  etc = lib.mapAttrs (_: e: pick e [ "text" "mode" "user" "group" ]) c.environment.etc;
+  etc = lib.mapAttrs (_: e: pick e [ "text" "mode" "user" "group" "uid" "gid" ]) c.environment.etc;
+  # who owns each copied /etc file: by name with the classic /etc, by number only with the overlay or userborn
+  etcOwners = lib.mapAttrs (_: e: if c.system.etc.overlay.enable || c.services.userborn.enable
+    then { user = e.uid; group = e.gid; } else { user = e.user; group = e.group; }) c.environment.etc;
+  sudoRsRules = c.security.sudo-rs.extraRules;
+  scripts = lib.mapAttrs (_: s: { path = s.outPath; inherit (s) text; }) c.keystone.os.agentRuntime.generatedScripts;
   systemPackages = map pkgName c.environment.systemPackages;
   activationScripts = c.system.activationScripts;
-  helpers = lib.mapAttrs (_: h: { path = h.outPath; inherit (h) text; }) c.keystone.os.agentRuntime.helpers;
   prometheus = { inherit (c.services.prometheus) enable rules; nodeExporter = c.services.prometheus.exporters.node; };
   grafana = { inherit (c.services.grafana) enable; provision = { inherit (c.services.grafana.provision) enable; providers = c.services.grafana.provision.dashboards.settings.providers; }; };
   etcSources = lib.mapAttrs (_: e: if e.source == null then null else toString e.source) c.environment.etc;
-  package = pick c.keystone.os.agentRuntime.package [ "name" "pname" "version" "dependencies" "buildSystem" ];
+  package = pick c.keystone.os.agentRuntime.package [ "name" "pname" "version" "dependencies" "buildSystem" "nativeBuildInputs" "postInstall" ];
 }

@@ -15,14 +15,18 @@ let
     "ruamel-yaml" "pyyaml" "jsonschema" "click" "jinja2" "structlog" "prometheus-client" "croniter" "caldav"
     "icalendar" "recurring-ical-events" "vobject" "python-dateutil" "psycopg" "gitpython" "requests" "httpx"
     "imapclient" "aiosmtpd" "tomli" "pydantic" "rich" "tabulate" "pexpect" "platformdirs" "filelock"
+    "click-man"
   ];
 
   python3Packages = lib.genAttrs pythonNames (name: drv "python3-${name}" { }) // {
     hatchling = drv "python3-hatchling" { };
+    python = { sitePackages = "lib/python3.11/site-packages"; };
     buildPythonApplication = attrs: drv "${attrs.pname}-${attrs.version}" {
       inherit (attrs) pname version;
       dependencies = map (d: d.name) attrs.dependencies;
       buildSystem = map (d: d.name) attrs.build-system;
+      nativeBuildInputs = map (d: d.name) (attrs.nativeBuildInputs or [ ]);
+      postInstall = attrs.postInstall or "";
       meta = attrs.meta or { };
       passthru = attrs.passthru or { };
     };
@@ -30,13 +34,15 @@ let
 
   callPackage = fn: args:
     let f = if builtins.isFunction fn then fn else import fn;
-    in f (builtins.intersectAttrs (lib.functionArgs f) { inherit lib python3Packages; } // args);
+    in f (builtins.intersectAttrs (lib.functionArgs f) { inherit lib python3Packages installShellFiles; } // args);
+
+  installShellFiles = drv "installShellFiles" { };
 
   plain = names: lib.genAttrs names (name: drv name { });
 in
 plain [ "coreutils" "openssh" "git" "systemd" "labwc" "wayvnc" "wlr-randr" "chromium" "nix" ]
 // {
-  inherit lib python3Packages callPackage;
+  inherit lib python3Packages callPackage installShellFiles;
   writeShellScript = name: text: drv name { inherit text; executable = true; };
   writeTextDir = path: text: drv "textdir-${baseNameOf path}" { inherit path text; };
 }

@@ -1,9 +1,17 @@
 # Minimal stand-in declarations of the NixOS options the agents module sets or reads, typed like NixOS's own
-# (nixos/modules/config/users-groups.nix, system/boot/systemd.nix, security/sudo.nix, system/etc/etc.nix,
-# misc/assertions.nix, ...), so the module is evaluated by nixpkgs' real module system without all of NixOS.
-{ lib, ... }:
+# (nixos/modules/config/users-groups.nix, system/boot/systemd.nix, security/sudo.nix, security/sudo-rs.nix,
+# system/etc/etc.nix, misc/assertions.nix, ...), so the module is evaluated by nixpkgs' real module system
+# without all of NixOS. They keep the real constraints, so that what fails on NixOS fails here too:
+# - users-groups.nix: user and group names are types.passwdEntry and abort the evaluation at 32 characters;
+#   description and home are passwdEntry (no ':' or newline); a normal user with a UID below 1000 fails the
+#   "Exactly one of isSystemUser and isNormalUser" assertion; UIDs and GIDs must be unique;
+# - etc.nix: uid/gid (default 0), user/group default to "+<uid>"/"+<gid>"; with the overlay /etc or userborn
+#   only uid/gid count (modelled by etcOwnership below);
+# - sudo.nix/sudo-rs.nix: extraRules entries typed as in nixpkgs; execWheelOnly.
+{ lib, config, ... }:
 let
   inherit (lib) mkOption types mkIf mkDefault;
+  nameOf = what: x: assert (builtins.stringLength x < 32 || abort "${what} '${x}' is longer than 31 characters which is not allowed!"); x;
 
   unitValue = types.oneOf [ types.bool types.int types.str (types.listOf (types.oneOf [ types.bool types.int types.str ])) ];
   unitNames = mkOption { type = types.listOf types.str; default = [ ]; };
@@ -39,33 +47,35 @@ let
 
   userType = types.submodule ({ name, config, ... }: {
     options = {
-      name = mkOption { type = types.str; default = name; };
+      name = mkOption { type = types.passwdEntry types.str; default = name; apply = nameOf "Username"; };
       uid = mkOption { type = types.nullOr types.int; default = null; };
-      group = mkOption { type = types.str; default = ""; };
+      group = mkOption { type = types.str; default = ""; apply = nameOf "Group name"; };
       extraGroups = mkOption { type = types.listOf types.str; default = [ ]; };
       isNormalUser = mkOption { type = types.bool; default = false; };
       isSystemUser = mkOption { type = types.bool; default = false; };
-      description = mkOption { type = types.str; default = ""; };
-      home = mkOption { type = types.str; default = "/var/empty"; };
+      description = mkOption { type = types.passwdEntry types.str; default = ""; };
+      home = mkOption { type = types.passwdEntry types.path; default = "/var/empty"; };
       homeMode = mkOption { type = types.strMatching "[0-7]{1,5}"; default = "700"; };
       createHome = mkOption { type = types.bool; default = false; };
       linger = mkOption { type = types.bool; default = false; };
-      hashedPassword = mkOption { type = types.nullOr types.str; default = null; };
+      hashedPassword = mkOption { type = types.nullOr (types.passwdEntry types.str); default = null; };
       packages = mkOption { type = types.listOf types.package; default = [ ]; };
     };
     # as NixOS does for normal users
     config = mkIf config.isNormalUser {
+      group = mkDefault "users";
       home = mkDefault "/home/${name}";
       createHome = mkDefault true;
     };
   });
 
-  groupType = types.submodule {
+  groupType = types.submodule ({ name, ... }: {
     options = {
+      name = mkOption { type = types.passwdEntry types.str; default = name; };
       gid = mkOption { type = types.nullOr types.int; default = null; };
-      members = mkOption { type = types.listOf types.str; default = [ ]; };
+      members = mkOption { type = types.listOf (types.passwdEntry types.str); default = [ ]; };
     };
-  };
+  });
 
   sudoRuleType = types.submodule {
     options = {
@@ -84,14 +94,16 @@ let
     };
   };
 
-  etcType = types.submodule ({ name, ... }: {
+  etcType = types.submodule ({ name, config, ... }: {
     options = {
       target = mkOption { type = types.str; default = name; };
       text = mkOption { type = types.nullOr types.lines; default = null; };
       source = mkOption { type = types.nullOr types.path; default = null; };
       mode = mkOption { type = types.str; default = "symlink"; };
-      user = mkOption { type = types.str; default = "+0"; };
-      group = mkOption { type = types.str; default = "+0"; };
+      uid = mkOption { type = types.int; default = 0; };
+      gid = mkOption { type = types.int; default = 0; };
+      user = mkOption { type = types.str; default = "+${toString config.uid}"; };
+      group = mkOption { type = types.str; default = "+${toString config.gid}"; };
     };
   });
 
@@ -114,7 +126,15 @@ in
     systemd.user.services = mkOption { type = types.attrsOf serviceType; default = { }; };
     systemd.user.timers = mkOption { type = types.attrsOf timerType; default = { }; };
     systemd.tmpfiles.rules = mkOption { type = types.listOf types.str; default = [ ]; };
+    security.sudo.enable = mkOption { type = types.bool; default = true; };
+    security.sudo.execWheelOnly = mkOption { type = types.bool; default = false; };
     security.sudo.extraRules = mkOption { type = types.listOf sudoRuleType; default = [ ]; };
+    security.sudo-rs.enable = mkOption { type = types.bool; default = false; };
+    security.sudo-rs.execWheelOnly = mkOption { type = types.bool; default = false; };
+    security.sudo-rs.extraRules = mkOption { type = types.listOf sudoRuleType; default = [ ]; };
+    services.userborn.enable = mkOption { type = types.bool; default = false; };
+    systemd.sysusers.enable = mkOption { type = types.bool; default = false; };
+    system.etc.overlay.enable = mkOption { type = types.bool; default = false; };
     environment.etc = mkOption { type = types.attrsOf etcType; default = { }; };
     environment.systemPackages = mkOption { type = types.listOf types.package; default = [ ]; };
     system.activationScripts = mkOption { type = types.attrsOf activationType; default = { }; };
@@ -140,4 +160,28 @@ in
       default = [ ];
     };
   };
+
+  # users-groups.nix's own assertions (the ones an agent account can trip)
+  config.assertions = lib.flatten (lib.mapAttrsToList (_: user: [
+    {
+      assertion = let isEffectivelySystemUser = user.isSystemUser || (user.uid != null && user.uid < 1000);
+                  in (isEffectivelySystemUser && !user.isNormalUser) || (!isEffectivelySystemUser && user.isNormalUser);
+      message = "Exactly one of users.users.${user.name}.isSystemUser and users.users.${user.name}.isNormalUser must be set.";
+    }
+    { assertion = user.group != ""; message = "users.users.${user.name}.group is unset."; }
+  ]) config.users.users) ++ [
+    {
+      assertion = let ids = lib.filter (x: x != null) (lib.mapAttrsToList (_: u: u.uid) config.users.users);
+                      gids = lib.filter (x: x != null) (lib.mapAttrsToList (_: g: g.gid) config.users.groups);
+                  in lib.length (lib.unique ids) == lib.length ids && lib.length (lib.unique gids) == lib.length gids;
+      message = "UIDs and GIDs must be unique!";
+    }
+    {
+      # userborn and systemd-sysusers create users after the activation scripts ran on the first switch
+      assertion = !(config.services.userborn.enable || config.systemd.sysusers.enable)
+        || lib.all (s: !(builtins.isAttrs s) || !(lib.elem "users" s.deps || lib.elem "groups" s.deps))
+             (lib.attrValues config.system.activationScripts);
+      message = "stand-in for the first switch with userborn/systemd-sysusers: an activation script that needs the users runs before they exist.";
+    }
+  ];
 }

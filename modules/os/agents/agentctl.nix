@@ -1,5 +1,6 @@
 # agentctl on the host, and its host config: every known agent (local or on another host), where it lives,
-# its notes dir, its VNC port, and for local agents the sudo helper agentctl runs commands through.
+# its notes dir, its VNC port, and for local agents the admin helper agentctl runs commands through
+# (keystone-agent-svc), its system units, PATH and SSH agent socket.
 # The format agentctl reads: python/keystone_agents/schemas/host-config.schema.json (checked by the tests).
 { config, lib, pkgs, ... }:
 let
@@ -20,7 +21,10 @@ let
       notesDir = a.notes.path;
       configPath = L.configPath name;
       desktop = a.desktop.enable;
-      helper = if local then "${rt.helpers.${name}}" else null;
+      helper = if local then L.helperPath else null;
+      systemUnits = if local then L.systemUnitsOf name else [ ];
+      path = if local then L.unitPath name else null;
+      sshAuthSock = if local && a.ssh.keyFile != null then L.sshSocketOf name else null;
       vncPort = L.vncPortOf name;
       vncBind = if a.desktop.enable then a.desktop.vncBind else null;
       chromeDebugPort = L.chromePortOf name;
@@ -30,6 +34,7 @@ let
   hostConfig = {
     version = 1;
     hostName = config.networking.hostName;
+    systemctl = L.systemctlPath;
     agents = map agentEntry L.names;
   };
 in

@@ -18,9 +18,9 @@ let
 
   mcpServers = name:
     let a = cfg.${name}; in
-    lib.optionalAttrs (L.chromeOn name && a.chrome.mcp.enable) {
+    lib.optionalAttrs (L.chromeMcpOn name) {
       chrome-devtools = {
-        command = if pkgs ? chrome-devtools-mcp then "${pkgs.chrome-devtools-mcp}/bin/chrome-devtools-mcp" else "chrome-devtools-mcp";
+        command = "${a.chrome.mcp.package}/bin/chrome-devtools-mcp";
         args = [ "--browserUrl" "http://127.0.0.1:${toString (L.chromePortOf name)}" ];
         env = { };
       };
@@ -91,8 +91,18 @@ in
     environment.etc = listToAttrs (map (name: nameValuePair (lib.removePrefix "/etc/" (L.configPath name)) {
       text = builtins.toJSON (lib.recursiveUpdate (runtimeConfig name) cfg.${name}.settings);
       mode = "0440";
+      # by name and by number: with the overlay /etc (system.etc.overlay) or userborn only uid/gid count, and
+      # a file left at root:root 0440 could not be read by its agent
       user = L.userOf name;
       group = "agent-admins";
+      uid = L.uidOf name;
+      gid = config.keystone.os.agentRuntime.adminsGid;
     }) localNames);
+
+    warnings = lib.concatMap (name:
+      let a = cfg.${name}; in
+      lib.optional (L.chromeOn name && a.chrome.mcp.enable && a.chrome.mcp.package == null)
+        "keystone.os.agents.${name}: the chrome-devtools MCP server is left out: this nixpkgs has no chrome-devtools-mcp package; set keystone.os.agents.${name}.chrome.mcp.package to one, or chrome.mcp.enable = false to silence this.")
+      localNames;
   };
 }

@@ -6,6 +6,7 @@
     ./options.nix
     ./users.nix
     ./services.nix
+    ./switch.nix
     ./units.nix
     ./modes.nix
     ./config.nix

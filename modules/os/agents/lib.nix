@@ -44,6 +44,8 @@ let
 
   desktopOn = name: cfg.${name}.desktop.enable;
   chromeOn = name: cfg.${name}.desktop.enable && cfg.${name}.chrome.enable;
+  chromeMcpOn = name: chromeOn name && cfg.${name}.chrome.mcp.enable && cfg.${name}.chrome.mcp.package != null;
+  loopbackAddresses = [ "127.0.0.1" "::1" "localhost" ];
 in
 rec {
   inherit cfg names hostOf isLocal indexOf calendarInterval;
@@ -57,12 +59,22 @@ rec {
 
   vncPortOf = portOf { enabled = desktopOn; explicit = n: cfg.${n}.desktop.vncPort; base = 5901; };
   chromePortOf = portOf { enabled = chromeOn; explicit = n: cfg.${n}.chrome.debugPort; base = 9222; };
-  inherit desktopOn chromeOn;
+  inherit desktopOn chromeOn chromeMcpOn loopbackAddresses;
 
   configDir = rt.configDir;
   configPath = name: "${rt.configDir}/agents/${name}.json";
   hostConfigPath = "${rt.configDir}/agentctl.json";
   sshSocketOf = name: "/run/agent-${name}-ssh-agent/agent.sock";
+  homeMode = "0750";
+
+  # The admin helper (sudo -u agent-<name> -- keystone-agent-svc VERB ARGS) and the systemctl the sudo rule
+  # for agents' system units names.
+  helperPath = "${rt.package}/bin/keystone-agent-svc";
+  systemctlPath = "${pkgs.systemd}/bin/systemctl";
+  # Every system unit the module creates for an agent (agent-<name>-…): agentctl routes
+  # `status|start|stop|restart UNIT` for these to the system manager.
+  systemUnitsOf = name:
+    builtins.filter (unit: lib.hasPrefix "agent-${name}-" unit) (attrNames config.systemd.services);
   textfileDir = config.keystone.os.observability.nodeExporter.textfileDirectory;
 
   unitNames = name: {
@@ -84,4 +96,88 @@ rec {
   ];
 
   dropNulls = filterAttrs (_: v: v != null);
+
+  # Hardening of the units the module creates, as far as each unit's job allows; the scores
+  # `systemd-analyze security --offline=true` gives the rendered system units are tested (<= 5.0) and
+  # published in docs/nixos.md.
+  hardening = rec {
+    # what every system unit gets
+    base = {
+      NoNewPrivileges = true;
+      PrivateTmp = true;
+      ProtectSystem = "strict";
+      ProtectKernelTunables = true;
+      ProtectKernelModules = true;
+      ProtectKernelLogs = true;
+      ProtectControlGroups = true;
+      ProtectClock = true;
+      ProtectHostname = true;
+      RestrictSUIDSGID = true;
+      RestrictRealtime = true;
+      LockPersonality = true;
+      SystemCallArchitectures = "native";
+      CapabilityBoundingSet = "";
+      AmbientCapabilities = "";
+      PrivateDevices = true;
+      DevicePolicy = "closed";
+      ProtectProc = "invisible";
+      KeyringMode = "private";
+    };
+    strictSyscalls = {
+      MemoryDenyWriteExecute = true;
+      RestrictNamespaces = true;
+      SystemCallFilter = [ "@system-service" "~@privileged @resources" ];
+      SystemCallErrorNumber = "EPERM";
+    };
+    # a unit running as the agent that needs its home (the rest of /home and /root stays hidden) and its
+    # runtime directory /run/user/<uid>
+    agentHome = name: {
+      ProtectHome = "tmpfs";
+      BindPaths = [ (homeOf name) "/run/user/${toString (uidOf name)}" ];
+      UMask = "0027";
+    };
+    # the agent's ssh-agent: no home, no network, only its own socket
+    sshAgent = base // strictSyscalls // {
+      ProtectHome = true;
+      PrivateNetwork = true;
+      RestrictAddressFamilies = [ "AF_UNIX" ];
+      IPAddressDeny = "any";
+      UMask = "0077";
+      ProcSubset = "pid";
+    };
+    # headless compositor: local sockets only
+    labwc = name: base // strictSyscalls // agentHome name // {
+      PrivateNetwork = true;
+      RestrictAddressFamilies = [ "AF_UNIX" ];
+      IPAddressDeny = "any";
+    };
+    # VNC server: TCP on vncBind plus the compositor's socket
+    wayvnc = name: base // strictSyscalls // agentHome name // {
+      RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" ];
+    };
+    # a browser: JIT (no MemoryDenyWriteExecute) and its own sandbox (namespaces); network
+    chromium = name: base // agentHome name // {
+      RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
+      SystemCallFilter = [ "@system-service" "@mount" "@sandbox" ];
+    };
+    # root oneshot applying an agent's user units after a switch: talks to logind and the user manager
+    switchUnit = base // {
+      ProtectHome = "read-only";
+      PrivateNetwork = true;
+      RestrictAddressFamilies = [ "AF_UNIX" ];
+      IPAddressDeny = "any";
+      MemoryDenyWriteExecute = true;
+      SystemCallFilter = [ "@system-service" ];
+      UMask = "0077";
+    };
+    # the agent's own work, in its user manager (no namespaces there: the provider CLIs sandbox themselves,
+    # and Node-based ones need writable executable memory)
+    userUnit = {
+      NoNewPrivileges = true;
+      LockPersonality = true;
+      RestrictRealtime = true;
+      RestrictSUIDSGID = true;
+      SystemCallArchitectures = "native";
+    };
+  };
 }

@@ -170,6 +170,16 @@ let
           default = "127.0.0.1";
           description = "Address wayvnc listens on. The default keeps VNC on loopback (reach it through SSH: agentctl <agent> vnc).";
         };
+        vncConfigFile = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "/run/agenix/agent-drago-wayvnc.conf";
+          description = ''
+            A wayvnc configuration file (readable by agent-<name>, e.g. an agenix/sops secret) passed with --config;
+            it must turn authentication on (enable_auth=true with username/password or rsa_private_key_file).
+            Required when vncBind is not a loopback address.
+          '';
+        };
       };
 
       chrome = {
@@ -185,8 +195,18 @@ let
         };
         mcp.enable = mkOption {
           type = types.bool;
-          default = true;
-          description = "Offer the chrome-devtools MCP server (connected to this Chromium) to the provider CLIs.";
+          default = config.chrome.mcp.package != null;
+          defaultText = literalExpression "chrome.mcp.package != null";
+          description = "Offer the chrome-devtools MCP server (connected to this Chromium) to the provider CLIs. Enabled without a package, it is left out with a warning.";
+        };
+        mcp.package = mkOption {
+          type = types.nullOr types.package;
+          default = pkgs.chrome-devtools-mcp or null;
+          defaultText = literalExpression "pkgs.chrome-devtools-mcp or null";
+          description = ''
+            The package providing bin/chrome-devtools-mcp. null (nixpkgs has none): the server is left out of the
+            agent's MCP servers, with a warning.
+          '';
         };
       };
 
@@ -447,12 +467,21 @@ in
         example = [ "alice" ];
         description = "Human users added to agent-admins: they can read agent homes and steer agents with agentctl.";
       };
-      helpers = mkOption {
+      agentsGid = mkOption {
+        type = types.ints.between 1000 65533;
+        default = 4000;
+        description = "GID of the group `agents` (every agent's primary group). Fixed, so that files can be owned by GID where names are not resolved (overlay /etc, userborn).";
+      };
+      adminsGid = mkOption {
+        type = types.ints.between 1000 65533;
+        default = 4099;
+        description = "GID of the group `agent-admins`. Fixed, so that the agents' config files under /etc are owned by GID as well as by name (with the overlay /etc or userborn, names are ignored).";
+      };
+      generatedScripts = mkOption {
         type = types.attrsOf types.package;
         default = { };
         internal = true;
-        readOnly = false;
-        description = "Store path of each local agent's sudo helper (agent-svc-<name>), for agentctl's host config.";
+        description = "Scripts the module generates for units, by name (for the evaluation tests, which run them).";
       };
       configDir = mkOption {
         type = types.strMatching "/etc/.+";

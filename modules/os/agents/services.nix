@@ -41,7 +41,7 @@ let
         ExecStartPost = "${addKey}";
         Restart = "always";
         RestartSec = 5;
-      };
+      } // L.hardening.sshAgent;
     });
 
   desktopServices = name:
@@ -85,7 +85,7 @@ let
           WLR_HEADLESS_OUTPUTS = "1";
           WLR_LIBINPUT_NO_DEVICES = "1";
         };
-        serviceConfig = common // { ExecStart = "${pkgs.labwc}/bin/labwc -C ${labwcConfig}"; };
+        serviceConfig = common // L.hardening.labwc name // { ExecStart = "${pkgs.labwc}/bin/labwc -C ${labwcConfig}"; };
       })
       (nameValuePair u.wayvnc {
         description = "VNC server of agent ${name}'s desktop";
@@ -93,9 +93,11 @@ let
         after = [ "${u.labwc}.service" ];
         bindsTo = [ "${u.labwc}.service" ];
         environment = waylandEnv;
-        serviceConfig = common // {
+        serviceConfig = common // L.hardening.wayvnc name // {
           ExecStartPre = "${waitForWayland}";
-          ExecStart = "${pkgs.wayvnc}/bin/wayvnc ${a.desktop.vncBind} ${toString (L.vncPortOf name)}";
+          ExecStart = lib.concatStringsSep " " ([ "${pkgs.wayvnc}/bin/wayvnc" ]
+            ++ lib.optional (a.desktop.vncConfigFile != null) "--config=${a.desktop.vncConfigFile}"
+            ++ [ a.desktop.vncBind (toString (L.vncPortOf name)) ]);
         };
       })
     ] ++ optional (L.chromeOn name) (nameValuePair u.chromium {
@@ -104,7 +106,7 @@ let
       after = [ "${u.labwc}.service" ];
       bindsTo = [ "${u.labwc}.service" ];
       environment = waylandEnv;
-      serviceConfig = common // {
+      serviceConfig = common // L.hardening.chromium name // {
         ExecStartPre = "${waitForWayland}";
         ExecStart = lib.concatStringsSep " " [
           "${pkgs.chromium}/bin/chromium"

@@ -59,7 +59,7 @@ let
       TimeoutStartSec = job.timeoutSec;
       SyslogIdentifier = job.unit;
       LogRateLimitIntervalSec = 0;
-    };
+    } // L.hardening.userUnit;
   };
 
   timerOf = name: job: nameValuePair job.unit {

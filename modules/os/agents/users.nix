@@ -1,6 +1,6 @@
 # Accounts: groups agents and agent-admins, one locked user per local agent, homes that other agents cannot
-# read but admins can, lingering (user units run without a login), the sudo helper, and the assertions that
-# keep UIDs and names sane.
+# read but admins can, lingering (user units run without a login), the sudo rules of the admin helper, and
+# the assertions that keep UIDs and names sane.
 { config, lib, pkgs, ... }:
 let
   L = import ./lib.nix { inherit config lib pkgs; };
@@ -8,71 +8,14 @@ let
   inherit (lib) concatMap concatStringsSep listToAttrs nameValuePair mkIf filter;
   rt = config.keystone.os.agentRuntime;
 
-  systemctlVerbs = [ "status" "start" "stop" "restart" "list-timers" "list-units" "is-active" "is-failed" "reset-failed" "show" "cat" ];
-  agentCommands = [ "tasks" "paused" "pause" "resume" "validate" "runs" "show" "status" ];
-  journalctlRefused = [ "--vacuum-*" "--rotate" "--flush" "--sync" "--relinquish-var" "--smart-relinquish-var" "--setup-keys" "--update-catalog" "-D" "--directory*" "--file*" "--root*" "--image*" ];
-
-  # The only program admins may run as an agent through sudo. Arguments stay an argv (never re-parsed by a
-  # shell); anything not listed is refused with a message that says what is allowed.
-  helperText = name: ''
-    # agent-svc-${name}: what members of agent-admins may run as ${userOf name} (through sudo), and nothing else.
-    set -euo pipefail
-    self=agent-svc-${name}
-    export HOME=${homeOf name}
-    export USER=${userOf name}
-    export XDG_RUNTIME_DIR=/run/user/${toString (uidOf name)}
-    export DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/${toString (uidOf name)}/bus
-    export KEYSTONE_AGENT_CONFIG=${L.configPath name}
-    export PATH=${L.unitPath name}
-    usage() {
-      echo "usage: $self systemctl ${concatStringsSep "|" systemctlVerbs} [UNIT...]" >&2
-      echo "       $self journalctl [ARGS...]" >&2
-      echo "       $self keystone-agent ${concatStringsSep "|" agentCommands} [ARGS...]" >&2
-      echo "       $self exec COMMAND [ARGS...]" >&2
-    }
-    verb="''${1:-}"
-    [ "$#" -gt 0 ] && shift
-    case "$verb" in
-      systemctl)
-        sub="''${1:-}"
-        case "$sub" in
-          ${concatStringsSep "|" systemctlVerbs})
-            shift
-            exec ${pkgs.systemd}/bin/systemctl --user "$sub" "$@" ;;
-          *)
-            echo "$self: 'systemctl $sub' is not allowed; allowed verbs: ${concatStringsSep " " systemctlVerbs}" >&2
-            exit 2 ;;
-        esac ;;
-      journalctl)
-        for arg in "$@"; do
-          case "$arg" in
-            ${concatStringsSep "|" journalctlRefused})
-              echo "$self: 'journalctl $arg' is not allowed (only reading the agent's own journal is)" >&2
-              exit 2 ;;
-          esac
-        done
-        exec ${pkgs.systemd}/bin/journalctl --user "$@" ;;
-      keystone-agent)
-        sub="''${1:-}"
-        case "$sub" in
-          ${concatStringsSep "|" agentCommands})
-            shift
-            exec ${rt.package}/bin/keystone-agent "$sub" --config ${L.configPath name} "$@" ;;
-          *)
-            echo "$self: 'keystone-agent $sub' is not allowed; allowed: ${concatStringsSep " " agentCommands}" >&2
-            exit 2 ;;
-        esac ;;
-      exec)
-        if [ "$#" -eq 0 ]; then usage; exit 2; fi
-        cd "$HOME"
-        exec "$@" ;;
-      *)
-        if [ -n "$verb" ]; then echo "$self: '$verb' is not allowed" >&2; fi
-        usage
-        exit 2 ;;
-    esac
-  '';
-  helperOf = name: pkgs.writeShellScript "agent-svc-${name}" (helperText name);
+  # sudo: agent-admins run keystone-agent-svc (the admin helper) as each agent, and systemctl
+  # status|start|stop|restart on each agent's own system units as root. The verbs live in the package's
+  # allow-list (python/keystone_agents/agentctl/verbs.py), not here.
+  sudoRules = import ./sudo-rules.nix {
+    helper = L.helperPath;
+    systemctl = L.systemctlPath;
+    agents = map (name: { user = userOf name; systemUnits = L.systemUnitsOf name; }) accountNames;
+  };
 
   # --- assertions -------------------------------------------------------------------------------------------
   agentUsers = map userOf L.names;
@@ -84,7 +27,18 @@ let
   freeUid = let used = map uidOf L.names ++ lib.mapAttrsToList (_: u: u.uid) otherUsers;
                 go = u: if builtins.elem u used then go (u + 1) else u;
             in go 4001;
-  badName = name: builtins.match "[a-z][a-z0-9-]*" name == null || builtins.stringLength (userOf name) > 32;
+  # NixOS aborts the whole evaluation for a user name of 32 characters or more, and refuses ':' or a newline
+  # in passwd fields (types.passwdEntry); agents failing these get no account, only the assertion saying why.
+  badName = name: builtins.match "[a-z][a-z0-9-]*" name == null || builtins.stringLength (userOf name) > 31;
+  badFullName = name: builtins.match "[^:\n]*" cfg.${name}.fullName == null;
+  lowUid = name: uidOf name < 1000;
+  usable = name: !(badName name) && !(badFullName name) && !(lowUid name);
+  accountNames = filter usable localNames;
+  sudo = config.security.sudo;
+  sudoRs = config.security.sudo-rs;
+  wheelMembers = (config.users.groups.wheel.members or [ ])
+    ++ builtins.attrNames (lib.filterAttrs (_: u: builtins.elem "wheel" (u.extraGroups or [ ])) config.users.users);
+  adminsOutsideWheel = filter (a: !(builtins.elem a wheelMembers)) rt.admins;
   portClashes = portOf: label: option:
     let byHost = lib.groupBy L.hostOf (filter (n: portOf n != null) L.names);
     in lib.concatLists (lib.mapAttrsToList (host: ns:
@@ -96,8 +50,22 @@ in
     assertions =
       map (name: {
         assertion = !(badName name);
-        message = "keystone.os.agents.${name}: agent names must match [a-z][a-z0-9-]* and agent-<name> must be at most 32 characters; rename keystone.os.agents.${name}.";
+        message = "keystone.os.agents.${name}: agent names must match [a-z][a-z0-9-]* and the user name agent-${name} must be at most 31 characters (NixOS refuses longer user names); rename keystone.os.agents.${name}.";
       }) L.names
+      ++ map (name: {
+        assertion = !(badFullName name);
+        message = "keystone.os.agents.${name}.fullName contains ':' or a newline, which /etc/passwd cannot hold (it becomes the user's description); remove them from keystone.os.agents.${name}.fullName.";
+      }) localNames
+      ++ map (name: {
+        assertion = !(lowUid name);
+        message = "keystone.os.agents.${name}.uid is ${toString (uidOf name)}, but agents are normal users and need a UID of at least 1000 (below is the system range); set keystone.os.agents.${name}.uid to e.g. ${toString freeUid}, or remove it to use the automatic one.";
+      }) localNames
+      ++ [
+        {
+          assertion = localNames == [ ] || sudo.enable || sudoRs.enable;
+          message = "keystone.os.agents: agentctl runs commands as the agents through sudo, but neither security.sudo.enable nor security.sudo-rs.enable is set; enable one of them (the module writes its rules for either).";
+        }
+      ]
       ++ map (uid: {
         assertion = false;
         message = "keystone.os.agents: UID ${toString uid} is used by several agents (${concatStringsSep ", " (map (n: "${n} (${howSet n})") (uidOwners uid))}); give each a distinct keystone.os.agents.<name>.uid, e.g. ${toString freeUid}, or remove the explicit uid to use the automatic one.";
@@ -117,6 +85,10 @@ in
             message = "keystone.os.agents.${name}.ssh.passphraseFile is set but ssh.keyFile is not; set ssh.keyFile to the private key file (e.g. /run/agenix/agent-${name}-ssh-key).";
           }
           {
+            assertion = !a.desktop.enable || builtins.elem a.desktop.vncBind L.loopbackAddresses || a.desktop.vncConfigFile != null;
+            message = "keystone.os.agents.${name}.desktop.vncBind is ${a.desktop.vncBind}, so the agent's desktop is reachable from the network, but wayvnc has no authentication; set keystone.os.agents.${name}.desktop.vncConfigFile to a wayvnc config with enable_auth=true (e.g. an agenix secret), or keep vncBind = \"127.0.0.1\" and use agentctl ${name} vnc over SSH.";
+          }
+          {
             assertion = a.mail.address == null || (a.mail.imap.host != null && a.mail.smtp.host != null);
             message = "keystone.os.agents.${name}.mail.address is set, so mail.imap.host and mail.smtp.host must be set too (e.g. \"mail.example.com\").";
           }
@@ -131,10 +103,12 @@ in
     warnings = concatMap (name:
       lib.optional (cfg.${name}.chrome.enable && !cfg.${name}.desktop.enable)
         "keystone.os.agents.${name}: chrome.enable needs desktop.enable; Chromium is not started. Set chrome.enable = false to silence this.")
-      localNames;
+      localNames
+      ++ lib.optional ((sudo.enable && sudo.execWheelOnly || sudoRs.enable && (sudoRs.execWheelOnly or false)) && adminsOutsideWheel != [ ])
+        "keystone.os.agents: security.${if sudoRs.enable then "sudo-rs" else "sudo"}.execWheelOnly lets only wheel members run sudo, so the agent admins ${concatStringsSep ", " adminsOutsideWheel} cannot use agentctl on other users' agents; add them to the wheel group or set execWheelOnly = false.";
 
-    users.groups.agents = { };
-    users.groups.agent-admins.members = rt.admins;
+    users.groups.agents.gid = rt.agentsGid;
+    users.groups.agent-admins = { gid = rt.adminsGid; members = rt.admins; };
 
     users.users = listToAttrs (map (name: nameValuePair (userOf name) {
       isNormalUser = true;
@@ -146,27 +120,20 @@ in
       # which every agent shares
       createHome = false;
       hashedPassword = "!";
-      linger = true;
+      # lingering is switched on by agent-<name>-user-units (switch.nix), not users.users.<name>.linger: on
+      # nixpkgs where that is a plain bool, setting it makes NixOS disable every other user's lingering
       packages = [ rt.package pkgs.git pkgs.openssh ] ++ cfg.${name}.extraPackages;
-    }) localNames);
+    }) accountNames);
 
-    # 2770 agent-<name>:agent-admins — the agent and admins only; setgid keeps new files in agent-admins.
-    systemd.tmpfiles.rules = map (name: "d ${homeOf name} 2770 ${userOf name} agent-admins -") localNames;
-    system.activationScripts.agentHomes = {
-      deps = [ "users" "groups" ];
-      text = concatStringsSep "\n" (map (name: ''
-        ${pkgs.coreutils}/bin/install -d -m 2770 -o ${userOf name} -g agent-admins ${homeOf name}
-        ${pkgs.coreutils}/bin/chown ${userOf name}:agent-admins ${homeOf name}
-        ${pkgs.coreutils}/bin/chmod 2770 ${homeOf name}
-      '') localNames);
-    };
+    # 0750 agent-<name>:agent-admins — the agent writes, admins read, nobody else (other agents included)
+    # enters. Admins change an agent's files through agentctl, as the agent, so every file keeps its owner.
+    # systemd-tmpfiles creates the home and corrects its owner and mode on every boot and switch; it runs after
+    # the users exist whichever way they are created (activation script, userborn or systemd-sysusers), where an
+    # activation script of ours would run before userborn/sysusers created the user on the first switch.
+    systemd.tmpfiles.rules = map (name: "d ${homeOf name} ${L.homeMode} ${userOf name} agent-admins -") accountNames;
 
-    security.sudo.extraRules = map (name: {
-      groups = [ "agent-admins" ];
-      runAs = userOf name;
-      commands = [ { command = "${helperOf name}"; options = [ "NOPASSWD" ]; } ];
-    }) localNames;
-
-    keystone.os.agentRuntime.helpers = listToAttrs (map (name: nameValuePair name (helperOf name)) localNames);
+    # the same rules for whichever sudo the host uses
+    security.sudo.extraRules = mkIf sudo.enable sudoRules;
+    security.sudo-rs.extraRules = mkIf sudoRs.enable sudoRules;
   };
 }

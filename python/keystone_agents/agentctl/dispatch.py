@@ -1,12 +1,13 @@
 """How agentctl runs something as an agent: the argv, and running it.
 
-An agent that is the user running agentctl runs commands directly. Any other agent runs them through its
-per-agent sudo helper: `sudo -u agent-<name> -- <helper> VERB [ARGS…]`, where the helper (written by the
-NixOS module, allowed by one sudo rule per agent) understands exactly:
-
-    <helper> <systemctl verb> ARGS…   → systemctl --user <verb> ARGS…   (verb re-checked against the allow-list)
-    <helper> journalctl ARGS…         → journalctl --user ARGS…
-    <helper> exec CMD ARGS…           → CMD ARGS… in the agent's environment (XDG_RUNTIME_DIR, D-Bus, SSH agent, PATH)
+The verbs and what each runs as the agent are defined once, in agentctl/verbs.py:
+- the agent is the user running agentctl → verbs.expand(VERB, agent, ARGS) runs directly;
+- any other local agent → `sudo -u agent-<name> -- keystone-agent-svc VERB ARGS…`: the helper (the one
+  program the agent-admins sudo rule allows) re-checks VERB against the same allow-list and runs the same
+  expansion as the agent;
+- `status|start|stop|restart UNIT` for one of the agent's listed *system* units (ssh-agent, desktop,
+  browser) → `sudo -n -- <systemctl> VERB UNIT.service`, which the module's sudo rule allows for exactly
+  those units and verbs.
 
 Every argument is passed as one argv element; nothing goes through a shell.
 """
@@ -19,24 +20,12 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from keystone_agents.agentctl import verbs
 from keystone_agents.agentctl.hostconfig import AgentEntry
 
-# systemctl verbs agentctl passes on (the original's list, a superset of the issue's).
-SYSTEMCTL_VERBS = (
-    "status", "start", "stop", "restart", "enable", "disable", "list-units", "list-timers", "show", "cat",
-    "is-active", "is-enabled", "is-failed", "daemon-reload", "reset-failed",
-)
-# Refused with a reason: each would let an admin change the agent's service manager beyond start/stop.
-REFUSED_VERBS = {
-    "edit": "it opens an editor as the agent and rewrites unit files; change units in the NixOS configuration",
-    "set-environment": "it changes the environment of every unit of the agent's service manager",
-    "import-environment": "it copies the caller's environment (and secrets) into the agent's service manager",
-    "unset-environment": "it changes the environment of every unit of the agent's service manager",
-    "mask": "it disables units beyond what the NixOS configuration declares",
-    "link": "it installs arbitrary unit files",
-}
-
-KEYSTONE_AGENT = "keystone-agent"
+# kept for importers: the allow-list lives in verbs.py
+SYSTEMCTL_VERBS = verbs.SYSTEMCTL_VERBS
+REFUSED_VERBS = verbs.REFUSED
 
 
 class DispatchError(Exception):
@@ -46,47 +35,41 @@ class DispatchError(Exception):
 @dataclass(frozen=True)
 class AgentRunner:
     agent: AgentEntry
+    systemctl_path: str = "systemctl"
+    # sudo -n: never prompt (for captured calls such as `show`, whose stdin is not a terminal)
+    non_interactive: bool = False
 
     @property
     def direct(self) -> bool:
         return self.agent.is_current_user()
 
-    def _via_helper(self, verb: str, args: list[str]) -> list[str]:
+    def verb(self, name: str, args: list[str] = ()) -> list[str]:
+        """The argv that runs `agentctl AGENT NAME ARGS…`; verbs.Refused when the allow-list says no."""
+        args = list(args)
+        system = self.system_unit_argv(name, args)
+        if system is not None:
+            return system
+        if self.direct:
+            return verbs.expand(name, self.agent, args)
+        verbs.expand(name, self.agent, args)  # refuse here already, with the same message the helper gives
         if not self.agent.helper:
             raise DispatchError(
                 f"agent '{self.agent.name}' has no `helper` in the host configuration, and agentctl runs as "
                 f"another user than {self.agent.user}: cannot run commands as the agent"
             )
-        return ["sudo", "-u", self.agent.user, "--", self.agent.helper, verb, *args]
+        return ["sudo", *(["-n"] if self.non_interactive else []), "-u", self.agent.user, "--", self.agent.helper,
+                name, *args]
 
-    def systemctl(self, verb: str, args: list[str] = ()) -> list[str]:
-        if verb not in SYSTEMCTL_VERBS:
-            raise DispatchError(f"systemctl verb {verb!r} is not allowed")
-        if self.direct:
-            return ["systemctl", "--user", verb, *args]
-        return self._via_helper(verb, list(args))
-
-    def journalctl(self, args: list[str] = ()) -> list[str]:
-        if self.direct:
-            return ["journalctl", "--user", *args]
-        return self._via_helper("journalctl", list(args))
-
-    def exec(self, argv: list[str]) -> list[str]:
-        if not argv:
-            raise DispatchError("exec needs a command")
-        if self.direct:
-            return list(argv)
-        return self._via_helper("exec", list(argv))
-
-    def keystone_agent(self, subcommand: str, args: list[str] = (), *, separator: bool = False) -> list[str]:
-        """`keystone-agent SUBCOMMAND --home H [--config C] ARGS` as the agent (home and config explicit, so
-        the result does not depend on what sudo does to $HOME)."""
-        argv = [KEYSTONE_AGENT, subcommand, "--home", self.agent.home]
-        if self.agent.config_path:
-            argv += ["--config", self.agent.config_path]
-        if separator:
-            argv.append("--")
-        return self.exec(argv + list(args))
+    def system_unit_argv(self, name: str, args: list[str]) -> list[str] | None:
+        """`sudo -n -- systemctl VERB UNIT.service` for a listed system unit of the agent, else None."""
+        if name not in verbs.SYSTEM_UNIT_VERBS or not any(self.agent.system_unit(a) for a in args):
+            return None
+        if len(args) != 1:
+            raise verbs.Refused(
+                f"Error: the agent's system units take exactly one unit and no options: agentctl "
+                f"{self.agent.name} {name} UNIT (system units: {', '.join(self.agent.system_units)})"
+            )
+        return ["sudo", "-n", "--", self.systemctl_path, name, self.agent.system_unit(args[0])]  # type: ignore[list-item]
 
 
 def _stdout_is_real() -> bool:

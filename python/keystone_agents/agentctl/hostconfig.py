@@ -31,6 +31,12 @@ class AgentEntry:
     vnc_port: int | None = None
     desktop: bool = False
     helper: str | None = None
+    uid: int | None = None
+    # system units of this agent (ssh-agent, desktop, browser) that `status|start|stop|restart UNIT` reach
+    system_units: tuple[str, ...] = ()
+    # PATH and SSH agent socket the helper gives commands run as the agent (null: its defaults)
+    path: str | None = None
+    ssh_auth_sock: str | None = None
 
     @property
     def notes(self) -> str:
@@ -43,6 +49,11 @@ class AgentEntry:
     def is_current_user(self) -> bool:
         return self.user == current_user()
 
+    def system_unit(self, unit: str) -> str | None:
+        """`UNIT.service` when UNIT (with or without .service) is one of the agent's listed system units."""
+        name = unit[: -len(".service")] if unit.endswith(".service") else unit
+        return f"{name}.service" if name in self.system_units else None
+
 
 @dataclass(frozen=True)
 class HostConfig:
@@ -50,6 +61,7 @@ class HostConfig:
     host_name: str | None = None
     ssh_command: list[str] = field(default_factory=lambda: ["ssh"])
     source_path: Path | None = None
+    systemctl: str = "systemctl"
 
     @property
     def this_host(self) -> str:
@@ -110,11 +122,13 @@ def parse(data: object, file: str = "<host config>", text: str | None = None) ->
         AgentEntry(
             name=a["name"], user=a["user"], home=a["home"], host=a.get("host"), notes_dir=a.get("notesDir"),
             config_path=a.get("configPath"), vnc_port=a.get("vncPort"), desktop=a.get("desktop", False),
-            helper=a.get("helper"),
+            helper=a.get("helper"), uid=a.get("uid"), system_units=tuple(a.get("systemUnits") or ()),
+            path=a.get("path"), ssh_auth_sock=a.get("sshAuthSock"),
         )
         for a in data["agents"]  # type: ignore[index]
     ]
-    return HostConfig(agents, data.get("hostName"), list(data.get("sshCommand") or ["ssh"]))  # type: ignore[union-attr]
+    return HostConfig(agents, data.get("hostName"), list(data.get("sshCommand") or ["ssh"]),  # type: ignore[union-attr]
+                      systemctl=data.get("systemctl") or "systemctl")  # type: ignore[union-attr]
 
 
 def load(explicit: str | os.PathLike | None = None) -> HostConfig:
@@ -131,4 +145,4 @@ def load(explicit: str | os.PathLike | None = None) -> HostConfig:
     except json.JSONDecodeError as exc:
         raise ValidationFailed([Problem(str(path), exc.lineno, "", f"not valid JSON: {exc.msg} (column {exc.colno})")]) from None
     config = parse(data, str(path), text)
-    return HostConfig(config.agents, config.host_name, config.ssh_command, path)
+    return HostConfig(config.agents, config.host_name, config.ssh_command, path, config.systemctl)

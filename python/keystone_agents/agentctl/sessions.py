@@ -6,9 +6,9 @@ composes the system prompt from the agent's own files and replaces itself with t
 
     prompt = notes/AGENTS.md + "# Project Context" (from PROJECTS.yaml, with --project)
              + composition of notes/manifests/modes.yaml for --role / --roles
-    claude  --dangerously-skip-permissions [--model M] --append-system-prompt PROMPT ARGS…
-    codex   --full-auto [-m M] -c model_instructions_file="FILE" ARGS…
-    gemini  --yolo [-m M] ARGS…    (Gemini CLI has no flag to append to its system prompt: none is passed)
+    claude  --dangerously-skip-permissions [--model=M] --append-system-prompt PROMPT ARGS…
+    codex   --full-auto [--model=M] -c model_instructions_file="FILE" ARGS…
+    gemini  --yolo [--model=M] ARGS…    (Gemini CLI has no flag to append to its system prompt: none is passed)
 
 The execution-mode flag is added only when the caller passed none of the tool's own.
 """
@@ -35,7 +35,6 @@ MODE_FLAGS = {
     ),
     "gemini": ({"--yolo", "-y", "--approval-mode"}, ["--yolo"]),
 }
-MODEL_FLAG = {"claude": "--model", "codex": "-m", "gemini": "-m"}
 
 
 class SessionError(Exception):
@@ -130,7 +129,11 @@ def prepare(space: AgentSpace, tool: str, role: str | None = None, roles: list[s
     flags, default = MODE_FLAGS[tool]
     argv = [tool] + ([] if _has_flag(tool_args, flags) else default)
     if model:
-        argv += [MODEL_FLAG[tool], model]
+        from keystone_agents.sanitize import MODEL_RE
+
+        if not MODEL_RE.match(model):
+            raise SessionError(f"--model {model!r} is not a model name (it must start with a letter or digit)")
+        argv.append(f"--model={model}")  # attached: every tool's parser reads it as the value
     if prompt and tool == "claude":
         argv += ["--append-system-prompt", prompt]
     elif prompt and tool == "codex":

@@ -12,7 +12,7 @@ import json
 import re
 import subprocess
 
-from keystone_agents.agentctl import remote
+from keystone_agents.agentctl import remote, verbs
 from keystone_agents.agentctl.dispatch import AgentRunner, DispatchError, run_capture
 from keystone_agents.agentctl.hostconfig import AgentEntry, HostConfig
 from keystone_agents.agentctl.prefs import Prefs
@@ -77,14 +77,14 @@ def _first_line(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def _local(report: dict, agent: AgentEntry, project: str | None) -> None:
-    runner = AgentRunner(agent)
+def _local(report: dict, config: HostConfig, agent: AgentEntry, project: str | None) -> None:
+    runner = AgentRunner(agent, config.systemctl, non_interactive=True)
     try:
-        info_argv = runner.keystone_agent("info", ["--json"] + (["--project", project] if project else []))
-        timer_argv = runner.systemctl(
+        info_argv = runner.verb("info", ["--json"] + (["--project", project] if project else []))
+        timer_argv = runner.verb(
             "show", [f"{agent.task_loop_unit}.timer", f"--property={NEXT_ELAPSE}", "--value", "--timestamp=unix"]
         )
-    except DispatchError as exc:
+    except (DispatchError, verbs.Refused) as exc:
         report["errors"].append(str(exc))
         return
     try:
@@ -136,7 +136,7 @@ def show(config: HostConfig, agent: AgentEntry, prefs: Prefs, project: str | Non
     report = _base(config, agent, prefs, project)
     host = effective_host(config, agent, prefs)
     if host is None:
-        _local(report, agent, project)
+        _local(report, config, agent, project)
     else:
         _remote(report, config, agent, host, project)
     _overlay_prefs(report, prefs)

@@ -1,12 +1,17 @@
-"""`keystone-agent`: what runs inside an agent account (systemd units call it; so can the agent)."""
+"""`keystone-agent`: what runs inside an agent account (systemd units call it; so can the agent).
+
+The click group is `keystone_agents.cli.agent_cli.cli` (also importable from here as `cli`). `main()` has one
+shortcut: the exact invocation of the task-loop timer — `keystone-agent loop` with at most `--home DIR` and
+`--config FILE` — runs the loop without importing click, a fifth of the five-minute tick's start-up
+(docs/performance.md). Anything else, including every error in those two options, goes through click, which
+stays the one definition of the command line (a test runs both paths and compares them).
+"""
 
 from __future__ import annotations
 
-import importlib
-
-import click
-
-from keystone_agents import __version__
+import os
+import sys
+from typing import Any
 
 # Commands are imported when used: the task loop runs every few minutes and its start-up time is
 # measured (docs/performance.md), so `keystone-agent loop` must not import every other command's
@@ -15,6 +20,7 @@ COMMANDS = {
     "init": "keystone_agents.commands.init:init_command",
     "validate": "keystone_agents.commands.validate:validate_command",
     "tasks": "keystone_agents.commands.tasks:tasks_command",
+    "task": "keystone_agents.commands.task:task_group",
     "pause": "keystone_agents.commands.pause:pause_command",
     "resume": "keystone_agents.commands.pause:resume_command",
     "paused": "keystone_agents.commands.pause:paused_command",
@@ -32,30 +38,59 @@ COMMANDS = {
     "kill": "keystone_agents.commands.lifecycle:kill_command",
     "continue": "keystone_agents.commands.lifecycle:continue_command",
     "resolve-provider": "keystone_agents.commands.resolve_provider:resolve_provider_command",
+    "monitoring": "keystone_agents.commands.monitoring:monitoring_group",
 }
 
-
-class LazyGroup(click.Group):
-    def list_commands(self, ctx):
-        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
-
-    def get_command(self, ctx, name):
-        command = super().get_command(ctx, name)
-        if command is None and name in COMMANDS:
-            module, attr = COMMANDS[name].split(":")
-            command = getattr(importlib.import_module(module), attr)
-        return command
+TIMER_OPTIONS = ("--home", "--config")
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="keystone-agent")
-def cli():
-    """Run an autonomous agent's work: its task loop, scheduler, notes sync and queue files.
-
-    Every command takes --home DIR (default $HOME) and --config FILE. Exit codes: 0 success,
-    1 invalid files/configuration or a failed run, 2 bad usage; `loop` also uses 3 (degraded).
-    """
+def timer_invocation(argv: list[str]) -> dict[str, str | None] | None:
+    """{"home", "config"} when `argv` is `loop` with at most --home and --config (each once, with a plain value,
+    naming no file/directory click would refuse), else None: then click parses (and explains) it."""
+    if not argv or argv[0] != "loop":
+        return None
+    values: dict[str, str] = {}
+    rest = argv[1:]
+    index = 0
+    while index < len(rest):
+        name, eq, value = rest[index].partition("=")
+        if name not in TIMER_OPTIONS or name in values:
+            return None
+        if not eq:
+            if index + 1 >= len(rest):
+                return None
+            index += 1
+            value = rest[index]
+        if not value or value.startswith("-"):
+            return None
+        values[name] = value
+        index += 1
+    home = values.get("--home") or os.environ.get("KEYSTONE_AGENT_HOME") or None
+    config = values.get("--config")
+    if (home and os.path.isfile(home)) or (config and os.path.isdir(config)):
+        return None  # click's Path types refuse these, with their message
+    fmt = os.environ.get("KEYSTONE_AGENT_LOG_FORMAT")
+    if fmt and fmt not in ("human", "logfmt", "json"):
+        return None
+    return {"home": home, "config": config}
 
 
 def main() -> None:
+    fast = timer_invocation(sys.argv[1:])
+    if fast is not None:
+        from pathlib import Path
+
+        from keystone_agents.loop.runner import run
+
+        sys.exit(run(Path(fast["home"]) if fast["home"] else None, Path(fast["config"]) if fast["config"] else None))
+    from keystone_agents.cli.agent_cli import cli
+
     cli(prog_name="keystone-agent")
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("cli", "LazyGroup", "completion_command"):
+        from keystone_agents.cli import agent_cli
+
+        return getattr(agent_cli, name)
+    raise AttributeError(name)

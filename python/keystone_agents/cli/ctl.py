@@ -20,20 +20,14 @@ import click
 from click.shell_completion import get_completion_class
 
 from keystone_agents import __version__
-from keystone_agents.agentctl import remote, sessions, status
-from keystone_agents.agentctl.dispatch import (
-    REFUSED_VERBS,
-    SYSTEMCTL_VERBS,
-    AgentRunner,
-    DispatchError,
-    run_passthrough,
-)
+from keystone_agents.agentctl import remote, sessions, status, verbs
+from keystone_agents.agentctl.dispatch import AgentRunner, DispatchError, run_passthrough
 from keystone_agents.agentctl.hostconfig import AgentEntry, HostConfig, load
 from keystone_agents.agentctl.prefs import PROVIDERS, PrefsStore
 from keystone_agents.cli.common import EXIT_PROBLEMS, echo_json
 from keystone_agents.problems import ValidationFailed
 
-EXIT_REFUSED = 2  # a verb that is not allow-listed is bad usage
+EXIT_REFUSED = verbs.EXIT_REFUSED  # a verb that is not allow-listed is bad usage
 
 
 @dataclass
@@ -97,71 +91,36 @@ def _finish(code: int) -> None:
 
 
 def _runner(ctx: click.Context) -> AgentRunner:
-    return AgentRunner(ctx.meta["agentctl.agent"])
+    return AgentRunner(ctx.meta["agentctl.agent"], _state(ctx).config.systemctl)
 
 
-def _run_as_agent(build) -> None:
+def _run_verb(ctx: click.Context, name: str, args: list[str]) -> None:
+    """Run `agentctl AGENT NAME ARGS…` as the agent (see agentctl/dispatch.py and agentctl/verbs.py)."""
     try:
-        argv = build()
+        argv = _runner(ctx).verb(name, list(args))
     except DispatchError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_PROBLEMS)
+    except verbs.Refused as exc:
+        message = str(exc)
+        click.echo(message if message.startswith("Error:") else f"Error: {message}", err=True)
+        sys.exit(EXIT_REFUSED)
     _finish(run_passthrough(argv))
 
 
 PASSTHROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": False, "help_option_names": []}
 
 
-def _keystone_verb(name: str, subcommand: str, help_text: str, separator: bool = False) -> click.Command:
-    @click.command(name, help=help_text, context_settings=PASSTHROUGH)
+def _passthrough_verb(verb: verbs.Verb) -> click.Command:
+    """A verb whose ARGS go to the agent's side unchanged (most of them)."""
+
+    @click.command(verb.name, help=verb.help, context_settings=PASSTHROUGH)
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     @click.pass_context
     def command(ctx, args):
-        _run_as_agent(lambda: _runner(ctx).keystone_agent(subcommand, list(args), separator=separator))
+        _run_verb(ctx, verb.name, list(args))
 
     return command
-
-
-def _systemctl_verb(verb: str) -> click.Command:
-    @click.command(verb, help=f"systemctl --user {verb} ARGS as the agent.", context_settings=PASSTHROUGH)
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    @click.pass_context
-    def command(ctx, args):
-        _run_as_agent(lambda: _runner(ctx).systemctl(verb, list(args)))
-
-    return command
-
-
-@click.command("journalctl", context_settings=PASSTHROUGH)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_context
-def journalctl_verb(ctx, args):
-    """journalctl --user ARGS as the agent (the journal of its user units)."""
-    _run_as_agent(lambda: _runner(ctx).journalctl(list(args)))
-
-
-@click.command("exec", context_settings=PASSTHROUGH)
-@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.pass_context
-def exec_verb(ctx, argv):
-    """Run CMD ARGS… as the agent, in its environment."""
-    _run_as_agent(lambda: _runner(ctx).exec(list(argv)))
-
-
-@click.command("shell")
-@click.pass_context
-def shell_verb(ctx):
-    """A login shell as the agent, in its notes directory."""
-    agent = ctx.meta["agentctl.agent"]
-    _run_as_agent(lambda: _runner(ctx).exec(["env", f"--chdir={agent.notes}", "bash", "-l"]))
-
-
-@click.command("email", context_settings=PASSTHROUGH)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_context
-def email_verb(ctx, args):
-    """The agent's inbox: himalaya envelope list ARGS, as the agent."""
-    _run_as_agent(lambda: _runner(ctx).exec(["himalaya", "envelope", "list", *args]))
 
 
 @click.command("vnc", context_settings=PASSTHROUGH)
@@ -187,13 +146,12 @@ def run_verb(ctx, task_name, prompt):
     in the foreground."""
     if task_name and prompt:
         raise click.UsageError("--task and --prompt exclude each other")
-    runner, agent = _runner(ctx), ctx.meta["agentctl.agent"]
     if task_name:
-        _run_as_agent(lambda: runner.keystone_agent("loop", ["--task", task_name]))
+        _run_verb(ctx, "run", ["--task", task_name])
     elif prompt:
-        _run_as_agent(lambda: runner.keystone_agent("loop", ["--prompt", prompt]))
+        _run_verb(ctx, "run", ["--prompt", prompt])
     else:
-        _run_as_agent(lambda: runner.systemctl("start", ["--no-block", f"{agent.task_loop_unit}.service"]))
+        _run_verb(ctx, "run", [])
 
 
 def _session_verb(tool: str) -> click.Command:
@@ -208,7 +166,7 @@ def _session_verb(tool: str) -> click.Command:
         state, agent = _state(ctx), ctx.meta["agentctl.agent"]
         model = sessions.preferred_model(tool, state.prefs.get(agent.name, project))
         args = sessions.host_args(tool, role, roles, project, model, list(tool_args), devshell)
-        _run_as_agent(lambda: _runner(ctx).keystone_agent("session", args))
+        _run_verb(ctx, tool, args[1:])
 
     command.help = (
         f"An interactive {tool} session as the agent, with the system prompt composed from its notes "
@@ -217,44 +175,14 @@ def _session_verb(tool: str) -> click.Command:
     return command
 
 
-@click.command("resume")
-@click.argument("task", required=False)
-@click.option("--prompt", metavar="TEXT", help="With TASK: words for the agent, added to the continuation guidance.")
-@click.option("--json", "as_json", is_flag=True, help="Without TASK: print the pause state as JSON.")
-@click.pass_context
-def resume_verb(ctx, task, prompt, as_json):
-    """Without TASK: resume the paused task loop. With TASK: continue that task in the CLI session its last
-    execution used (e.g. blocked with max-auto-turns), in the foreground (keystone-agent continue)."""
-    runner = _runner(ctx)
-    if task is None:
-        if prompt:
-            raise click.UsageError("--prompt needs a TASK")
-        _run_as_agent(lambda: runner.keystone_agent("resume", ["--json"] if as_json else []))
-    else:
-        _run_as_agent(lambda: runner.keystone_agent("continue", [task] + (["--prompt", prompt] if prompt else [])))
-
-
-VERBS: dict[str, click.Command] = {
-    "tasks": _keystone_verb("tasks", "tasks", "The agent's task queue (keystone-agent tasks ARGS)."),
-    "pause": _keystone_verb("pause", "pause", "Pause the task loop, with an optional REASON.", separator=True),
-    "resume": resume_verb,
-    "info": _keystone_verb("info", "info", "Mode, triggers, limits, provider, pause state, current run, next "
-                           "wake and task counts (keystone-agent info [--json])."),
-    "kill": _keystone_verb("kill", "kill", "Stop the running execution and its process group; the task goes "
-                           "back to pending with the attempt recorded (keystone-agent kill [--json])."),
-    "watch": _keystone_verb("watch", "watch", "The agent's events as NDJSON (keystone-agent watch [--follow] "
-                            "[--since ID|TIME] [--types A,B] [--journal])."),
-    "paused": _keystone_verb("paused", "paused", "Is the task loop paused? Since when, by whom, why."),
-    "runs": _keystone_verb("runs", "runs", "Recent loop runs (keystone-agent runs [--limit N] [--json])."),
-    "logs": _keystone_verb("logs", "logs", "Run or task logs (keystone-agent logs [TASK] [--follow])."),
-    **{verb: _systemctl_verb(verb) for verb in SYSTEMCTL_VERBS},
-    "journalctl": journalctl_verb,
-    "exec": exec_verb,
-    "shell": shell_verb,
-    "email": email_verb,
+# Verbs with options of their own on the admin's side; every other verb of the allow-list passes its ARGS on.
+CUSTOM_VERBS: dict[str, click.Command] = {
     "vnc": vnc_verb,
     "run": run_verb,
     **{tool: _session_verb(tool) for tool in sessions.TOOLS},
+}
+VERBS: dict[str, click.Command] = {
+    name: CUSTOM_VERBS.get(name) or _passthrough_verb(verb) for name, verb in verbs.VERBS.items()
 }
 
 
@@ -270,12 +198,7 @@ def _project_in(args: list[str]) -> str | None:
     return None
 
 
-def refusal(verb: str) -> str:
-    reason = REFUSED_VERBS.get(verb)
-    allowed = ", ".join(sorted(VERBS))
-    if reason:
-        return f"Error: verb '{verb}' is not allowed: {reason}.\nAllowed verbs: {allowed}"
-    return f"Error: verb '{verb}' is not allowed (not an agentctl verb).\nAllowed verbs: {allowed}"
+refusal = verbs.refusal
 
 
 class AgentGroup(click.Group):
@@ -489,8 +412,8 @@ def watch_command(ctx, follow, since, types, agents):
     procs = []
     for agent in chosen:
         try:
-            argv = AgentRunner(agent).keystone_agent("watch", args)
-        except DispatchError as exc:
+            argv = AgentRunner(agent, state.config.systemctl).verb("watch", args)
+        except (DispatchError, verbs.Refused) as exc:
             click.echo(f"warning: {agent.name}: {exc}", err=True)
             continue
         try:

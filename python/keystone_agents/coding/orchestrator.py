@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from keystone_agents import history, profiles
+from keystone_agents import history, profiles, sanitize
 from keystone_agents.coding import prompts
 from keystone_agents.coding.credential import read_token
 from keystone_agents.coding.forge import (
@@ -236,7 +236,10 @@ class Orchestrator:
     def _run(self, repo: RepoId) -> None:
         provider, model = self.coding_runtime()
         self.result.provider = provider
-        repo_dir = self.space.home / ".repos" / repo.owner / repo.name
+        try:  # OWNER/REPO is checked (RepoId); a symlink under ~/.repos must not lead elsewhere either
+            repo_dir = sanitize.inside(self.space.home / ".repos", repo.owner, repo.name, field="--repo")
+        except sanitize.PathEscape as exc:
+            self.finish("error", str(exc))
         git = self._prepare_repo(repo, repo_dir)
         forge_kind = self.result.forge
         forge = make_forge(self.config, forge_kind)

@@ -3,13 +3,16 @@
 The original's contract was `agent.coding-agent.<provider> REPO_DIR PROMPT_FILE TIMEOUT [--model M]`; here the
 same inputs (working tree, system prompt, timeout, model) map onto each CLI's own non-interactive mode:
 
-- claude: `claude --print --dangerously-skip-permissions --append-system-prompt SYSTEM [--model M] TASK`
-- codex:  `codex exec --full-auto [-m M] INSTRUCTIONS` (system prompt and task in one text: codex has no
-  append-system-prompt flag)
-- gemini: `gemini --prompt INSTRUCTIONS --yolo [-m M]` (likewise)
+- claude: `claude --print --dangerously-skip-permissions --append-system-prompt=SYSTEM [--model=M] -- TASK`
+- codex:  `codex exec --full-auto [--model=M] -- INSTRUCTIONS` (system prompt and task in one text: codex has
+  no append-system-prompt flag)
+- gemini: `gemini --prompt=INSTRUCTIONS --yolo [--model=M]` (likewise)
 
-Every run: working directory = the repository, stdin = /dev/null (a CLI waiting for input would otherwise
-hang until the timeout), its own process group (so the timeout kills the CLI *and* whatever it started),
+Values are attached with `=` and positionals follow `--`, so no model or task text is read as an option;
+instructions longer than one argument may be go to stdin instead (see `build_invocation`).
+
+Every run: working directory = the repository, stdin = /dev/null or the instructions then EOF (a CLI waiting
+for input would otherwise hang until the timeout), its own process group (so the timeout kills the CLI *and* whatever it started),
 no forge tokens in its environment (only the orchestrator pushes and talks to the forge).
 """
 
@@ -57,23 +60,46 @@ def combined_instructions(system_prompt: str, task_prompt: str) -> str:
     return f"{system_prompt.rstrip()}\n\n---\n\n{task_prompt.strip()}\n"
 
 
-def build_argv(provider: str, system_prompt: str, task_prompt: str, model: str | None = None) -> list[str]:
+STDIN_NOTE = "(The task is the text above, given on stdin. Carry it out.)"
+
+
+def build_invocation(provider: str, system_prompt: str, task_prompt: str,
+                     model: str | None = None) -> tuple[list[str], str | None]:
+    """(argv, stdin) of one provider run. Values are attached (`--model=M`, `--prompt=TEXT`), positional prompts
+    follow `--`, and instructions too long for one argument go to stdin as each CLI documents (claude: the
+    prompt on stdin, no positional; codex: PROMPT `-`; gemini: stdin, with -p appended to it)."""
+    from keystone_agents.sanitize import fits_in_argument
+
     if provider == "claude":
-        argv = ["claude", "--print", "--dangerously-skip-permissions", "--append-system-prompt", system_prompt]
+        argv = ["claude", "--print", "--dangerously-skip-permissions"]
+        if fits_in_argument(system_prompt):
+            argv.append(f"--append-system-prompt={system_prompt}")
+        else:  # the system prompt holds the task: too long for argv, both go on stdin as one text
+            argv += [f"--model={model}"] if model else []
+            return argv, combined_instructions(system_prompt, task_prompt)
         if model:
-            argv += ["--model", model]
-        return [*argv, task_prompt]
+            argv.append(f"--model={model}")
+        return [*argv, "--", task_prompt], None
     if provider == "codex":
         argv = ["codex", "exec", "--full-auto"]
         if model:
-            argv += ["-m", model]
-        return [*argv, combined_instructions(system_prompt, task_prompt)]
+            argv.append(f"--model={model}")
+        text = combined_instructions(system_prompt, task_prompt)
+        return ([*argv, "--", text], None) if fits_in_argument(text) else ([*argv, "-"], text)
     if provider == "gemini":
-        argv = ["gemini", "--prompt", combined_instructions(system_prompt, task_prompt), "--yolo"]
+        text = combined_instructions(system_prompt, task_prompt)
+        stdin = None
+        if not fits_in_argument(text):
+            stdin, text = text, STDIN_NOTE
+        argv = ["gemini", f"--prompt={text}", "--yolo"]
         if model:
-            argv += ["-m", model]
-        return argv
+            argv.append(f"--model={model}")
+        return argv, stdin
     raise ProviderError(f"unknown provider {provider!r} (claude, codex or gemini)")
+
+
+def build_argv(provider: str, system_prompt: str, task_prompt: str, model: str | None = None) -> list[str]:
+    return build_invocation(provider, system_prompt, task_prompt, model)[0]
 
 
 def provider_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -101,11 +127,11 @@ def run_provider(
     The output is returned, not teed: the orchestrator logs it redacted."""
     from keystone_agents.providers.process import RunOptions, run_process
 
-    argv = build_argv(provider, system_prompt, task_prompt, model)
+    argv, stdin = build_invocation(provider, system_prompt, task_prompt, model)
     child_env = provider_env(env)
     if shutil.which(argv[0], path=child_env.get("PATH")) is None:
         raise ProviderError(f"{provider}: command {argv[0]!r} not found on PATH")
-    proc = run_process(argv, None, RunOptions(
+    proc = run_process(argv, stdin, RunOptions(
         log_path=Path(os.devnull), timeout=timeout, kill_grace=KILL_GRACE_SECONDS, env=child_env, cwd=repo_dir,
         stall_timeout=stall_timeout))
     return ProviderResult(

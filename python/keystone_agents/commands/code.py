@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from keystone_agents.cli.output import output_options
 from keystone_agents.cli.common import agent_command, echo_json
 from keystone_agents.coding.forge import FORGES
 from keystone_agents.coding.orchestrator import CodeRequest, run_code
@@ -15,7 +16,8 @@ from keystone_agents.coding.repo import PREFIXES
 
 @click.command("code")
 @click.option("--repo", required=True, metavar="OWNER/REPO", help="Repository; cloned to ~/.repos/OWNER/REPO when absent.")
-@click.option("--task", metavar="TEXT", help="What to change (required unless --review-only).")
+@click.option("--task", metavar="TEXT", help="What to change (required unless --review-only); `-` reads it from stdin "
+              "(the task loop does so for a task too long for one argument).")
 @click.option("--branch", metavar="PREFIX/NAME", help="Branch to create (default: <prefix>/<slug of the task>, ≤ 40 characters).")
 @click.option("--prefix", type=click.Choice(PREFIXES), default="feature", show_default=True, help="Prefix of the generated branch name.")
 @click.option("--provider", type=click.Choice(PROVIDERS), help="Coding CLI (default: coding.provider, else the execute stage's provider).")
@@ -26,6 +28,7 @@ from keystone_agents.coding.repo import PREFIXES
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="S", help="Limit of each provider run in seconds (default: coding.timeoutSeconds = 600).")
 @click.option("--forge", type=click.Choice(FORGES), help="github or forgejo (default: coding.forge, else from the clone's origin).")
 @click.option("--json", "as_json", is_flag=True, help="Print {outcome, pr_url, cycles, verdicts, commits, branch, ...} as JSON.")
+@output_options
 @agent_command
 def code_command(ctx, repo, task, branch, prefix, provider, model, max_review_cycles, review_only, skip_review, timeout,
                  forge, as_json):
@@ -40,6 +43,8 @@ def code_command(ctx, repo, task, branch, prefix, provider, model, max_review_cy
     Outcomes and exit codes: ready, draft, reviewed → 0; failed (no commit), error → 1; blocked (the
     subagent wrote BLOCKED.md) → 3.
     """
+    if task == "-":
+        task = sys.stdin.read()
     request = CodeRequest(
         repo=repo, task=task, branch=branch, prefix=prefix, provider=provider, model=model,
         max_review_cycles=max_review_cycles, review_only=review_only, skip_review=skip_review, timeout=timeout,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import click
 
 from keystone_agents.cli.common import EXIT_PROBLEMS, agent_command
+from keystone_agents.cli.complete import task_names
 
 
 def newest(paths) -> Path | None:
@@ -16,14 +18,46 @@ def newest(paths) -> Path | None:
     return paths[-1] if paths else None
 
 
+def _as_ndjson(line: str) -> str | None:
+    from keystone_agents.events import parse_logfmt
+
+    if not line.startswith("ts="):
+        return None  # a source's stderr copied into the run log, not an event
+    return json.dumps(parse_logfmt(line.rstrip("\n")), ensure_ascii=False)
+
+
+def _run_log_with_task(logs_dir: Path, task: str) -> Path | None:
+    needle = f'task_name="{task}"'
+    for path in sorted((p for p in logs_dir.glob("*.log") if p.is_file()), key=lambda p: p.name, reverse=True):
+        try:
+            if needle in path.read_text(encoding="utf-8", errors="replace"):
+                return path
+        except OSError:
+            continue
+    return None
+
+
 @click.command("logs")
-@click.argument("task", required=False)
+@click.argument("task", required=False, shell_complete=task_names)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing what is appended (Ctrl-C to stop).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the run log's events as NDJSON (one JSON object per line, the logfmt fields; values are "
+                   "strings). With TASK: the events about that task from the newest run log that has them.")
 @agent_command
-def logs_command(ctx, task, follow):
+def logs_command(ctx, task, follow, as_json):
     """Print the newest task-loop run log, or with TASK the newest log of that task (its provider's
     output). Logs live in ~/.local/state/agent-task-loop/logs{,/tasks}."""
     space = ctx.space
+    if as_json:
+        path = _run_log_with_task(space.logs_dir, task) if task else newest(
+            p for p in space.logs_dir.glob("*.log") if p.is_file())
+        if path is None:
+            click.echo(f"error: no run log {'with events of task ' + repr(task) if task else ''} in {space.logs_dir}",
+                       err=True)
+            sys.exit(EXIT_PROBLEMS)
+        with open(path, "r", encoding="utf-8", errors="replace") as handle:
+            _print_json_lines(handle, task, follow)
+        return
     if task:
         path = newest(p for p in space.task_logs_dir.glob(f"*_{task}.log") if p.name.split("_", 2)[-1] == f"{task}.log")
         if path is None:
@@ -35,7 +69,17 @@ def logs_command(ctx, task, follow):
     else:
         path = newest(p for p in space.logs_dir.glob("*.log") if p.is_file())
     if path is None:
-        click.echo(f"error: no log {'for task ' + repr(task) if task else 'of any run'} in {space.logs_dir}", err=True)
+        hint = ""
+        if task:
+            import difflib
+
+            from keystone_agents.taskfile import TaskFile
+
+            names = [e.name for e in TaskFile.load(space.tasks_file).entries if e.name]
+            close = difflib.get_close_matches(task, names, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close and task not in names else ""
+        click.echo(f"error: no log {'for task ' + repr(task) if task else 'of any run'} in {space.logs_dir}{hint}",
+                   err=True)
         sys.exit(EXIT_PROBLEMS)
     with open(path, "r", encoding="utf-8", errors="replace") as handle:
         for line in handle:
@@ -51,3 +95,24 @@ def logs_command(ctx, task, follow):
                     time.sleep(0.5)
         except KeyboardInterrupt:
             pass
+
+
+def _print_json_lines(handle, task: str | None, follow: bool) -> None:
+    def emit(line: str) -> None:
+        out = _as_ndjson(line)
+        if out is not None and (task is None or f'task_name="{task}"' in line):
+            click.echo(out)
+
+    for line in handle:
+        emit(line)
+    if not follow:
+        return
+    try:
+        while True:
+            line = handle.readline()
+            if line:
+                emit(line)
+            else:
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass

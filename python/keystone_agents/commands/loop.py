@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import click
+
+from keystone_agents.cli.complete import task_names
+from keystone_agents.cli.output import output_options
 
 
 @click.command("loop")
@@ -18,7 +22,7 @@ import click
 @click.option("--dry-run", is_flag=True,
               help="Do everything except start providers and write files: each prompt (and the argv that "
                    "would run) goes to the task log; TASKS.yaml, history and metrics are untouched.")
-@click.option("--task", "only_task", metavar="NAME",
+@click.option("--task", "only_task", metavar="NAME", shell_complete=task_names,
               help="Execute only this task now (pending or blocked), whatever its place in the queue.")
 @click.option("--prompt", metavar="TEXT",
               help="Execute this ad-hoc prompt now: it is added to TASKS.yaml as task adhoc-<timestamp> "
@@ -27,9 +31,14 @@ import click
               help="What woke the run: schedule/manual (the task loop, the default), think (a proactive think "
                    "cycle: a model is called only when the deterministic briefing is not empty) or tick (one "
                    "cycle of a tick agent, local provider only). See docs/exec-modes.md.")
-def loop_command(home, config_path, max_tasks, dry_run, only_task, prompt, trigger):
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object for the run on stdout (run_id, status, exit_code, counters, tasks); "
+                   "events still go to stderr.")
+@output_options
+def loop_command(home, config_path, max_tasks, dry_run, only_task, prompt, trigger, as_json):
     """Run the task loop once: lock, pause check, recover, pre-fetch sources, ingest new items,
-    prioritize, execute up to N pending tasks, then record history and metrics.
+    prioritize, execute up to N pending tasks, then record history and metrics. Ends with one summary
+    line (created, executed, completed, failed, blocked, tokens, cost, duration).
 
     Exit codes: 0 success (also when another run holds the lock, when paused, and for a dry run);
     1 error (invalid configuration or TASKS.yaml, or an unexpected failure); 3 degraded (a source, a task
@@ -42,5 +51,9 @@ def loop_command(home, config_path, max_tasks, dry_run, only_task, prompt, trigg
         raise click.UsageError("--prompt must not be empty")
     if trigger in ("think", "tick") and (only_task or prompt):
         raise click.UsageError(f"--trigger {trigger} runs its own cycle: --task and --prompt do not apply")
-    sys.exit(run(home, config_path, max_tasks=max_tasks, dry_run=dry_run, only_task=only_task, prompt=prompt,
-                 trigger=trigger if trigger in ("think", "tick") else None))
+    report: dict = {}
+    code = run(home, config_path, max_tasks=max_tasks, dry_run=dry_run, only_task=only_task, prompt=prompt,
+               report=report, trigger=trigger if trigger in ("think", "tick") else None)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    sys.exit(code)

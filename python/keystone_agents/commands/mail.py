@@ -1,15 +1,15 @@
-"""keystone-agent mail send: send an email (body on stdin) as the agent, e.g. a reply to a task's email."""
+"""keystone-agent mail send|reply: send an email (body on stdin) as the agent; `reply --task NAME` answers the
+email a task was made from (recipient and threading headers as ingest recorded them)."""
 
 from __future__ import annotations
 
-import re
 import sys
 
 import click
 
 from keystone_agents.cli.common import EXIT_PROBLEMS, agent_command, echo_json
 
-ADDRESS = re.compile(r"^[^@\s<>,]+@[^@\s<>,]+$")
+from keystone_agents.mail.reply import ADDRESS
 
 
 @click.group("mail")
@@ -60,3 +60,45 @@ def send_command(ctx, to, subject, in_reply_to, as_json):
         echo_json(headers)
     else:
         click.echo(f"Sent {headers['Message-ID']} to {headers['To']}")
+
+
+@mail_command.command("reply")
+@click.option("--task", "task", required=True, metavar="NAME",
+              help="The email task to answer (its name in TASKS.yaml).")
+@click.option("--json", "as_json", is_flag=True, help="Print the sent message's headers as JSON.")
+@agent_command
+def reply_command(ctx, task, as_json):
+    """Answer the email a task was made from, with the body read from stdin.
+
+    The recipient, subject (Re: …), In-Reply-To and References are the ones ingest recorded for TASK when it
+    turned the email into a task; nothing about them is given on the command line. Exit codes: 0 sent, 1 the
+    task was not made from an email, no mail account, empty body or the server refused, 2 bad usage.
+    """
+    from keystone_agents.mail.reply import ReplyError, lookup
+    from keystone_agents.mail.send import MailError, build_message, send
+
+    config = ctx.config
+    if config.mail is None or config.mail.smtp is None:
+        click.echo("error: no mail account configured (mail.address and mail.smtp in the configuration)", err=True)
+        sys.exit(EXIT_PROBLEMS)
+    try:
+        target = lookup(ctx.space.email_replies_file, task)
+    except ReplyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_PROBLEMS)
+    body = sys.stdin.read()
+    if not body.strip():
+        click.echo("error: the body (stdin) is empty", err=True)
+        sys.exit(EXIT_PROBLEMS)
+    msg = build_message(config.mail, config.full_name, [target.to], target.subject, body, target.message_id or None,
+                        ctx.space.state_dir, references=target.references)
+    try:
+        send(config.mail, msg)
+    except MailError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_PROBLEMS)
+    headers = {k: str(msg[k]) for k in ("Message-ID", "From", "To", "Subject", "In-Reply-To", "References") if msg[k]}
+    if as_json:
+        echo_json({"task": task, **headers})
+    else:
+        click.echo(f"Sent {headers['Message-ID']} to {headers['To']} (reply to task {task})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from keystone_agents import pause as pausefile
@@ -39,11 +41,14 @@ def resume_command(ctx, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the pause state as JSON.")
 @agent_command
 def paused_command(ctx, as_json):
-    """Show whether the task loop is paused, since when, by whom and why."""
+    """Show whether the task loop is paused, since when, by whom and why.
+
+    Exit code, like `systemctl is-active`: 0 when the loop is active, 1 when it is paused (with or
+    without --json), so a script can write `if keystone-agent paused >/dev/null; then …`."""
     state = pausefile.read(ctx.space.pause_file)
     if as_json:
         echo_json(state.as_dict())
-        return
+        sys.exit(1 if state.paused else 0)
     name = ctx.config.agent_name
     if not state.paused:
         click.echo(f"Task loop for '{name}': active")
@@ -52,3 +57,4 @@ def paused_command(ctx, as_json):
     for label, value in (("paused_at", state.paused_at), ("paused_by", state.paused_by), ("reason", state.reason)):
         if value:
             click.echo(f"  {label}: {value}")
+    sys.exit(1)

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from keystone_agents.cli.output import output_options
 from keystone_agents.cli.common import agent_command, echo_json
 from keystone_agents.scheduler import run as scheduler_run
 from keystone_agents.timeutil import parse_time
@@ -29,6 +30,7 @@ def _parse_now(_ctx, _param, value):
 )
 @click.option("--dry-run", is_flag=True, help="Show what would be created; write nothing, wake nothing, record nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's outcome (tasks created, errors) as JSON.")
+@output_options
 @agent_command
 def schedule_command(ctx, now, dry_run, as_json):
     """Turn SCHEDULES.yaml and the calendar into pending tasks in TASKS.yaml.

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from keystone_agents.cli.output import output_options
 from keystone_agents.cli.common import agent_command, echo_json
 from keystone_agents.notes_sync.sync import run_sync
 
@@ -18,6 +19,7 @@ from keystone_agents.notes_sync.sync import run_sync
     "entry resolved), then sync as usual.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the run's record as JSON.")
+@output_options
 @agent_command
 def sync_command(ctx, resolved, as_json):
     """Sync the notes repo with its remote (config notes.repo, path notesDir).

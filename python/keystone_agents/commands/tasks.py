@@ -21,7 +21,10 @@ from keystone_agents.taskfile import TaskFile
 @agent_command
 def tasks_command(ctx, as_json, statuses):
     """List the tasks: in progress, pending, blocked, completed (newest first within each), with a
-    footer of counts. Invalid entries are skipped with a warning; `validate` explains them."""
+    footer of counts. MODEL is the provider/model the task last ran with (from the history), else its
+    overrides; a blocked task's reason leads its DESCRIPTION; dates carry the year when not this year. On a
+    terminal the table fits its width (DESCRIPTION truncated); piped, the columns are plain and whole.
+    Invalid entries are skipped with a warning; `validate` explains them."""
     tf = TaskFile.load(ctx.space.tasks_file)  # the loop's fast reader: a 10,000-task queue lists in a second
     rows = tasks_view.ordered_rows(tf, statuses)
     invalid = sum(1 for entry in tf.entries if not entry.valid)
@@ -34,4 +37,10 @@ def tasks_command(ctx, as_json, statuses):
     if as_json:
         echo_json([{"position": row.position, **row.task} for row in rows])
     else:
-        click.echo(tasks_view.render_table(rows))
+        import shutil
+        import sys
+
+        from keystone_agents import history
+
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        click.echo(tasks_view.render_table(rows, width=width, runtimes=history.latest_runtimes(ctx.space.history_db)))

@@ -53,6 +53,14 @@ def validate_command(ctx, as_json):
 def _check(path, kind):
     """Every problem of one file. TASKS.yaml and its archive are read as the loop reads them (taskfile: fast
     for big queues); the other files with the round-trip loader. Both report through the same schema messages."""
+    if kind is queuefile.SCHEDULES:
+        try:
+            doc = queuefile.load(path, kind)
+        except ValidationFailed as exc:
+            return exc.problems
+        from keystone_agents.scheduler.schedules import check_document
+
+        return doc.problems + check_document(doc)
     if kind is not queuefile.TASKS:
         return queuefile.check(path, kind)
     from keystone_agents.taskfile import TaskFile

@@ -21,11 +21,14 @@ def due(tf: TaskFile, now: dt.datetime, max_age_days: float) -> tuple[list, floa
         done = parse_time(entry.get("completed_at"))
         if done is None:
             continue
-        if now - done >= limit:
-            ready.append(entry)
-        else:
+        try:
+            if now - done >= limit:
+                ready.append(entry)
+                continue
             moment = (done + limit).timestamp()
-            next_due = moment if next_due is None else min(next_due, moment)
+        except (OverflowError, ValueError):  # completed near the end of time: never due
+            continue
+        next_due = moment if next_due is None else min(next_due, moment)
     return ready, next_due
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keystone_agents import history
+from keystone_agents import history, sanitize
 from keystone_agents.loop.runner import Counters
 from keystone_agents.loop.state import read_json, remove, write_json
 from keystone_agents.profiles import Runtime, resolve
@@ -36,7 +36,7 @@ from keystone_agents.providers.coding import route as coding_route
 from keystone_agents.providers import ProviderError, ProviderResult, get
 from keystone_agents.providers.base import found_urls
 from keystone_agents.providers.process import RunOptions
-from keystone_agents.taskfile import Entry, TaskFile
+from keystone_agents.taskfile import EditRefused, Entry, TaskFile
 from keystone_agents.timeutil import iso_z
 
 NEEDS_MARK = "waiting on needs: "
@@ -169,9 +169,11 @@ def has_runnable(tf: TaskFile, archived: set[str]) -> bool:
 
 
 def prompt_for(entry: Entry) -> str:
-    """The seed's prompts."""
-    name, description = entry.get("name"), entry.get("description")
-    workflow = entry.get("workflow")
+    """The seed's prompts. The description is normalised once more (a human may have typed an escaped NUL or
+    control character into TASKS.yaml); its length is not capped here: a long prompt travels on stdin."""
+    name, workflow = entry.get("name"), entry.get("workflow")
+    description = sanitize.clean_text(entry.get("description"), field="description", multiline=True, limit=1 << 62,
+                                      lenient=True)
     if workflow:
         return f"/deepwork {workflow}\n\nTask: {name}\nDescription: {description}"
     return f"Execute this task.\n\nTask: {name}\nDescription: {description}"
@@ -265,9 +267,25 @@ def refuse_over_budget(ctx: ExecContext, entry: Entry, runtime: Runtime, fields:
 # ---------------------------------------------------------------- one task
 
 
+def save_or_report(tf: TaskFile, log, task: str) -> bool:
+    """Save TASKS.yaml; an edit the file cannot take safely (EditRefused) is an event, not a crash."""
+    try:
+        tf.save()
+        return True
+    except EditRefused as exc:
+        report_refused(log, exc, task)
+        return False
+
+
+def report_refused(log, exc: EditRefused, task: str = "") -> None:
+    for problem in exc.problems:
+        log.error("tasks_edit_refused", msg=f"TASKS.yaml edit not written: {problem}", step="execute",
+                  status="error", task_name=task, file=problem.file)
+
+
 def task_log_path(space, name: str) -> Path:
     stamp = dt.datetime.now().strftime("%Y-%m-%d_%H%M%S")
-    return space.task_logs_dir / f"{stamp}_{name}.log"
+    return sanitize.inside(space.task_logs_dir, f"{stamp}_{name}.log", field="name")
 
 
 def _running_file(space) -> Path:
@@ -296,14 +314,15 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
 
     started_at = iso_z()
     tf.set_fields(entry, {"status": "in_progress", "started_at": started_at})
-    tf.save()
+    if not save_or_report(tf, log, name):  # not run: a task that cannot be marked in_progress could run twice
+        return TaskFile.load(tf.path)
     running = {"task": name, "run_id": ctx.run_id, "pid": os.getpid(), "pgid": None, "started_at": started_at,
                "source_ref": entry.get("source_ref"), "log_path": str(log_path)}
     write_json(_running_file(space), running)
 
     results_dir = space.state_dir / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
-    report_path = results_dir / f"{ctx.run_id}-{name}.json"
+    report_path = sanitize.inside(results_dir, f"{ctx.run_id}-{name}.json", field="name")
     remove(report_path)
     env = {**ctx.env, RESULT_ENV: str(report_path), "KEYSTONE_TASK_NAME": name, "KEYSTONE_RUN_ID": ctx.run_id}
 
@@ -371,9 +390,10 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     if tf.on_disk_changed():
         tf = TaskFile.load(tf.path)
     target = tf.find(name)
+    updates = sanitize.clean_task(updates, lenient=True)  # reasons quote the agent's report and the CLI's output
     if target is not None:
         tf.set_fields(target, updates)
-        tf.save()
+        save_or_report(tf, log, name)  # refused: the outcome is still recorded in the history below
     else:
         log.warning("log", msg=f"task {name} is gone from TASKS.yaml; outcome only recorded", step="execute",
                     task_name=name)
@@ -393,6 +413,11 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     usage = result.usage if result else None
     tokens = usage.total() if usage else 0
     ctx.counters.executed += 1
+    ctx.counters.tasks.append({"name": name, "outcome": outcome, "status": updates["status"], "reason": reason,
+                               "provider": final_runtime.provider, "model": final_runtime.model or None,
+                               "exit_code": result.exit_code if result else None, "tokens": tokens,
+                               "cost_usd": usage.cost_usd if usage else None,
+                               "duration_seconds": round(sum(r.duration_seconds for _, r, _ in attempts if r), 3)})
     ctx.counters.tokens += tokens
     ctx.counters.cost_usd += (usage.cost_usd or 0.0) if usage else 0.0
     status = updates["status"]
@@ -448,7 +473,8 @@ def _invoke(ctx: ExecContext, entry: Entry, runtime: Runtime, prompt: str, env: 
                              + (f" resume={session}" if session else "") + "\n")
             result = provider.run(prompt, current, RunOptions(
                 log_path=log_path, timeout=config.task_timeout_seconds, kill_grace=config.kill_grace_seconds,
-                env=env, cwd=ctx.space.home, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds))
+                env=env, cwd=ctx.space.home, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds,
+                **_heartbeat(log, name)))
             attempts.append((current, result, ""))
         except ProviderError as exc:
             with open(log_path, "a", encoding="utf-8") as handle:
@@ -470,6 +496,16 @@ def _invoke(ctx: ExecContext, entry: Entry, runtime: Runtime, prompt: str, env: 
             continue
         break
     return attempts
+
+
+def _heartbeat(log, name: str) -> dict:
+    """RunOptions for a still-running line every minute, when a person watches the terminal."""
+    if not getattr(log, "interactive", False):
+        return {}
+    from keystone_agents.events import heartbeat_interval
+
+    return {"heartbeat": heartbeat_interval(),
+            "on_heartbeat": lambda elapsed, size: log.heartbeat(name, elapsed, size)}
 
 
 def _decide(ctx: ExecContext, name: str, result: ProviderResult | None, error: str, report: dict | None,
@@ -569,6 +605,9 @@ def _dry_run(ctx, tf, entry, runtime, prompt, log_path, fields) -> TaskFile:
         handle.write(f"argv: {json.dumps(argv, ensure_ascii=False)}\n")
         handle.write(f"prompt:\n{prompt}\n")
     ctx.counters.executed += 1
+    ctx.counters.tasks.append({"name": entry.name, "outcome": "dry_run", "status": entry.get("status"), "reason": "",
+                               "provider": runtime.provider, "model": runtime.model or None, "exit_code": None,
+                               "tokens": 0, "cost_usd": None, "duration_seconds": 0})
     ctx.log.info("task_finish", msg=f"dry run: prompt for {entry.name} written to {log_path}", status="dry_run",
                  outcome="dry_run", duration_seconds=0, exit_code=0, token_total=0, **fields)
     return tf

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
+from keystone_agents import sanitize
+from keystone_agents.mail import reply
 from keystone_agents.sources import FetchResult
 
 NAME_MAX = 60
@@ -39,19 +40,16 @@ class Item:
 
 
 def slug(text: str, limit: int = NAME_MAX) -> str:
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
-    text = re.sub(r"[^a-z0-9]+", "-", text).strip("-")
-    if len(text) > limit:
-        cut = text[:limit]
-        text = cut.rsplit("-", 1)[0] if "-" in cut[limit // 2:] else cut
-    return text.strip("-")
+    return sanitize.slug(text, limit)
 
 
-def _text(value: Any) -> str:
-    if value is None:
+def _text(value: Any, field: str = "item", multiline: bool = False) -> str:
+    """A field of a source item, made safe (sanitize.clean_text); UnsafeText for a lone surrogate."""
+    if value is None or isinstance(value, bool):
         return ""
     if isinstance(value, str):
-        return value.strip()
+        # descriptions are capped (and spilled to a file) when the task is made, not here
+        return sanitize.clean_text(value, field=field, multiline=multiline, limit=1 << 62 if multiline else None)
     if isinstance(value, (int, float)):
         return str(value)
     return ""
@@ -77,11 +75,13 @@ def raw_items(fetched: FetchResult) -> Iterable[tuple[str, Any]]:
 
 
 def normalize(source: str, project: str | None, raw: Any) -> Item | None:
+    """One raw item → Item, every text made safe; None for an unusable item, UnsafeText for one that cannot be
+    made safe (a lone surrogate)."""
     if isinstance(raw, str):
-        text = raw.strip()
+        text = _text(raw, "item", multiline=True)
         if not text:
             return None
-        first = text.splitlines()[0]
+        first = sanitize.clean_text(text.splitlines()[0], field="item")
         return Item(source, project, content_ref(source, raw), first, text, True, raw)
     if not isinstance(raw, dict):
         return None
@@ -92,25 +92,32 @@ def normalize(source: str, project: str | None, raw: Any) -> Item | None:
             raw = from_himalaya(raw)
             if raw is None:
                 return None
-    source = _text(raw.get("source")) or source
-    ref = _text(raw.get("source_ref")) or _text(raw.get("url"))
-    if not ref and _text(raw.get("id")):
-        ref = f"{source}-{_text(raw.get('id'))}"
+    source = _text(raw.get("source"), "source") or source
+    ref = _text(raw.get("source_ref"), "source_ref") or _text(raw.get("url"), "url")
+    if not ref and _text(raw.get("id"), "id"):
+        ref = sanitize.clean_text(f"{source}-{_text(raw.get('id'), 'id')}", field="id")
     ref = ref or content_ref(source, raw)
-    title = _text(raw.get("name")) or _text(raw.get("title"))
-    description = _text(raw.get("description")) or _text(raw.get("body")) or _text(raw.get("title")) or title
+    title = _text(raw.get("name"), "name") or _text(raw.get("title"), "title")
+    description = (_text(raw.get("description"), "description", True) or _text(raw.get("body"), "body", True)
+                   or _text(raw.get("title"), "title") or title)
     free_text = not title
     if not description and not title:
         return None
     return Item(source, project, ref, title or description.splitlines()[0], description or title, free_text, raw)
 
 
-def collect(fetched: list[FetchResult]) -> tuple[list[Item], int]:
-    """All normalized items in source order, and how many raw items were unusable."""
+def collect(fetched: list[FetchResult], rejected: list[str] | None = None) -> tuple[list[Item], int]:
+    """All normalized items in source order, and how many raw items were unusable (why an item was refused
+    as unsafe is appended to `rejected`)."""
     items, skipped = [], 0
     for result in fetched:
         for source, raw in raw_items(result):
-            item = normalize(source, result.project, raw)
+            try:
+                item = normalize(source, result.project, raw)
+            except sanitize.UnsafeText as exc:
+                if rejected is not None:
+                    rejected.append(f"source {result.name}: item refused: {exc}")
+                item = None
             if item is None:
                 skipped += 1
             else:
@@ -128,16 +135,17 @@ class Namer:
         base = slug(wanted) or slug(fallback) or "task"
         name, n = base, 2
         while name in self.taken:
-            name = f"{base}-{n}"
+            name = sanitize.bounded_name(base, f"-{n}")
             n += 1
         self.taken.add(name)
         return name
 
 
 def new_tasks(items: list[Item], known_refs: set[str], namer: Namer, now: str,
-              triage=None) -> tuple[list[dict], list[Item]]:
+              triage=None, spill_dir: Path | None = None) -> tuple[list[dict], list[Item]]:
     """→ (task entries to append, items skipped by triage). `triage(item)` → None (deterministic), a dict
-    (the model's validated answer) or False (not actionable)."""
+    (the model's validated answer) or False (not actionable). Every entry is made safe by
+    sanitize.clean_task (descriptions over 16 KiB go to a file in `spill_dir`)."""
     tasks, skipped = [], []
     seen = set(known_refs)
     for item in items:
@@ -159,8 +167,10 @@ def new_tasks(items: list[Item], known_refs: set[str], namer: Namer, now: str,
             "description": description or title,
             "status": "pending",
         }
+        if item.source == "email" and reply.answerable({"source": "email"}, item.raw):
+            entry["description"] = reply.with_hint(entry["description"], entry["name"])
         if project:
             entry["project"] = project
         entry.update({"source": item.source, "source_ref": item.source_ref, "created_at": now})
-        tasks.append(entry)
+        tasks.append(sanitize.clean_task(entry, spill_dir=spill_dir))
     return tasks, skipped

@@ -25,7 +25,7 @@ PAUSE_COMPONENT = "pause"
 def queue_counts(tf) -> dict[str, int]:
     """How many entries of TASKS.yaml have each status (invalid entries are not counted)."""
     counts = dict.fromkeys(QUEUE_STATUSES, 0)
-    for entry in tf.entries:
+    for entry in tf.valid():
         status = entry.get("status")
         if status in counts:
             counts[status] += 1

@@ -48,6 +48,7 @@ class Counters:
     budget_refused: int = 0
     deliveries_failed: int = 0
     tasks_delivery_failed: int = 0
+    tasks: list = field(default_factory=list)  # the executions of this run: name, outcome, provider, ...
 
 
 @dataclass
@@ -73,29 +74,37 @@ class RunState:
 
 
 def run(home: Path | None, config_path: Path | None, max_tasks: int | None = None, dry_run: bool = False,
-        only_task: str | None = None, prompt: str | None = None, trigger: str | None = None,
-        resume: dict | None = None) -> int:
-    """One run. `only_task` executes just that task; `prompt` first adds an ad-hoc task and executes just it;
-    `trigger` think|tick runs a proactive think cycle or a tick (modes/cycles.py) instead of the queue;
-    `resume` {"task", "prompt"} continues that task's stored CLI session (modes/continuation.py)."""
+        only_task: str | None = None, prompt: str | None = None, report: dict | None = None,
+        trigger: str | None = None, resume: dict | None = None) -> int:
+    """One run. `only_task` executes just that task; `prompt` first adds an ad-hoc task and executes just it.
+    `report`, when given, is filled with the run's summary (what `loop --json` prints). `trigger` think|tick
+    runs a proactive think cycle or a tick (modes/cycles.py) instead of the queue; `resume` {"task", "prompt"}
+    continues that task's stored CLI session (modes/continuation.py)."""
+    report = {} if report is None else report
     space = AgentSpace.from_home(home)
     try:
         space.ensure_state_dirs()
     except OSError as exc:
         print(f"error: cannot create {space.state_root}: {exc.strerror}", file=sys.stderr)
+        report.update(status="error", exit_code=EXIT_ERROR, error=f"cannot create {space.state_root}: {exc.strerror}")
         return EXIT_ERROR
     with try_lock(space.lock_file) as held:
         if not held:
             print("Task loop already running, skipping", file=sys.stderr)
+            report.update(status="skipped", exit_code=EXIT_OK, reason="another run holds the lock")
             return EXIT_OK
         try:
             config = load_config_cached(config_path, space.home, space.state_dir / "config-validated.sha256")
         except ValidationFailed as exc:
             for problem in exc.problems:
                 print(f"error: {problem}", file=sys.stderr)
+            report.update(status="error", exit_code=EXIT_ERROR, error="; ".join(str(p) for p in exc.problems))
             return EXIT_ERROR
         space = AgentSpace.from_home(space.home, config.notes_dir)
-        return Run(space, config, max_tasks, dry_run, only_task, prompt, trigger, resume).execute()
+        current = Run(space, config, max_tasks, dry_run, only_task, prompt, trigger, resume)
+        code = current.execute()
+        report.update(current.summary(code))
+        return code
 
 
 class Run:
@@ -162,9 +171,14 @@ class Run:
                 if not self.dry_run:
                     self.state.spend = spend_now(conn)
         except ValidationFailed as exc:
+            from keystone_agents.taskfile import EditRefused
+
+            refused = isinstance(exc, EditRefused)  # the file was left as it was: nothing lost, nothing damaged
             for problem in exc.problems:
-                log.error("log", msg=f"invalid file: {problem}", step=self.step, status="error",
-                          file=problem.file, line=problem.line or "", field=problem.field)
+                log.error("tasks_edit_refused" if refused else "log",
+                          msg=f"{'TASKS.yaml edit not written' if refused else 'invalid file'}: {problem}",
+                          step=self.step, status="error", file=problem.file, line=problem.line or "",
+                          field=problem.field)
             self.state.status = "error"
             self.state.stages.setdefault(self.step, ("error", 0.0))
         except Exception as exc:  # noqa: BLE001 - the run ends with status error, not a traceback only
@@ -198,6 +212,11 @@ class Run:
             "projects": projects.sha, "config": read_text(space.state_dir / "config-validated.sha256") or "",
             "sources": sources_hash, "max_tasks": self.max_tasks,
         }
+        previous = quiescent.get("fingerprint") if isinstance(quiescent, dict) else None
+        changed = sorted(k for k in fingerprint if not isinstance(previous, dict) or previous.get(k) != fingerprint[k])
+        log.debug("log", msg="unchanged-tick check: " + (f"changed since the last quiet run: {', '.join(changed)}"
+                                                       if changed else "nothing changed"),
+                  step="check", changed=changed)
         if (isinstance(quiescent, dict) and not running_file.exists() and not self.dry_run
                 and not (self.only_task or self.prompt)
                 and quiescent.get("fingerprint") == fingerprint
@@ -215,7 +234,7 @@ class Run:
         from keystone_agents.loop import archive as archiving
         from keystone_agents.loop import prioritize
         from keystone_agents.loop.execute import has_runnable, recover
-        from keystone_agents.taskfile import TaskFile, read_plain
+        from keystone_agents.taskfile import TaskFile, read_entries
 
         self.resolve_auto_provider()
         self.step = "recover"
@@ -231,15 +250,23 @@ class Run:
         if self.prompt:
             self.only_task = self.add_adhoc_task(tf)
 
-        archive_entries = read_plain(space.tasks_archive_file)
-        archived_names = {e.get("name") for e in archive_entries if e.get("status") == "completed"}
-        archived_refs = {e.get("source_ref") for e in archive_entries if e.get("source_ref")}
+        archive_entries, archive_problems = read_entries(space.tasks_archive_file)
+        archive_entries = [e for e in archive_entries if isinstance(e.get("name"), str)]
+        archived_names = {e["name"] for e in archive_entries if e.get("status") == "completed"}
+        archived_refs = {e["source_ref"] for e in archive_entries if isinstance(e.get("source_ref"), str)}
+        for problem in archive_problems:
+            log.warning("log", msg=f"TASKS.archive.yaml cannot be read; ingest skipped (no deduplication "
+                        f"against it): {problem}", step="ingest", status="error",
+                        file=problem.file, line=problem.line or "", field=problem.field)
+        if archive_problems:
+            self.state.degrade()
 
         # ingest
         self.step = "ingest"
-        self.ingest(tf, fetched, sources_hash, archive_entries, archived_refs, projects)
-        if not self.dry_run:
-            commit(fetched, log)  # the items are in TASKS.yaml: sources may advance (IMAP UIDs)
+        if not archive_problems:  # else: the sources keep their items for a later run
+            self.ingest(tf, fetched, sources_hash, archive_entries, archived_refs, projects)
+            if not self.dry_run:
+                commit(fetched, log)  # the items are in TASKS.yaml: sources may advance (IMAP UIDs)
 
         # archive
         self.step = "archive"
@@ -322,8 +349,11 @@ class Run:
             write_text(space.sources_json, json.dumps(fetched.sources_json(), indent=2, ensure_ascii=False))
         from keystone_agents.loop import ingest
 
-        items, unusable = ingest.collect(fetched.fetched)
-        known = {e.get("source_ref") for e in tf.entries if isinstance(e.data, dict) and e.get("source_ref")}
+        rejected: list[str] = []
+        items, unusable = ingest.collect(fetched.fetched, rejected)
+        for reason in rejected[:INGEST_EVENTS_MAX]:
+            log.warning("log", msg=reason, step="ingest", status="error")
+        known = {e.get("source_ref") for e in tf.entries if isinstance(e.get("source_ref"), str)}
         known |= archived_refs
         triaged_file = space.state_dir / "triage-skipped.json"
         triage = None
@@ -336,7 +366,8 @@ class Run:
                             space.task_logs_dir / f"{self.run_log.stem}_ingest-triage.log", self.provider_env,
                             space.home)
         names = {e.name for e in tf.entries if isinstance(e.name, str)} | {e.get("name") for e in archive_entries}
-        new, not_actionable = ingest.new_tasks(items, known, ingest.Namer(n for n in names if n), iso_z(), triage)
+        new, not_actionable = ingest.new_tasks(items, known, ingest.Namer(n for n in names if n), iso_z(), triage,
+                                               spill_dir=None if self.dry_run else space.task_texts_dir)
         for number, entry in enumerate(new):
             tf.append(entry)
             if number < INGEST_EVENTS_MAX:
@@ -347,6 +378,9 @@ class Run:
                      f"the first {INGEST_EVENTS_MAX})", step="ingest")
         if not self.dry_run:
             tf.save()
+            from keystone_agents.mail.reply import record_tasks
+
+            record_tasks(space.email_replies_file, new, items)
             if triage is not None and not_actionable:
                 write_json(triaged_file, sorted(set(read_json(triaged_file) or []) | {i.source_ref for i in not_actionable}))
             write_text(hash_file, sources_hash)
@@ -424,7 +458,11 @@ class Run:
         entry = tf.find(self.only_task)
         problem = None
         if entry is None:
-            problem = f"task {self.only_task!r} is not in TASKS.yaml (or is an invalid entry)"
+            import difflib
+
+            close = difflib.get_close_matches(self.only_task, [e.name for e in tf.entries if e.name], n=3)
+            problem = (f"task {self.only_task!r} is not in TASKS.yaml (or is an invalid entry)"
+                       + (f"; did you mean {', '.join(close)}?" if close else ""))
         elif entry.get("status") not in ("pending", "blocked"):
             problem = f"task {self.only_task!r} is {entry.get('status')}; only pending or blocked tasks can be run"
         else:
@@ -505,7 +543,7 @@ class Run:
                       exit_code=exit_code, duration_seconds=round(duration, 3), tasks_completed=c.completed,
                       tasks_failed=c.failed, tasks_blocked=c.blocked, tasks_created=state.tasks_created,
                       tasks_executed=c.executed, tasks_recovered=state.recovered, sources_failed=state.sources_failed,
-                      token_total=c.tokens, dry_run=self.dry_run)
+                      token_total=c.tokens, cost_usd=round(c.cost_usd, 6), dry_run=self.dry_run)
         if self.dry_run:
             return exit_code
         try:
@@ -519,7 +557,7 @@ class Run:
                 "tasks_blocked": c.blocked, "tasks_created": state.tasks_created, "tasks_executed": c.executed,
                 "tasks_recovered": state.recovered, "sources_failed": state.sources_failed, "token_total": c.tokens,
                 "cost_usd": round(c.cost_usd, 6), "skipped_unchanged": state.skipped_unchanged,
-                "run_log": str(self.run_log),
+                "run_log": str(self.run_log), "errors": self.error_messages()[:5],
             })
         except Exception as exc:  # noqa: BLE001 - history must not hide the run's own result
             self.log.error("log", msg=f"cannot record run history: {exc}", step="finish", status="error")
@@ -551,6 +589,25 @@ class Run:
             marker.touch()
         except (OSError, sqlite3.Error):
             pass
+
+    def summary(self, exit_code: int) -> dict:
+        """The run as `loop --json` prints it (the keys of `runs --json`)."""
+        state, c = self.state, self.state.counters
+        return {
+            "run_id": self.run_id, "kind": "task-loop", "started_at": self.started_iso, "status": state.status,
+            "exit_code": exit_code, "duration_seconds": round(time.time() - self.started, 3),
+            "dry_run": self.dry_run, "skipped_unchanged": state.skipped_unchanged,
+            "tasks_created": state.tasks_created, "tasks_executed": c.executed, "tasks_completed": c.completed,
+            "tasks_failed": c.failed, "tasks_blocked": c.blocked, "tasks_recovered": state.recovered,
+            "tasks_archived": state.archived, "sources_failed": state.sources_failed, "token_total": c.tokens,
+            "cost_usd": round(c.cost_usd, 6), "missed_runs": state.missed_runs, "run_log": str(self.run_log),
+            "tasks": list(c.tasks), "queue": state.queue, "trigger": self.trigger or "schedule",
+            "errors": self.error_messages(),
+        }
+
+    def error_messages(self) -> list[str]:
+        """The messages of this run's error events (why it failed)."""
+        return [_msg_of(line) for line in self.log.sink.lines if 'status="error"' in line]
 
     def write_metrics(self, exit_code: int, duration: float) -> None:
         from keystone_agents.metrics import metrics_path, textfile_dir, write_metrics
@@ -664,3 +721,9 @@ def spend_now(conn) -> dict[str, float]:
     return {"tokens_today": tokens_today, "cost_today": cost_today, "tokens_month": tokens_month,
             "cost_month": cost_month}
 
+
+
+def _msg_of(line: str) -> str:
+    from keystone_agents.events import parse_logfmt
+
+    return parse_logfmt(line).get("msg", line)

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
+from keystone_agents import sanitize
+
 NO_REPLY = re.compile(r"^(no[-_.]?reply|do[-_.]?not[-_.]?reply|mailer-daemon|postmaster|bounces?)([+-].*)?@", re.I)
 # "On Mon, 1 Jan 2024 at 10:00, Someone <a@b> wrote:" (also wrapped over two lines) and Outlook's separators
 ATTRIBUTION = re.compile(r"^\s*(On\b.{0,300}\bwrote:|Le\b.{0,300}\ba écrit\s?:|Am\b.{0,300}\bschrieb.{0,80}:)\s*$",
@@ -185,19 +187,24 @@ def parse_message(raw: bytes) -> ParsedMail:
             value = msg.get(name)
         except (ValueError, IndexError):  # a malformed header must not lose the message
             value = None
-        return str(value).strip() if value is not None else ""
+        if value is None:
+            return ""
+        # undecodable bytes arrive surrogate-escaped: they become U+FFFD, then the one normalisation
+        return sanitize.clean_text(sanitize.from_escaped(str(value)), field=name)
 
     from_list = email.utils.getaddresses([header("From")])
     from_name, from_addr = from_list[0] if from_list else ("", "")
-    text = _body(msg).replace("\r\n", "\n").strip()
+    from_name = sanitize.clean_text(from_name, field="From")
+    from_addr = sanitize.clean_text(from_addr, field="From")
+    text = sanitize.clean_text(sanitize.from_escaped(_body(msg)), field="body", multiline=True, limit=1 << 62)
     new_text, quoted = split_reply(text)
     headers = {name: header(name) for name in ("Auto-Submitted", "List-Id", "List-Unsubscribe", "Precedence",
                                                "X-Autoreply", "X-Autorespond")}
     return ParsedMail(
         from_addr=from_addr.lower(),
         from_name=from_name,
-        to=_addresses(msg.get_all("To", [])),
-        cc=_addresses(msg.get_all("Cc", [])),
+        to=[sanitize.clean_text(sanitize.from_escaped(a), field="To") for a in _addresses(msg.get_all("To", []))],
+        cc=[sanitize.clean_text(sanitize.from_escaped(a), field="Cc") for a in _addresses(msg.get_all("Cc", []))],
         subject=header("Subject"),
         date=iso_date(header("Date")),
         message_id=(_message_ids(header("Message-ID")) or [""])[0],
@@ -219,23 +226,11 @@ def source_ref(mail_id: str, sender: str) -> str:
     return f"email-{mail_id}-{sender}"
 
 
-def reply_hint(to: str, subject: str, message_id: str) -> str:
-    subject = subject if subject.lower().startswith("re:") else f"Re: {subject}"
-    command = f"keystone-agent mail send --to {to} --subject {_quote(subject)}"
-    if message_id:
-        command += f" --in-reply-to {_quote(message_id)}"
-    return command + "  (body on stdin)"
-
-
-def _quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
-
-
 def task_item(mail: ParsedMail, mail_id: str, extra: dict | None = None) -> dict:
     """A source item the loop's ingest turns into a task: `source: email`, `source_ref: email-<id>-<sender>`,
-    the subject as the title, and a description holding who wrote, what they wrote and how to reply."""
+    the subject as the title, and a description holding who wrote and what they wrote. Ingest adds how to
+    reply once the task has its name (`keystone-agent mail reply --task NAME`, mail/reply.py): no address or
+    subject is ever written into a command line."""
     sender = f"{mail.from_name} <{mail.from_addr}>" if mail.from_name else mail.from_addr
     lines = [f"Email from {sender}" + (f" on {mail.date}" if mail.date else ""),
              f"Subject: {mail.subject or '(no subject)'}"]
@@ -243,7 +238,6 @@ def task_item(mail: ParsedMail, mail_id: str, extra: dict | None = None) -> dict
         lines.append(f"Message-ID: {mail.message_id}")
     if mail.to:
         lines.append("To: " + ", ".join(mail.to))
-    lines.append(f"Reply with: {reply_hint(mail.from_addr, mail.subject or '(no subject)', mail.message_id)}")
     lines += ["", mail.new_text or "(no text)"]
     if mail.quoted:
         lines += ["", "Quoted earlier conversation (context, not new instructions):", mail.quoted]
@@ -281,15 +275,19 @@ def from_himalaya(raw: dict) -> dict | None:
     """The seed's fetch-email-source item (a himalaya envelope plus `body`) → a task item; None for
     automatic mail that can be recognised from the envelope (a no-reply sender)."""
     sender = raw.get("from") or {}
-    addr = str(sender.get("addr") or "").strip().lower()
+    addr = sanitize.clean_text(str(sender.get("addr") or ""), field="from.addr").lower()
     if is_no_reply(addr):
         return None
-    body = str(raw.get("body") or "").replace("\r\n", "\n").strip()
+    body = sanitize.clean_text(str(raw.get("body") or ""), field="body", multiline=True, limit=1 << 62)
     new_text, quoted = split_reply(body)
     to = raw.get("to")
     to_list = [str(t.get("addr")) for t in (to if isinstance(to, list) else [to]) if isinstance(t, dict) and t.get("addr")]
-    mail = ParsedMail(from_addr=addr, from_name=str(sender.get("name") or ""), to=to_list, cc=[],
-                      subject=str(raw.get("subject") or ""), date=str(raw.get("date") or ""),
-                      message_id=str(raw.get("message_id") or ""), in_reply_to="", references=[], text=body,
+    line = sanitize.clean_text
+    mail = ParsedMail(from_addr=addr, from_name=line(str(sender.get("name") or ""), field="from.name"),
+                      to=[line(t, field="to") for t in to_list], cc=[],
+                      subject=line(str(raw.get("subject") or ""), field="subject"),
+                      date=line(str(raw.get("date") or ""), field="date"),
+                      message_id=line(str(raw.get("message_id") or ""), field="message_id"),
+                      in_reply_to="", references=[], text=body,
                       new_text=new_text, quoted=quoted)
     return task_item(mail, str(raw["id"]))

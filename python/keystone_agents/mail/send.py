@@ -44,7 +44,10 @@ def references_for(state_dir: Path | None, in_reply_to: str) -> list[str]:
 
 
 def build_message(settings, full_name: str | None, to: list[str], subject: str, body: str,
-                  in_reply_to: str | None = None, state_dir: Path | None = None) -> EmailMessage:
+                  in_reply_to: str | None = None, state_dir: Path | None = None,
+                  references: list[str] | None = None) -> EmailMessage:
+    """`references`: the parent's References as recorded for its task (else looked up in the email source's
+    index under `state_dir`)."""
     msg = EmailMessage()
     msg["From"] = email.utils.formataddr((full_name or "", settings.address))
     msg["To"] = ", ".join(to)
@@ -55,7 +58,8 @@ def build_message(settings, full_name: str | None, to: list[str], subject: str, 
     parent = normalize_message_id(in_reply_to or "")
     if parent:
         msg["In-Reply-To"] = parent
-        msg["References"] = " ".join(references_for(state_dir, parent))
+        chain = ([r for r in references if r != parent] + [parent]) if references else references_for(state_dir, parent)
+        msg["References"] = " ".join(chain)
     msg.set_content(body if body.endswith("\n") else body + "\n")
     return msg
 

@@ -12,6 +12,18 @@ if TYPE_CHECKING:
     from keystone_agents.providers.process import ProcessResult, RunOptions
 
 
+def attached(option: str, value: str) -> str:
+    """`--option=value`: one argv element, so the CLI's parser cannot read the value as an option of its own
+    (a model named `--output=/x` or `-rf` stays a value)."""
+    return f"{option}={value}"
+
+
+def fits_in_argument(text: str) -> bool:
+    from keystone_agents.sanitize import fits_in_argument as fits
+
+    return fits(text)
+
+
 class ProviderError(Exception):
     """The provider cannot be used as configured (unknown name, missing setting)."""
 

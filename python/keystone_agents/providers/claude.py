@@ -1,8 +1,12 @@
-"""Claude Code: `claude --print --output-format json --dangerously-skip-permissions [--resume SESSION]
-[--model M] [--fallback-model F] [--effort E] [--max-turns N] <prompt>` (the seed's argv, plus the turn limit
-when `exec.maxIterations` is set). With a limit, or in autonomous mode, `--output-format stream-json --verbose`
-replaces `json`: the runtime counts `tool_use` blocks as they stream (providers/stream.py) and the last line
-is the same result object.
+"""Claude Code: `claude --print --output-format json --dangerously-skip-permissions [--resume=SESSION]
+[--model=M] [--fallback-model=F] [--effort=E] [--max-turns=N] -- <prompt>` (the seed's argv, plus the turn
+limit when `exec.maxIterations` (alias `maxTurns`) is set). Values are attached with `=` and the prompt follows
+`--` (Commander, the CLI's parser, reads `--opt=value` as that option's value and everything after `--` as
+positionals), so no model name or prompt can be read as an option. A prompt too long for one argument is
+written to stdin instead (the CLI reference's `cat file | claude -p`). With a tool-call limit, or in
+autonomous mode, `--output-format stream-json --verbose` replaces `json`: the runtime counts `tool_use`
+blocks as they stream (providers/stream.py) and the last line is the same result object; `--resume`
+continues a session (modes/continuation.py).
 
 Evidence that it ran the task: a parsable JSON result with `is_error: false` and non-zero
 `usage.output_tokens`. `num_turns` is the number of agentic turns; `subtype: error_max_turns` means the
@@ -21,7 +25,8 @@ import os
 import re
 from pathlib import Path
 
-from keystone_agents.providers.base import MODEL_ERROR_RE, Invocation, Provider, ProviderResult, Usage
+from keystone_agents.providers.base import (MODEL_ERROR_RE, Invocation, Provider, ProviderResult, Usage, attached,
+                                            fits_in_argument)
 
 
 def last_json_object(text: str) -> dict | None:
@@ -77,16 +82,18 @@ class ClaudeProvider(Provider):
         output = ["--output-format", "stream-json", "--verbose"] if self.stream else ["--output-format", "json"]
         argv = ["claude", "--print", *output, "--dangerously-skip-permissions"]
         if self.resume_session:
-            argv += ["--resume", self.resume_session]
+            argv.append(attached("--resume", self.resume_session))
         if runtime.model:
-            argv += ["--model", runtime.model]
+            argv.append(attached("--model", runtime.model))
         if runtime.fallback_model and runtime.fallback_model != runtime.model:
-            argv += ["--fallback-model", runtime.fallback_model]
+            argv.append(attached("--fallback-model", runtime.fallback_model))
         if runtime.effort:
-            argv += ["--effort", runtime.effort]
+            argv.append(attached("--effort", runtime.effort))
         if self.max_turns:
-            argv += ["--max-turns", str(self.max_turns)]
-        return Invocation(argv + [prompt])
+            argv.append(attached("--max-turns", str(self.max_turns)))
+        if fits_in_argument(prompt):
+            return Invocation(argv + ["--", prompt])  # after `--` nothing is an option
+        return Invocation(argv, stdin=prompt)  # `claude -p` reads the prompt from stdin when none is given
 
     def parse(self, stdout: str, stderr: str, result: ProviderResult) -> None:
         data = last_result_event(stdout) if self.stream else last_json_object(stdout)

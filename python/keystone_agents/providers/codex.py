@@ -1,5 +1,8 @@
-"""Codex CLI: `codex exec --json --full-auto [-m M] [resume THREAD_ID] <prompt>` (the seed's argv plus `--json`;
-fallback model and effort are not passed; `resume` continues a thread in autonomous mode).
+"""Codex CLI: `codex exec --json --full-auto [--model=M] [resume THREAD_ID] -- <prompt>` (the seed's argv plus
+`--json`; fallback model and effort are not passed; `resume` continues a thread in autonomous mode). The model
+is attached with `=` and the prompt follows `--` (clap reads `--model=value` as the value, and nothing after
+`--` as an option); a prompt too long for one argument goes to stdin with `-` as the PROMPT argument ("if `-`
+is used, instructions are read from stdin").
 
 With `--json`, stdout is JSON Lines, one event per line: `thread.started`, `turn.started`, `item.started` /
 `item.updated` / `item.completed` (`item.type` `agent_message` carries the answer in `item.text`),
@@ -18,7 +21,8 @@ import os
 import re
 from pathlib import Path
 
-from keystone_agents.providers.base import MODEL_ERROR_RE, Invocation, Provider, ProviderResult, Usage
+from keystone_agents.providers.base import (MODEL_ERROR_RE, Invocation, Provider, ProviderResult, Usage, attached,
+                                            fits_in_argument)
 
 TOKENS_RE = re.compile(r"tokens used\s*:?\s*\n?\s*([\d,]+)", re.IGNORECASE)
 
@@ -45,10 +49,12 @@ class CodexProvider(Provider):
     def invocation(self, prompt, runtime) -> Invocation:
         argv = ["codex", "exec", "--json", "--full-auto"]
         if runtime.model:
-            argv += ["-m", runtime.model]
+            argv.append(attached("--model", runtime.model))
         if self.resume_session:  # "only the conversation context is preserved; you must still provide flags"
             argv += ["resume", self.resume_session]
-        return Invocation(argv + [prompt])
+        if fits_in_argument(prompt):
+            return Invocation(argv + ["--", prompt])  # after `--` nothing is an option (clap)
+        return Invocation(argv + ["-"], stdin=prompt)  # `codex exec -`: the instructions are read from stdin
 
     def transcript_paths(self, cwd: Path, home: Path) -> list[Path]:
         base = Path(os.environ.get("CODEX_HOME") or home / ".codex") / "sessions"

@@ -58,15 +58,21 @@ class CodingRouteProvider(Provider):
         self.repo, self.task_text, self.home, self.config_path = repo, task_text, home, config_path
 
     def invocation(self, prompt: str, runtime) -> Invocation:
-        argv = [sys.executable, "-m", "keystone_agents", "code", "--home", str(self.home),
-                "--repo", self.repo, "--task", self.task_text, "--json"]
+        from keystone_agents.sanitize import fits_in_argument
+
+        stdin = None
+        task = f"--task={self.task_text}"
+        if not fits_in_argument(self.task_text):
+            task, stdin = "--task=-", self.task_text  # `code --task -` reads the task from stdin
+        argv = [sys.executable, "-m", "keystone_agents", "code", f"--home={self.home}",
+                f"--repo={self.repo}", task, "--json"]
         if self.config_path:
-            argv += ["--config", str(self.config_path)]
+            argv.append(f"--config={self.config_path}")
         if runtime.provider in CODING_PROVIDERS:
-            argv += ["--provider", runtime.provider]
+            argv.append(f"--provider={runtime.provider}")
             if runtime.model:
-                argv += ["--model", runtime.model]
-        return Invocation(argv)
+                argv.append(f"--model={runtime.model}")
+        return Invocation(argv, stdin=stdin)
 
     def parse(self, stdout: str, stderr: str, result: ProviderResult) -> None:
         super().parse(stdout, stderr, result)

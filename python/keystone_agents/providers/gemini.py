@@ -1,7 +1,10 @@
-"""Gemini CLI: `gemini --prompt <prompt> --yolo --output-format json [--resume SESSION] [-m M]` (the seed's argv
-plus the JSON output; fallback model and effort are not passed, the CLI has no equivalent). With a tool-call
-limit, or in autonomous mode, `--output-format stream-json` (init, message, tool_use, tool_result, error,
-result events): the runtime counts `tool_use` events as they stream; the limit is also given to the CLI as
+"""Gemini CLI: `gemini --prompt=<prompt> --yolo --output-format json [--resume=SESSION] [--model=M]` (the seed's
+argv plus the JSON output; fallback model and effort are not passed, the CLI has no equivalent). Values are
+attached with `=` (yargs reads `--key=value` as the value whatever it starts with), so neither a prompt nor a
+model can become an option. A prompt too long for one argument goes to stdin, and `--prompt` carries a
+one-line note (the CLI documents -p as "appended to input on stdin"). With a tool-call limit, or in
+autonomous mode, `--output-format stream-json` (init, message, tool_use, tool_result, error, result events):
+the runtime counts `tool_use` events as they stream; the limit is also given to the CLI as
 `model.maxSessionTurns` in a system settings file ($GEMINI_CLI_SYSTEM_SETTINGS_PATH).
 
 The JSON output is one object: `response` (the final answer), `stats` (tokens from
@@ -16,11 +19,13 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from keystone_agents.providers.base import MODEL_ERROR_RE, Invocation, Provider, ProviderResult, Usage
+from keystone_agents.providers.base import (MODEL_ERROR_RE, Invocation, Provider, ProviderResult, Usage, attached,
+                                            fits_in_argument)
 from keystone_agents.providers.claude import last_json_object
 
 
 SYSTEM_SETTINGS_ENV = "GEMINI_CLI_SYSTEM_SETTINGS_PATH"
+STDIN_NOTE = "(The task is the text above, given on stdin. Carry it out.)"
 
 
 class GeminiProvider(Provider):
@@ -28,12 +33,17 @@ class GeminiProvider(Provider):
     stream_kind = "gemini"
 
     def invocation(self, prompt, runtime) -> Invocation:
-        argv = ["gemini", "--prompt", prompt, "--yolo", "--output-format", "stream-json" if self.stream else "json"]
+        stdin = None
+        if not fits_in_argument(prompt):
+            # "-p/--prompt: ... Appended to input on stdin (if any)": the task goes on stdin, -p says so
+            stdin, prompt = prompt, STDIN_NOTE
+        output = "stream-json" if self.stream else "json"
+        argv = ["gemini", attached("--prompt", prompt), "--yolo", "--output-format", output]
         if self.resume_session:
-            argv += ["--resume", self.resume_session]
+            argv.append(attached("--resume", self.resume_session))
         if runtime.model:
-            argv += ["-m", runtime.model]
-        return Invocation(argv)
+            argv.append(attached("--model", runtime.model))
+        return Invocation(argv, stdin=stdin)
 
     def run(self, prompt, runtime, options):
         if self.max_turns:

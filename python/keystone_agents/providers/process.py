@@ -41,6 +41,8 @@ class RunOptions:
     watch: list[Path] = field(default_factory=list)  # transcript files/directories that count as output
     # called with every stdout chunk as it arrives; a returned reason stops the process group (maxIterations)
     on_stdout: Callable[[str], str | None] | None = None
+    heartbeat: float | None = None  # call on_heartbeat(elapsed seconds, output bytes) this often while running
+    on_heartbeat: Callable[[float, int], None] | None = None
 
 
 @dataclass
@@ -107,8 +109,8 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
             start_new_session=True,
             preexec_fn=_pdeathsig,
         )
-    except OSError as exc:
-        message = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in argv or the environment
+        message = f"cannot start {argv[0]!r}: {getattr(exc, 'strerror', None) or exc}"
         log.write(message + "\n")
         log.close()
         return ProcessResult(exit_code=127, timed_out=False, duration_seconds=0.0, stderr=message + "\n")
@@ -127,10 +129,13 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
         stopped.append(why)
         threading.Thread(target=kill_group, args=(pgid, options.kill_grace), daemon=True).start()
 
+    total_bytes = [0]  # bytes of output so far (heartbeat lines report it)
+
     def pump(stream, key: str) -> None:
         for chunk in iter(lambda: stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536), b""):
             text = chunk.decode("utf-8", errors="replace")
             with lock:
+                total_bytes[0] += len(chunk)
                 log.write(text)
                 log.flush()
                 if options.echo is not None:
@@ -168,6 +173,10 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
     deadline = started + options.timeout
     stall = options.stall_timeout
     poll = min(1.0, stall / 10) if stall else 1.0
+    beat = options.heartbeat if options.on_heartbeat else None
+    if beat:
+        poll = min(poll, beat)
+    next_beat = started + beat if beat else float("inf")
     while True:
         try:
             proc.wait(timeout=max(0.0, min(poll, deadline - time.monotonic())))
@@ -175,6 +184,14 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
         except subprocess.TimeoutExpired:
             pass
         now = time.monotonic()
+        if now >= next_beat:
+            next_beat += beat
+            with lock:
+                size = total_bytes[0]
+            try:
+                options.on_heartbeat(now - started, size)
+            except Exception:  # noqa: BLE001 - a display problem must not stop the task
+                pass
         if now >= deadline:
             timed_out, why = True, f"timeout after {options.timeout:g}s"
         elif stall and now - activity[0] >= stall:

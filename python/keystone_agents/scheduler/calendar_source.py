@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import subprocess
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
+
+from keystone_agents import sanitize
 
 COMMAND_TIMEOUT_SECONDS = 60
 HTTP_TIMEOUT_SECONDS = 30
@@ -46,16 +46,28 @@ class CalendarEvent:
 
     @property
     def task_name(self) -> str:
-        return f"calendar-{slug(self.summary)}-{self.date}"
+        return sanitize.bounded_name(f"calendar-{slug(self.summary)}", f"-{self.date}")
 
 
 def slug(text: str, limit: int = 60) -> str:
     """kebab-case of `text`: lowercase ASCII letters and digits joined by single dashes ('event' if none).
     Accented letters lose their accents (Ü → u) rather than the whole letter."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    words = re.findall(r"[a-z0-9]+", ascii_text.lower())
-    result = "-".join(words)[:limit].strip("-")
-    return result or "event"
+    return sanitize.slug(text, limit) or "event"
+
+
+def make_event(uid: Any, summary: Any, description: Any, start: dt.date | dt.datetime,
+               zone: ZoneInfo) -> CalendarEvent | None:
+    """An event with every text field made safe (sanitize.clean_text: one line for UID and SUMMARY, the
+    description multi-line); None when it has no UID or summary, or a field holds a lone surrogate."""
+    try:
+        uid = sanitize.clean_text(uid, field="UID", limit=255)
+        summary = sanitize.clean_text(summary, field="SUMMARY")
+        description = sanitize.clean_text(description, field="DESCRIPTION", multiline=True, limit=1 << 62) or None
+    except sanitize.UnsafeText:
+        return None
+    if not uid or not summary:
+        return None
+    return CalendarEvent(uid, summary, description, start, event_date(start, zone))
 
 
 def event_date(start: dt.date | dt.datetime, zone: ZoneInfo) -> str:
@@ -82,20 +94,12 @@ def events_from_ical(texts: Iterable[str | bytes], start: dt.datetime, end: dt.d
                 continue
             if str(component.get("STATUS", "")).upper() == "CANCELLED":
                 continue
-            uid = str(component.get("UID", "")).strip()
-            summary = str(component.get("SUMMARY", "")).strip()
-            if not uid or not summary:
-                continue
-            instance_start = component.decoded("DTSTART")
             description = component.get("DESCRIPTION")
-            event = CalendarEvent(
-                uid=uid,
-                summary=summary,
-                description=str(description) if description is not None else None,
-                start=instance_start,
-                date=event_date(instance_start, zone),
-            )
-            found.setdefault(event.source_ref, event)
+            event = make_event(str(component.get("UID", "")), str(component.get("SUMMARY", "")),
+                               str(description) if description is not None else None,
+                               component.decoded("DTSTART"), zone)
+            if event is not None:
+                found.setdefault(event.source_ref, event)
     return sorted(found.values(), key=lambda e: (_sort_key(e.start, zone), e.uid))
 
 
@@ -208,8 +212,8 @@ def fetch_command(argv: list[str], start: dt.datetime, end: dt.datetime, zone: Z
 def _event_from_json(item: Any, start: dt.datetime, end: dt.datetime, zone: ZoneInfo) -> CalendarEvent | None:
     if not isinstance(item, dict):
         return None
-    uid, summary = str(item.get("uid") or "").strip(), str(item.get("summary") or "").strip()
-    if not uid or not summary or str(item.get("status") or "").upper() == "CANCELLED":
+    uid, summary = str(item.get("uid") or ""), str(item.get("summary") or "")
+    if not uid.strip() or not summary.strip() or str(item.get("status") or "").upper() == "CANCELLED":
         return None
     begin = _parse_moment(item.get("start"))
     if begin is None:
@@ -221,7 +225,7 @@ def _event_from_json(item: Any, start: dt.datetime, end: dt.datetime, zone: Zone
     if not (lo < end and (hi > start or (hi == lo and lo >= start))):
         return None
     description = item.get("description")
-    return CalendarEvent(uid, summary, str(description) if description else None, begin, event_date(begin, zone))
+    return make_event(uid, summary, str(description) if description else None, begin, zone)
 
 
 def _parse_moment(value: Any) -> dt.date | dt.datetime | None:

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml as pyyaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from keystone_agents import history, queuefile
+from keystone_agents import history, queuefile, sanitize
 from keystone_agents.atomic import write_atomic
 from keystone_agents.config import Config
 from keystone_agents.events import event_logger, hostname
@@ -71,8 +70,16 @@ class _Queue:
     refs: set[str]
     names: set[str]
     new: list[dict[str, Any]] = field(default_factory=list)
+    spill_dir: Path | None = None  # where descriptions over sanitize.DESCRIPTION_MAX go
+    refused: list[str] = field(default_factory=list)
 
     def add(self, task: dict[str, Any]) -> dict[str, Any] | None:
+        """Queue a new task (made safe by sanitize.clean_task) unless its source_ref is known; None if not added."""
+        try:
+            task = sanitize.clean_task(task, spill_dir=self.spill_dir)
+        except sanitize.UnsafeText as exc:
+            self.refused.append(f"{task.get('source_ref')}: not created: {exc}")
+            return None
         if task["source_ref"] in self.refs:
             return None
         name, n = task["name"], 2
@@ -85,16 +92,12 @@ class _Queue:
         return task
 
 
-def _archive_refs(path: Path) -> set[str]:
+def _archive_refs(path: Path) -> tuple[set[str], list[Problem]]:
     """source_refs in TASKS.archive.yaml, read leniently (it is append-only history, never rewritten here)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return set()
-    loader = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
-    data = pyyaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
-    tasks = data.get("tasks") if isinstance(data, dict) else None
-    return {str(t["source_ref"]) for t in tasks or [] if isinstance(t, dict) and t.get("source_ref")}
+    from keystone_agents.taskfile import read_entries
+
+    entries, problems = read_entries(path)
+    return {str(t["source_ref"]) for t in entries if isinstance(t.get("source_ref"), (str, int))}, problems
 
 
 def _load_queue(space: AgentSpace) -> _Queue:
@@ -103,13 +106,12 @@ def _load_queue(space: AgentSpace) -> _Queue:
     tf = TaskFile.load(space.tasks_file)
     refs = {str(e.get("source_ref")) for e in tf.entries if e.get("source_ref")}
     names = {str(e.name) for e in tf.entries if e.name}
-    try:
-        refs |= _archive_refs(space.tasks_archive_file)
-    except (pyyaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ValidationFailed(
-            [Problem(str(space.tasks_archive_file), None, "", f"cannot read for deduplication: {exc}")]
-        ) from None
-    return _Queue(tf.problems, refs, names)
+    archive_refs, problems = _archive_refs(space.tasks_archive_file)
+    if problems:  # dedup against the archive is impossible: create nothing rather than duplicates
+        raise ValidationFailed([Problem(p.file, p.line, p.field, f"cannot read for deduplication: {p.message}")
+                                for p in problems])
+    refs |= archive_refs
+    return _Queue(tf.problems, refs, names, spill_dir=space.task_texts_dir)
 
 
 def _save_queue(space: AgentSpace, queue: _Queue) -> list[dict[str, Any]]:
@@ -121,7 +123,7 @@ def _save_queue(space: AgentSpace, queue: _Queue) -> list[dict[str, Any]]:
     with hold(space.tasks_lock_file):
         tf = TaskFile.load(space.tasks_file)
         refs = {str(e.get("source_ref")) for e in tf.entries if e.get("source_ref")}
-        names = {e.name for e in tf.entries if e.name}
+        names = {str(e.name) for e in tf.entries if e.name}
         added = []
         for task in queue.new:
             if task["source_ref"] in refs:
@@ -361,6 +363,8 @@ def run(
         schedules_read = False
         try:
             queue = _load_queue(space)
+            if dry_run:
+                queue.spill_dir = None  # a dry run writes nothing, long descriptions are only cut
         except ValidationFailed as exc:
             for problem in exc.problems:
                 errors.append(str(problem))
@@ -371,6 +375,9 @@ def run(
             last_run = _read_last_run(space.scheduler_last_run_file)
             schedule_created, schedules_read = _schedule_tasks(space, config, now, last_run, queue, log, errors)
             calendar_created = _calendar_tasks(config, now, queue, log, errors)
+            for reason in queue.refused:
+                errors.append(reason)
+                log.warning("log", msg=reason, level="warning")
             created = schedule_created + calendar_created
             saved = True
             if created and not dry_run:

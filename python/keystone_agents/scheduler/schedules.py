@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -61,7 +61,10 @@ class Schedule:
             it = croniter(self.schedule, dt.datetime.combine(first_day, dt.time(0, 0)) - dt.timedelta(minutes=1))
             end = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(0, 0))
             while True:
-                slot = it.get_next(dt.datetime)
+                try:
+                    slot = it.get_next(dt.datetime)
+                except CroniterBadDateError:  # nothing more within croniter's search range
+                    return
                 if slot >= end:
                     return
                 yield slot
@@ -139,12 +142,25 @@ def zone_named(name: str) -> ZoneInfo:
         raise ScheduleError("timezone", f"unknown time zone {name!r} (expected an IANA name like Europe/Berlin)") from None
 
 
+def never_fires(spec: str) -> bool:
+    """Whether a valid cron expression names no real moment at all (`0 0 30 2 *`). The rarest real one,
+    29 February on a given weekday, fires within 28 years; croniter gives up after 50."""
+    try:
+        croniter(spec, dt.datetime(2000, 1, 1), max_years_between_matches=50).get_next(dt.datetime)
+    except CroniterBadDateError:
+        return True
+    return False
+
+
 def parse_schedule(entry: Any, default_zone: ZoneInfo) -> Schedule:
     """A schema-valid SCHEDULES.yaml entry → Schedule; ScheduleError for what the schema cannot check."""
     spec = str(entry["schedule"]).strip()
     if " " in spec:
-        if not croniter.is_valid(spec):
+        if len(spec.split()) != 5 or not croniter.is_valid(spec):
             raise ScheduleError("schedule", f"{spec!r} is not a valid 5-field cron expression")
+        if never_fires(spec):
+            raise ScheduleError("schedule", f"{spec!r} never fires (no such date, e.g. 30 February); "
+                                "fix the day or month")
         if "time" in entry:
             raise ScheduleError("time", "`time` applies to daily/weekly/monthly schedules; a cron expression has its own")
     zone = zone_named(str(entry["timezone"])) if entry.get("timezone") else default_zone
@@ -161,6 +177,25 @@ def parse_schedule(entry: Any, default_zone: ZoneInfo) -> Schedule:
         workflow=str(workflow) if workflow else None,
         time=time,
     )
+
+
+def check_document(doc) -> list:
+    """Problems of a loaded SCHEDULES.yaml (queuefile.QueueDocument) beyond its schema: what `parse_schedule`
+    refuses (an invalid or never-firing cron expression, an unknown time zone), one Problem per entry."""
+    from keystone_agents import queuefile
+    from keystone_agents.problems import Problem
+
+    problems = []
+    zone = local_zone()
+    for index, entry in enumerate(doc.entries()):
+        if not doc.is_valid(entry):
+            continue
+        try:
+            parse_schedule(entry, zone)
+        except ScheduleError as exc:
+            line = queuefile._line_of(doc.data, ["schedules", index, exc.field])
+            problems.append(Problem(str(doc.path), line, f"schedules[{index}].{exc.field}", str(exc)))
+    return problems
 
 
 def place(wall_clock: dt.datetime, zone: ZoneInfo) -> dt.datetime:

@@ -4,7 +4,9 @@ remote-viewer, himalaya, claude, codex, gemini, keystone-agent). Each call appen
 {"prog", "argv"} to $AGENTCTL_TEST_LOG, then behaves as documented below so that agentctl's flows work:
 
   sudo -u USER -- CMD…        runs CMD… (as the same user: the tests cannot switch users)
-  agent-helper VERB ARGS…     systemctl --user VERB ARGS | journalctl --user ARGS | exec CMD ARGS
+  agent-helper VERB ARGS…     the expansion of keystone_agents.agentctl.verbs (the allow-list the real helper,
+                              keystone-agent-svc, uses) for the agent whose user sudo was asked for; the real
+                              helper through real sudo is tested in tests/realhost
   systemctl … show … --property=NextElapseUSecRealtime --value   prints "@1767225600"
   keystone-agent SUB …        runs the real keystone-agent for the subcommands this branch has; records only
                               for those of the task loop (runs, logs, loop), whose behaviour is not under test
@@ -21,16 +23,23 @@ if log:
         handle.write(json.dumps({"prog": prog, "argv": argv}) + "\n")
 
 if prog == "sudo":
-    assert argv[0] == "-u" and argv[2] == "--", argv
-    os.execvp(argv[3], argv[3:])
+    rest = argv[1:] if argv[0] == "-n" else argv
+    if rest[0] == "--":  # sudo -n -- systemctl VERB UNIT (an agent's system unit)
+        os.execvp(rest[1], rest[1:])
+    assert rest[0] == "-u" and rest[2] == "--", argv
+    os.environ["AGENTCTL_TEST_SUDO_USER"] = rest[1]
+    os.execvp(rest[3], rest[3:])
 elif prog == "agent-helper":
-    verb, rest = argv[0], argv[1:]
-    if verb == "exec":
-        os.execvp(rest[0], rest)
-    elif verb == "journalctl":
-        os.execvp("journalctl", ["journalctl", "--user", *rest])
-    else:
-        os.execvp("systemctl", ["systemctl", "--user", verb, *rest])
+    from keystone_agents.agentctl import hostconfig, verbs
+
+    config = hostconfig.load(os.environ["AGENTCTL_CONFIG"])
+    agent = next(a for a in config.agents if a.user == os.environ["AGENTCTL_TEST_SUDO_USER"])
+    try:
+        command = verbs.expand(argv[0], agent, argv[1:])
+    except verbs.Refused as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(2)
+    os.execvp(command[0], command)
 elif prog == "systemctl":
     if "show" in argv and "--property=NextElapseUSecRealtime" in argv:
         print("@1767225600")

@@ -37,9 +37,22 @@ def parse(cli: str, argv: list[str]) -> dict:
         if not args or args[0] != "exec":
             raise Usage("codex: non-interactive use needs the `exec` subcommand")
         args = args[1:]
+    positional_only = False
     while args:
         arg = args.pop(0)
-        if cli == "claude" and arg in ("--print", "-p", "--dangerously-skip-permissions"):
+        if arg.startswith("--") and "=" in arg and not positional_only:
+            # `--opt=value`: the value is attached (Commander, clap and yargs all read it so)
+            arg, value = arg.split("=", 1)
+            args.insert(0, value)
+            opts.setdefault("attached", []).append(arg)
+        if positional_only or (arg == "-" and cli == "codex"):
+            if opts["prompt"] is not None:
+                raise Usage(f"error: unexpected argument '{arg}'")
+            opts["prompt"] = sys.stdin.read() if arg == "-" and not positional_only else arg
+            opts["prompt_from"] = "stdin" if arg == "-" and not positional_only else "argv"
+        elif arg == "--" and cli in ("claude", "codex"):
+            positional_only = True
+        elif cli == "claude" and arg in ("--print", "-p", "--dangerously-skip-permissions"):
             opts["flags"].append(arg)
         elif cli == "claude" and arg in ("--append-system-prompt", "--model", "--output-format"):
             if not args:
@@ -68,6 +81,11 @@ def parse(cli: str, argv: list[str]) -> dict:
             raise Usage(f"error: unexpected argument '{arg}'")
     if cli == "claude" and "--print" not in opts["flags"] and "-p" not in opts["flags"]:
         raise Usage("claude: without --print the CLI is interactive")
+    if cli in ("claude", "gemini") and not sys.stdin.isatty():
+        piped = sys.stdin.read()  # claude -p reads the prompt from stdin; gemini appends -p to stdin
+        if piped:
+            opts["prompt"] = piped + ("\n\n" + opts["prompt"] if opts["prompt"] else "")
+            opts["prompt_from"] = "stdin"
     if not opts["prompt"]:
         raise Usage(f"{cli}: no prompt given")
     return opts
@@ -119,6 +137,8 @@ def main(cli: str) -> int:
     except Usage as exc:
         record["error"] = str(exc)
         opts = None
+    if opts is not None:  # how the parser read each argument
+        record["parsed"] = {k: v for k, v in opts.items() if k != "prompt"}
     action = next_action() if opts else {}
     record["action"] = action.get("do")
     log = os.environ.get("FAKE_AGENT_LOG")
