@@ -188,6 +188,13 @@ class CommandProviderSettings:
 
 
 @dataclass(frozen=True)
+class CodexProviderSettings:
+    """The `codex` provider's options: a local model server instead of OpenAI's hosted models."""
+
+    local_provider: str | None = None
+
+
+@dataclass(frozen=True)
 class OpenAIProviderSettings:
     """The `openai` provider (an OpenAI-compatible endpoint)."""
 
@@ -257,6 +264,7 @@ class Config:
     runtime_rules: list[RuntimeRule] = field(default_factory=list)
     command_provider: CommandProviderSettings | None = None
     openai_provider: OpenAIProviderSettings | None = None
+    codex_provider: CodexProviderSettings | None = None
     environment: dict[str, str] = field(default_factory=dict)
     mcp_servers: dict[str, Any] = field(default_factory=dict)  # {name: {command, args, env}}, passed through
     source_path: Path | None = field(default=None, compare=False)

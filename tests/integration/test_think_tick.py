@@ -133,3 +133,14 @@ def test_tick_with_a_hosted_provider_is_refused_by_validate_and_by_the_run(lh):
     lh.config(exec={"mode": "tick"})  # no thinkInterval: the schema says which key
     bad = lh.agent("validate")
     assert bad.returncode == 1 and "thinkInterval" in bad.stdout
+
+
+def test_tick_with_codex_on_a_local_model_server(lh):
+    lh.config(exec={"mode": "tick", "thinkInterval": 5, "instructions": "Tick."},
+              defaults={"provider": "codex", "model": "gpt-oss:20b"}, codexProvider={"localProvider": "ollama"})
+    assert lh.agent("validate").returncode == 0
+    assert cycle(lh, "tick") == 0
+    [call] = lh.calls("codex")
+    assert call["argv"][:6] == ["exec", "--json", "--full-auto", "--oss", "--local-provider=ollama",
+                                "--model=gpt-oss:20b"]
+    assert call["parsed"]["local_provider"] == "ollama"

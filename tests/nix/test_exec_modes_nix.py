@@ -82,13 +82,14 @@ CASES = [
     ("command", None, True), ("openai", "http://127.0.0.1:11434/v1", True), ("openai", "http://localhost:8080", True),
     ("openai", "http://[::1]:8080/v1", True), ("openai", "https://api.openai.com/v1", False),
     ("openai", "http://127.evil.example/v1", False), ("claude", None, False), ("codex", None, False),
-    ("gemini", None, False), ("auto", None, False),
+    ("gemini", None, False), ("auto", None, False), ("codex", "ollama", True), ("codex", "lmstudio", True),
 ]
 
 
 @pytest.mark.parametrize("provider,url,local", CASES)
 def test_local_provider_rule_is_the_same_in_nix_and_python(evaluate, provider, url, local):
-    settings = f'settings.openaiProvider.baseUrl = "{url}";' if url else ""
+    key = "codexProvider.localProvider" if provider == "codex" else "openaiProvider.baseUrl"
+    settings = f'settings.{key} = "{url}";' if url else ""
     ev = evaluate(agent(f'{{ exec = {{ mode = "tick"; thinkInterval = 5; }}; notes.taskLoop.execute.provider = '
                         f'"{provider}"; settings.commandProvider.argv = [ "ollama" "run" "x" ]; {settings} }}'))
     nix_local = not any("local execute provider" in m for m in ev["failedAssertions"])

@@ -24,7 +24,11 @@ let
     else if p == "openai" then
       (if loopbackUrl ((rc.openaiProvider or { }).baseUrl or "") then null
        else "provider openai needs a loopback openaiProvider.baseUrl (http://127.0.0.1:PORT/v1, http://localhost:PORT/v1)")
-    else "provider ${p} is hosted; tick needs a local one: command (e.g. ollama run {model}) or openai with a loopback baseUrl";
+    else if p == "codex" then
+      (let cp = rc.codexProvider or null; in
+       if cp != null && (cp.localProvider or null) != null then null
+       else "provider codex needs codexProvider.localProvider (ollama or lmstudio: codex --oss)")
+    else "provider ${p} is hosted; tick needs a local one: command (e.g. ollama run {model}), openai with a loopback baseUrl, or codex with codexProvider.localProvider";
 
   modeOf = name: cfg.${name}.exec.mode;
   statePath = "%h/.local/state/agent-task-loop/state";

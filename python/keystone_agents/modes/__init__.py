@@ -15,7 +15,8 @@ CYCLED_MODES = ("proactive", "tick")
 
 def local_provider_problem(config) -> str | None:
     """Why the execute stage's provider is not local (None: it is). Local: `command` (ollama run, llama.cpp),
-    `openai` with a loopback base URL. Hosted CLIs (claude, codex, gemini) and `auto` are refused."""
+    `openai` with a loopback base URL, `codex` with codexProvider.localProvider (`--oss`). Hosted CLIs (claude,
+    gemini, codex without a local provider) and `auto` are refused."""
     from keystone_agents.profiles import DEFAULT_PROVIDER
 
     provider = config.execute.provider or config.defaults.provider or DEFAULT_PROVIDER
@@ -27,8 +28,12 @@ def local_provider_problem(config) -> str | None:
             return None
         return ("provider openai needs a loopback openaiProvider.baseUrl (http://127.0.0.1:PORT/v1, "
                 "http://localhost:PORT/v1)")
-    return (f"provider {provider} is hosted; tick needs a local one: command (e.g. ollama run {{model}}) or "
-            "openai with a loopback baseUrl")
+    if provider == "codex":
+        if config.codex_provider and config.codex_provider.local_provider:
+            return None
+        return "provider codex needs codexProvider.localProvider (ollama or lmstudio: codex --oss)"
+    return (f"provider {provider} is hosted; tick needs a local one: command (e.g. ollama run {{model}}), "
+            "openai with a loopback baseUrl, or codex with codexProvider.localProvider")
 
 
 def config_problems(config, file: str) -> list[Problem]:

@@ -35,7 +35,8 @@ def _get(name: str, config) -> Provider:
     if name == "codex":
         from keystone_agents.providers.codex import CodexProvider
 
-        return CodexProvider()
+        settings = getattr(config, "codex_provider", None)
+        return CodexProvider(settings.local_provider if settings else None)
     if name == "command":
         from keystone_agents.providers.command import CommandProvider
 

@@ -1,5 +1,5 @@
-"""Codex CLI: `codex exec --json --full-auto [--model=M] [resume THREAD_ID] -- <prompt>` (the seed's argv plus
-`--json`; fallback model and effort are not passed; `resume` continues a thread in autonomous mode). The model
+"""Codex CLI: `codex exec --json --full-auto [--oss --local-provider=P] [--model=M] [resume THREAD_ID] -- <prompt>`
+(the seed's argv plus `--json`; `--oss` when codexProvider.localProvider names a local model server; fallback model and effort are not passed; `resume` continues a thread in autonomous mode). The model
 is attached with `=` and the prompt follows `--` (clap reads `--model=value` as the value, and nothing after
 `--` as an option); a prompt too long for one argument goes to stdin with `-` as the PROMPT argument ("if `-`
 is used, instructions are read from stdin").
@@ -46,8 +46,13 @@ class CodexProvider(Provider):
     name = "codex"
     stream_kind = "codex"
 
+    def __init__(self, local_provider: str | None = None):
+        self.local_provider = local_provider  # codexProvider.localProvider: --oss against ollama/lmstudio
+
     def invocation(self, prompt, runtime) -> Invocation:
         argv = ["codex", "exec", "--json", "--full-auto"]
+        if self.local_provider:
+            argv += ["--oss", attached("--local-provider", self.local_provider)]
         if runtime.model:
             argv.append(attached("--model", runtime.model))
         if self.resume_session:  # "only the conversation context is preserved; you must still provide flags"
