@@ -23,7 +23,8 @@ written in the prompt (so one loop run can hold tasks that behave differently):
   [fake:continue=K]         report "continue" for the first K turns of the session, then "completed"
 Sessions: a run prints a session id (claude/gemini session_id, codex thread_id); a run that resumes one
 (claude --resume ID, codex exec resume ID, gemini --resume ID) continues that session: its directives are the
-first prompt's (the CLI keeps the context), whatever the continuation prompt says.
+first prompt's (the CLI keeps the context), whatever the continuation prompt says. Sessions are kept next to
+$FAKE_BIN_LOG (without it, every run is a session of its own).
 With $FAKE_RUN_COMMANDS set, the stand-in behaves like a model that does what it is told: every command line the
 prompt shows (a line that is, or ends in after a "Label: " prefix, `keystone-agent …` or `agentctl …`) is run in a
 real shell (`bash -c LINE`, stdin: a short reply body), and recorded as an `ran-command` event with its exit code.
@@ -169,7 +170,9 @@ def session(tool, resume_id, prompt):
     first prompt, as the real CLIs keep the conversation. Unknown ids fail like the CLIs do (exit 1)."""
     import uuid
 
-    base = (os.environ.get("FAKE_BIN_LOG") or "/tmp/fake-bin") + ".sessions"
+    if not os.environ.get("FAKE_BIN_LOG"):  # nowhere to keep sessions: each run is its own session
+        return resume_id or str(uuid.uuid4()), prompt or "", 0
+    base = os.environ["FAKE_BIN_LOG"] + ".sessions"
     os.makedirs(base, exist_ok=True)
     if resume_id:
         path = os.path.join(base, f"{tool}-{os.path.basename(resume_id)}.json")
