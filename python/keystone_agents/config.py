@@ -65,6 +65,14 @@ class NotesSettings:
 
 
 @dataclass(frozen=True)
+class GitSettings:
+    """The agent's one git identity (name and email come from fullName/email) and commit signing."""
+
+    signing_key: str | None = None
+    allowed_signers_file: str = "~/.config/git/allowed_signers"
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """A mail server endpoint."""
 
@@ -166,6 +174,8 @@ class Rule:
     keywords: list[str] = field(default_factory=list)
     source: str | None = None
     project: str | None = None
+    project_keywords: list[str] = field(default_factory=list)  # any of them in the task's project's description
+    project_has_repos: bool | None = None  # the task's project lists code repositories (PROJECTS.yaml repos)
 
 
 @dataclass(frozen=True)
@@ -221,6 +231,29 @@ class ExecSettings:
 
 
 @dataclass(frozen=True)
+class PostgresBusSettings:
+    host: str | None = None
+    port: int | None = None
+    database: str = "keystone"
+
+
+@dataclass(frozen=True)
+class LocalBusSettings:
+    socket: str = "/run/keystone-bus/bus.sock"
+    wake_dir: str = "/run/keystone-bus/wake"
+
+
+@dataclass(frozen=True)
+class CoordinationSettings:
+    backend: str = "none"
+    postgresql: PostgresBusSettings = field(default_factory=PostgresBusSettings)
+    local: LocalBusSettings = field(default_factory=LocalBusSettings)
+    wake_file: str | None = None
+    max_deliveries: int = 5
+    lease_seconds: float = 300
+
+
+@dataclass(frozen=True)
 class Config:
     """The agent's configuration (one typed object, loaded from the module's JSON)."""
 
@@ -250,6 +283,7 @@ class Config:
     sources: list[Source] = field(default_factory=list)
     textfile_dir: str | None = None
     notes: NotesSettings = field(default_factory=NotesSettings)
+    git: GitSettings = field(default_factory=GitSettings)
     mail: MailSettings | None = None
     calendar: CalendarSettings | None = None
     github: GithubSettings | None = None
@@ -261,12 +295,14 @@ class Config:
     task_token_budget: int | None = None
     llm_triage: bool = False
     workflow_rules: list[WorkflowRule] = field(default_factory=list)
+    default_workflow_rules: bool = True
     runtime_rules: list[RuntimeRule] = field(default_factory=list)
     command_provider: CommandProviderSettings | None = None
     openai_provider: OpenAIProviderSettings | None = None
     codex_provider: CodexProviderSettings | None = None
     environment: dict[str, str] = field(default_factory=dict)
     mcp_servers: dict[str, Any] = field(default_factory=dict)  # {name: {command, args, env}}, passed through
+    coordination: CoordinationSettings = field(default_factory=CoordinationSettings)
     source_path: Path | None = field(default=None, compare=False)
 
     @property

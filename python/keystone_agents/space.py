@@ -9,6 +9,34 @@ from pathlib import Path
 STATE_ROOT = Path(".local/state/agent-task-loop")
 
 
+class AgentSpaceMissing(Exception):
+    """The agent space (notesDir) a provider must run in is not there; the message names the path."""
+
+    def __init__(self, path: Path, setting: str):
+        self.path = path
+        self.setting = setting
+        super().__init__(
+            f"agent space {path} does not exist (notesDir = {setting!r}); providers run there. Create it with "
+            f"`keystone-agent init`, clone the notes repo (`keystone-agent sync`), or set notesDir"
+        )
+
+
+def agent_space_problem(space: "AgentSpace") -> AgentSpaceMissing | None:
+    """Why providers cannot run in `space.notes_dir` (it is missing or not a directory), or None."""
+    path = space.notes_dir
+    if path.is_dir():
+        return None
+    return AgentSpaceMissing(path, space.notes_dir_setting)
+
+
+def require_agent_space(space: "AgentSpace") -> Path:
+    """The agent space, the working directory of every provider CLI run; raises AgentSpaceMissing."""
+    problem = agent_space_problem(space)
+    if problem is not None:
+        raise problem
+    return space.notes_dir
+
+
 @dataclass(frozen=True)
 class AgentSpace:
     """The agent's home and everything in it that the runtime reads or writes.
@@ -65,6 +93,19 @@ class AgentSpace:
             return self.home / setting[2:]
         path = Path(setting)
         return path if path.is_absolute() else self.home / path
+
+    @property
+    def repos_dir(self) -> Path:
+        """Clones the agent works on: `<agent space>/.repos/{owner}/{repo}` (the seed's layout)."""
+        return self.notes_dir / ".repos"
+
+    def deepwork_job_dir(self, workflow: str) -> Path:
+        """Where the DeepWork job of `job/workflow` lives in the agent space (`.deepwork/jobs/<job>`)."""
+        return self.notes_dir / ".deepwork" / "jobs" / workflow.split("/", 1)[0]
+
+    def mcp_run_config(self, run_id: str) -> Path:
+        """The MCP server file written for one provider run (mode 0600, removed afterwards)."""
+        return self.state_dir / "mcp" / f"{run_id}.json"
 
     # runtime state
     @property

@@ -23,7 +23,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 
@@ -56,6 +56,54 @@ class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
 
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+# Plain scalars are typed as YAML 1.2 types them (the round-trip reader, ruamel, reads YAML 1.2), not as
+# PyYAML's YAML 1.1: `yes`, `no`, `on`, `off` and `10:00` are strings, `0123` is 123, `1e3` is a float. The
+# fast and the round-trip reader must see the same values, or they would not agree on what is valid.
+_Loader.yaml_implicit_resolvers = {}
+for _tag, _regexp, _first in (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("float", r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", "-+0123456789."),
+    ("int", r"""^(?:[-+]?0b[0-1_]+
+                |[-+]?0o?[0-7_]+
+                |[-+]?[0-9_]+
+                |[-+]?0x[0-9a-fA-F_]+)$""", "-+0123456789"),
+    ("merge", r"^(?:<<)$", "<"),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("timestamp", r"""^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]
+                      |[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?
+                      (?:[Tt]|[ \t]+)[0-9][0-9]?:[0-9][0-9]:[0-9][0-9](?:\.[0-9]*)?
+                      (?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)$""", "0123456789"),
+):
+    _Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_regexp, re.X), list(_first))
+
+
+def _construct_int(loader, node):
+    text = loader.construct_scalar(node)
+    digits = text.replace("_", "")
+    sign = -1 if digits[:1] == "-" else 1
+    digits = digits.lstrip("+-")
+    for prefix, base in (("0b", 2), ("0x", 16), ("0o", 8)):
+        if digits.startswith(prefix) and len(digits) > 2:
+            return sign * int(digits[2:], base)
+    return sign * int(digits) if digits.isdigit() else text
+
+
+def _construct_float(loader, node):
+    text = loader.construct_scalar(node).replace("_", "").lower()
+    if text.lstrip("+-") == ".inf":
+        return float("-inf") if text.startswith("-") else float("inf")
+    if text == ".nan":
+        return float("nan")
+    return float(text)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 
 class EditRefused(ValidationFailed):
@@ -192,8 +240,10 @@ def fast_valid(entry: Any) -> bool:
     return "name" in entry and "description" in entry and "status" in entry
 
 
-def entry_problems(entry: Any, file: str, index: int, lines: dict[str, int], line: int) -> list[Problem]:
-    """Schema problems of one entry, each at the line of its field."""
+def entry_problems(entry: Any, file: str, index: int, lines: dict[str, int], line: int,
+                   locate: Callable[[list], int | None] | None = None) -> list[Problem]:
+    """Schema problems of one entry, each at the line of its field (`locate(relative path)` when given, else
+    `lines[top-level field]`, else the entry's line)."""
     if fast_valid(entry):
         return []
     from keystone_agents.queuefile import _describe_error, _field_path  # lazy: jsonschema is slow to import
@@ -203,7 +253,10 @@ def entry_problems(entry: Any, file: str, index: int, lines: dict[str, int], lin
     schema = load_schema("tasks")
     for error in sorted(validator("tasks", "task").iter_errors(entry), key=lambda e: list(e.absolute_path)):
         for rel, message in _describe_error(error, schema):
-            where = lines.get(rel[0], line) if rel else line
+            if locate is not None:
+                where = locate(rel) or line
+            else:
+                where = lines.get(rel[0], line) if rel else line
             problems.append(Problem(file, where, _field_path(["tasks", index, *rel]), message))
     return problems
 
@@ -304,19 +357,23 @@ class TaskFile:
                 wrong.append(Problem(str(self.path), key_node.start_mark.line + 1, str(key_node.value),
                                      "unknown top-level key; the only keys allowed are: tasks"))
             else:
-                seq_node = value_node
+                seq_node, key_line = value_node, key_node.start_mark.line + 1
         if seq_node is None:
             wrong.append(Problem(str(self.path), 1, "tasks", "required top-level key 'tasks' is missing"))
-        if wrong:
-            raise ValidationFailed(wrong)
         items = data.get("tasks")
+        if wrong:  # the entries' problems too, as the round-trip reader reports them
+            if isinstance(seq_node, yaml.SequenceNode) and isinstance(items, list):
+                self.entries = [Entry("", d, n.start_mark.line + 1) for n, d in zip(seq_node.value, items)]
+                self._validate_all(seq_node.value)
+                self.entries = []
+            raise ValidationFailed(wrong + self.problems)
         if isinstance(seq_node, yaml.ScalarNode) and items is None:  # `tasks:` with nothing under it
             end = _line_end(text, root.value[0][0].end_mark.index)
             self.prefix, self.suffix = text, ""
             self._empty_fix = (text[:end], text[end:])
             return
         if not isinstance(seq_node, yaml.SequenceNode):
-            self._fail(seq_node.start_mark.line + 1, "tasks", f"expected a list of entries, got {_type_name(items)}")
+            self._fail(key_line, "tasks", f"expected a list of entries, got {_type_name(items)}")
         if not seq_node.value:  # `tasks: []`
             start, stop = seq_node.start_mark.index, seq_node.end_mark.index
             end = _line_end(text, stop)
@@ -327,7 +384,7 @@ class TaskFile:
             self._load_flow_seq(text, seq_node, items)
         else:
             self._load_block_seq(text, seq_node, items, _line_end(text, root.value[0][0].end_mark.index))
-        self._validate_all()
+        self._validate_all(seq_node.value)
         if seq_node.flow_style:  # invalid entries of a one-line flow list keep their exact text
             for entry in self.entries:
                 if not entry.valid and entry.source is not None and "\n" not in entry.source:
@@ -370,17 +427,19 @@ class TaskFile:
                                       source=text[node.start_mark.index:node.end_mark.index]))
         self._rewritten = True
 
-    def _validate_all(self) -> None:
+    def _validate_all(self, nodes: list | None = None) -> None:
         file = str(self.path)
         seen: dict[str, int] = {}
         for index, entry in enumerate(self.entries):
             problems = []
             if not fast_valid(entry.data):
-                problems = entry_problems(entry.data, file, index, self._field_lines(entry), entry.line)
+                locate = (lambda rel, node=nodes[index]: _node_line(node, rel)) if nodes else None
+                problems = entry_problems(entry.data, file, index, self._field_lines(entry), entry.line, locate)
             name = entry.name
             if isinstance(name, str) and name:
                 if name in seen:
-                    problems.append(Problem(file, entry.line, f"tasks[{index}].name",
+                    where = (_node_line(nodes[index], ["name"]) if nodes else None) or entry.line
+                    problems.append(Problem(file, where, f"tasks[{index}].name",
                                             f"duplicate name {name!r} (first defined at line {seen[name]}); names must be unique"))
                 else:
                     seen[name] = entry.line
@@ -660,6 +719,25 @@ def _type_name(value: Any) -> str:
     from keystone_agents.queuefile import _type_name as name  # the same words as every other message
 
     return name(value)
+
+
+def _node_line(node: yaml.Node, path: list) -> int | None:
+    """1-based line of `path` inside an entry's node: a key's line, a list item's line (as deep as it goes)."""
+    line = None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag == "tag:yaml.org,2002:str" and key.value == part:
+                    line, node = key.start_mark.line + 1, value
+                    break
+            else:
+                break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
 
 
 def _line_start(text: str, index: int) -> int:

@@ -13,7 +13,9 @@ text into `FILE:LINE: FIELD: message` problems instead of an exception or a hang
 * aliases whose expansion exceeds `ALIAS_FACTOR` times the nodes actually written (an "alias bomb" of a few
   hundred bytes expands to billions of nodes): refused before anything expands them;
 * duplicate keys in a mapping (libyaml would silently keep the last one, ruamel refuses the file: both
-  readers now report the same problem);
+  readers now report the same problem), and keys that are lists or mappings;
+* tabs outside quoted values and comments, and the Unicode line breaks NEL/U+2028/U+2029 (libyaml and
+  ruamel disagree about them);
 * and, as a last resort, a wall-time bound (`DEADLINE`) on the scan itself.
 
 The scan walks libyaml's event stream once (C speed parser, no recursion, nothing expanded), so after it
@@ -46,8 +48,10 @@ MAX_REPORTED = 10  # problems of one kind reported per file (a binary file has t
 
 BOM = "\ufeff"
 # Everything outside YAML's printable set (YAML 1.2 §5.1) that a str can hold: C0 controls except TAB, LF and
-# CR; DEL; C1 controls except NEL; U+FEFF inside the text; the non-characters U+FFFE and U+FFFF.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ufeff\ufffe\uffff\ud800-\udfff]")
+# CR; DEL; C1 controls; U+FEFF inside the text; the non-characters U+FFFE and U+FFFF. Also the Unicode line
+# breaks NEL, U+2028 and U+2029: YAML 1.1 (libyaml) counts them as line breaks, YAML 1.2 (ruamel) does not, so
+# the readers would disagree about the file (written escaped in a double-quoted string they are fine).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff\ufffe\uffff\ud800-\udfff\u2028\u2029]")
 _NUMBERISH = re.compile(r"^[-+]?[0-9.][0-9a-fA-FxXoObB_:.eE+-]*$")
 
 
@@ -67,7 +71,8 @@ class Style:
 
 def _char_name(ch: str) -> str:
     names = {"\x00": "NUL", "\x1b": "ESC", "\x7f": "DEL", "\ufeff": "byte-order mark U+FEFF", "\x08": "BS",
-             "\x0b": "VT", "\x0c": "FF"}
+             "\x0b": "VT", "\x0c": "FF", "\x85": "NEL (U+0085)", "\u2028": "LINE SEPARATOR (U+2028)",
+             "\u2029": "PARAGRAPH SEPARATOR (U+2029)"}
     return names.get(ch, f"U+{ord(ch):04X}")
 
 
@@ -135,6 +140,7 @@ def check(text: str, file: str, *, deadline: float = DEADLINE) -> Style:
     written = expanded = documents = 0
     used_anchor = used_alias = used_flow = False
     limit_start = time.monotonic()
+    scalar_spans: list[tuple[int, int]] | None = [] if "\t" in text else None  # only needed to place tabs
 
     def add(line: int, message: str, path: list | None = None) -> None:
         problems.append(Problem(file, line, field_path(path if path is not None else _path(stack)), message))
@@ -178,6 +184,9 @@ def check(text: str, file: str, *, deadline: float = DEADLINE) -> Style:
             path = _path(stack, is_key)
             if isinstance(event, yaml.AliasEvent):
                 used_alias = True
+                if is_key:
+                    add(line, f"alias *{event.anchor} used as a key; keys must be plain text", path)
+                    break
                 size = anchors.get(event.anchor)
                 if size is None:
                     add(line, f"alias *{event.anchor} refers to no anchor defined before it", path)
@@ -197,19 +206,29 @@ def check(text: str, file: str, *, deadline: float = DEADLINE) -> Style:
                     add(line, f"anchor &{anchor} is defined twice; give each anchor its own name", path)
                     break
             tag = getattr(event, "tag", None)
+            if is_key and anchor is not None:
+                add(line, f"anchor &{anchor} on a key; keys must be plain text", path)
+                break
             if tag is not None:
                 add(line, f"YAML tag {tag} is not allowed in queue files; remove it (values are plain strings, "
                           "numbers, lists and mappings)", path)
                 break
             if isinstance(event, yaml.ScalarEvent):
                 value = event.value
+                if scalar_spans is not None and event.style:  # quoted or block (plain: None or "")
+                    scalar_spans.append((event.start_mark.index, event.end_mark.index))
                 if len(value) > MAX_SCALAR:
                     add(line, f"value is {len(value):,} characters long; at most {MAX_SCALAR:,} are allowed", path)
-                elif event.style is None and len(value) > MAX_NUMBER and _NUMBERISH.match(value):
+                elif not event.style and value == "=":  # YAML 1.1's "value" key: readers disagree about it
+                    add(line, "a bare `=` is read differently by YAML readers; quote it (\"=\")", path)
+                elif not event.style and len(value) > MAX_NUMBER and _NUMBERISH.match(value):
                     add(line, f"number is {len(value):,} characters long; at most {MAX_NUMBER} are allowed "
                               "(quote it if it is text)", path)
                 if anchor is not None:
                     anchors[anchor] = 1
+                if is_key and not event.style and value in ("", "~", "null", "Null", "NULL"):
+                    add(line, "a key without a name (empty or null)", path)
+                    break
                 if is_key:
                     seen = parent.keys.get(value)
                     if seen is not None:
@@ -222,7 +241,8 @@ def check(text: str, file: str, *, deadline: float = DEADLINE) -> Style:
             if event.flow_style:
                 used_flow = True
             if is_key:
-                parent.key = "?"
+                add(line, "a list or mapping used as a key (`? ...`); keys must be plain text", path)
+                break
             if len(stack) >= MAX_DEPTH:
                 add(line, f"nested more than {MAX_DEPTH} levels deep", path)
                 break
@@ -236,9 +256,37 @@ def check(text: str, file: str, *, deadline: float = DEADLINE) -> Style:
         parser.dispose()
     if not problems and expanded > ALIAS_FACTOR * written + ALIAS_SLACK:
         problems.append(Problem(file, None, "", _bomb_message()))
+    if not problems and scalar_spans is not None:
+        problems.extend(_tab_problems(text, file, scalar_spans))
     if problems:
         raise ValidationFailed(problems[:MAX_REPORTED])
     return Style(used_anchor, used_alias, used_flow, documents)
+
+
+def _tab_problems(text: str, file: str, spans: list[tuple[int, int]]) -> list[Problem]:
+    """Tabs outside quoted and block scalars and comments. libyaml accepts some (`key:<TAB>value`, a tab after
+    or inside a plain value) that ruamel refuses, so the two readers would disagree about the file: both
+    refuse it instead."""
+    import bisect
+
+    starts = [start for start, _ in spans]
+    problems = []
+    for match in re.finditer("\t", text):
+        at = match.start()
+        i = bisect.bisect_right(starts, at) - 1
+        if i >= 0 and spans[i][0] <= at < spans[i][1]:
+            continue
+        line_start = text.rfind("\n", 0, at) + 1
+        before = text[line_start:at]
+        comment = re.search(r"(^|\s)#", before)
+        if comment and not any(s <= line_start + comment.end() - 1 < e for s, e in spans[max(i - 3, 0): i + 1]):
+            continue
+        line = text.count("\n", 0, at) + 1
+        problems.append(Problem(file, line, "", f"column {at - line_start + 1}: a tab outside a quoted value; "
+                                "YAML readers disagree about such tabs, use spaces (or quote the value)"))
+        if len(problems) >= MAX_REPORTED:
+            break
+    return problems
 
 
 def _bomb_message() -> str:

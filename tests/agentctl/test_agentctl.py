@@ -14,6 +14,8 @@ from keystone_agents.space import AgentSpace
 SHOW_KEYS = {
     "agent", "user", "configuredHost", "preferredHost", "local", "project", "provider", "model", "fallbackModel",
     "vncPort", "desktop", "pause", "lastRun", "nextTimer", "taskCounts", "errors",
+    # issue 16: the fleet view
+    "running", "today", "lastRunFailure", "notesConflict", "state", "probe", "unknown", "warnings",
 }
 
 
@@ -25,7 +27,8 @@ def test_list_json_shape_for_local_and_remote_agents(fleet):
     for row in rows:
         assert set(row) == SHOW_KEYS
         assert set(row["pause"]) == {"state", "pausedAt", "pausedBy", "reason"}
-        assert row["errors"] == []
+        assert row["errors"] == [] and row["probe"] == {"ok": True, "error": None} and row["unknown"] == []
+        assert row["state"] == "idle" and row["today"] == {"tokens": 0, "costUsd": 0.0}
         assert row["taskCounts"] == {"in_progress": 0, "pending": 0, "blocked": 0, "completed": 0, "invalid": 0}
     alpha, beta, gamma = rows
     assert (alpha["vncPort"], beta["vncPort"], gamma["vncPort"]) == (5901, None, 5903)
@@ -189,6 +192,27 @@ def test_vnc_runs_here_and_is_not_forwarded(fleet):
 def test_email_and_shell(fleet):
     assert fleet.run("alpha", "email", "--page", "2").returncode == 0
     assert fleet.argvs("himalaya") == [["envelope", "list", "--page", "2"]]
+
+
+@pytest.mark.parametrize("agent", ["alpha", "beta"])
+def test_mail_send_goes_out_as_the_agent_through_a_real_smtp_server(fleet, mail_server, agent, tmp_path):
+    mail_server.clear("tester")
+    config_file = fleet.homes[agent] / ".config/keystone-agent/config.json"
+    config = json.loads(config_file.read_text())
+    config["mail"] = mail_server.mail_config("agent", tmp_path)
+    config_file.write_text(json.dumps(config))
+    subject = f"Hello from {agent}"
+    result = fleet.run(agent, "mail", "send", "--to", mail_server.address("tester"), "--subject", subject,
+                       "--json", input="Sent through agentctl.\n")
+    assert result.returncode == 0, result.stderr
+    delivered = mail_server.wait_for("tester", lambda m: m["Subject"] == subject)
+    assert delivered is not None
+    assert delivered.get_body(("plain",)).get_content().strip() == "Sent through agentctl."
+    assert json.loads(result.stdout)["Subject"] == subject
+    [argv] = fleet.argvs("keystone-agent")
+    assert argv[:4] == ["mail", "send", "--home", str(fleet.homes[agent])]
+    refused = fleet.run(agent, "mail", "list")
+    assert refused.returncode == 2 and "mail takes: send" in refused.stderr
 
 
 def test_prefs_persist_across_processes_and_feed_show(fleet):

@@ -109,10 +109,18 @@ def _complete(fleet, words: str) -> list[str]:
 
 
 def test_completion_knows_agents_and_verbs(fleet):
-    assert _complete(fleet, "agentctl ") == ["completion", "list", "prefs", "show", "watch", "alpha", "beta", "gamma"]
+    assert _complete(fleet, "agentctl ") == ["completion", "hierarchy", "list", "prefs", "show", "status", "watch",
+                                              "alpha", "beta", "gamma"]
     assert _complete(fleet, "agentctl be") == ["beta"]
     assert _complete(fleet, "agentctl alpha pa") == ["pause", "paused"]
     assert _complete(fleet, "agentctl show g") == ["gamma"]
+    # task actions, then the task names of a local agent's TASKS.yaml
+    (fleet.homes["alpha"] / "TASKS.yaml").write_text(
+        "tasks:\n  - {name: write-report, description: x, status: pending}\n"
+        "  - {name: fix-login, description: y, status: blocked}\n")
+    assert _complete(fleet, "agentctl alpha task ") == ["add", "show", "retry", "cancel", "edit"]
+    assert _complete(fleet, "agentctl alpha task show w") == ["write-report"]
+    assert _complete(fleet, "agentctl alpha task retry ") == ["write-report", "fix-login"]
 
 
 def test_session_runs_in_the_dev_shell_when_the_space_has_a_flake(fleet, tmp_path):

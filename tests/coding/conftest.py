@@ -303,6 +303,7 @@ def coding_env(tmp_path, monkeypatch) -> CodingEnv:
     root = tmp_path
     home = root / "home"
     home.mkdir()
+    (home / "notes").mkdir()  # the agent space: providers run there, clones go to its .repos/
     env = CodingEnv(root, home, root / "agent-calls.jsonl", root / "gh-state", root / "github-token",
                     root / "forgejo-token")
     env.gh_state.mkdir()

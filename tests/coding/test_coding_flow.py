@@ -66,7 +66,7 @@ def github(coding_env, git_http_server, request):
 
 
 def clone_dir(env, repo):
-    return env.home / ".repos" / repo
+    return env.home / "notes" / ".repos" / repo
 
 
 def assert_back_on_main(env, repo):
@@ -285,7 +285,7 @@ def test_bad_repo_names_are_refused(coding_env, bad):
     config = coding_env.write_config(cloneUrl="file:///nonexistent/{owner}/{repo}.git")
     result, data = code(coding_env, "--repo", bad, "--task", TASK, config=config)
     assert result.exit_code == 1 and data["outcome"] == "error" and "--repo" in data["message"]
-    assert not (coding_env.home / ".repos").exists() or not any((coding_env.home / ".repos").rglob("*"))
+    assert not (coding_env.home / "notes/.repos").exists() or not any((coding_env.home / "notes/.repos").rglob("*"))
     assert coding_env.agent_calls() == []
 
 

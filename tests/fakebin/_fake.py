@@ -16,6 +16,12 @@ written in the prompt (so one loop run can hold tasks that behave differently):
   [fake:turns=N]            report N agentic turns (claude's num_turns), whatever --max-turns said
   [fake:cost=X]             report a cost of X dollars (claude's total_cost_usd)
   [fake:output-tokens=N]    report N output tokens
+  [fake:set-status=S]       set this task's status to S in TASKS.yaml ($HOME/TASKS.yaml), with a blocked_reason
+                            for blocked (as an agent that edits its own queue)
+  [fake:drop-others]        remove every other task from TASKS.yaml
+  [fake:add-task]           append a task `follow-up-by-agent` to TASKS.yaml
+  [fake:commit]             write WORK.md in the working directory and `git commit` it
+  [fake:break-tasks]        overwrite TASKS.yaml with `tasks: [unclosed` (a provider that breaks the queue)
   [fake:delivery-failed=K]  the report lists a failed delivery of kind K (and a successful pull request)
   [fake:tools=N]            make N tool calls, each printed as the CLI's stream event (with --output-format
                             stream-json / --json), $FAKE_TOOL_SECONDS (0.3) apart; each one that ran is recorded
@@ -46,7 +52,8 @@ def record(tool, argv, **extra):
     if not path:
         return
     line = json.dumps({"tool": tool, "argv": argv, "pid": os.getpid(), "task": os.environ.get("KEYSTONE_TASK_NAME"),
-                       "result_env": os.environ.get("KEYSTONE_TASK_RESULT"), "time": time.time(), **extra})
+                       "result_env": os.environ.get("KEYSTONE_TASK_RESULT"), "time": time.time(), "cwd": os.getcwd(),
+                       **extra})
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (line + "\n").encode())
@@ -131,6 +138,39 @@ def behave(tool, prompt, turn=0):
         answer += f"\nCreated pull request {d['pr']}"
     if "empty" in d:
         answer = ""
+    tasks_file = os.path.join(os.environ.get("HOME", "/nonexistent"), "TASKS.yaml")
+    if "set-status" in d:
+        import yaml
+
+        with open(tasks_file) as handle:
+            data = yaml.safe_load(handle)
+        for task in data["tasks"]:
+            if task.get("name") == os.environ.get("KEYSTONE_TASK_NAME"):
+                task["status"] = d["set-status"]
+                if d["set-status"] == "blocked":
+                    task["blocked_reason"] = "the agent needs a decision from a human"
+        with open(tasks_file, "w") as handle:
+            yaml.safe_dump(data, handle, sort_keys=False)
+    if "drop-others" in d or "add-task" in d:
+        import yaml
+
+        with open(tasks_file) as handle:
+            data = yaml.safe_load(handle)
+        if "drop-others" in d:
+            data["tasks"] = [t for t in data["tasks"] if t.get("name") == os.environ.get("KEYSTONE_TASK_NAME")]
+        else:
+            data["tasks"].append({"name": "follow-up-by-agent", "description": "noted by the agent", "status": "pending"})
+        with open(tasks_file, "w") as handle:
+            yaml.safe_dump(data, handle, sort_keys=False)
+    if "commit" in d:  # commit everything in the working directory, as an agent does (identity from git's config)
+        import subprocess
+
+        (open(os.path.join(os.getcwd(), "WORK.md"), "a")).write("work done\n")
+        subprocess.run(["git", "add", "-A"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["git", "commit", "-q", "-m", "Work by the agent"], check=True, stdout=subprocess.DEVNULL)
+    if "break-tasks" in d:
+        with open(tasks_file, "w") as handle:
+            handle.write("tasks: [unclosed\n")
     report = d.get("report")
     if "continue" in d or report == "continue":
         report = continuation_report(prompt, turn)

@@ -97,7 +97,7 @@ def test_per_task_overrides_reach_the_argv(lh):
             provider: gemini
             model: gemini-2.5-flash
           - name: on-codex
-            description: "Refactor the parser"
+            description: "Tidy the parser"
             status: pending
             provider: codex
             model: gpt-5-codex
@@ -124,7 +124,7 @@ def test_per_task_overrides_reach_the_argv(lh):
         "--prompt=Execute this task.\n\nTask: on-gemini\nDescription: Summarize the notes", "--yolo",
         "--output-format", "json", "--model=gemini-2.5-flash"]
     assert by_task["on-codex"]["argv"] == [
-        "exec", "--json", "--full-auto", "--model=gpt-5-codex", "--", "Execute this task.\n\nTask: on-codex\nDescription: Refactor the parser"]
+        "exec", "--json", "--full-auto", "--model=gpt-5-codex", "--", "Execute this task.\n\nTask: on-codex\nDescription: Tidy the parser"]
     assert by_task["fast-profile"]["argv"] == [
         "--print", "--output-format", "json", "--dangerously-skip-permissions", "--model=haiku",
         "--fallback-model=sonnet", "--effort=low", "--",

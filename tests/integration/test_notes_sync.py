@@ -12,8 +12,8 @@ from pathlib import Path
 from keystone_agents import queuefile
 from keystone_agents.config import parse_config
 from keystone_agents.lock import try_lock
-from keystone_agents.notes_sync.git import Git, GitError, explain, redact
-from keystone_agents.notes_sync.identity import git_environment, git_settings, ssh_command
+from keystone_agents.git import Git, GitError, explain, redact
+from keystone_agents.git_identity import git_environment, git_settings, ssh_command
 from keystone_agents.space import AgentSpace
 from tests.support.notes_sync import (
     COMMIT_MESSAGE,

@@ -74,12 +74,12 @@ def test_the_scheduler_waits_for_the_loops_transaction(lh):
 
 
 def test_task_add_while_a_loop_runs_loses_nothing(lh):
-    """`keystone-agent task add` (a real subprocess) while the loop executes: both changes survive, and the loop
-    runs the added task in the same run once it takes TASKS.yaml back."""
+    """`keystone-agent task add` (real subprocesses, three at once) while the loop executes: every change
+    survives the loop's save, and the loop runs the added tasks in the same run once it takes TASKS.yaml back."""
     lh.write_tasks("""
         tasks:
           - name: slow-task
-            description: "Takes three seconds [fake:sleep=3]"
+            description: "Takes six seconds [fake:sleep=6]"
             status: pending
     """)
     loop = lh.popen()
@@ -87,16 +87,20 @@ def test_task_add_while_a_loop_runs_loses_nothing(lh):
     while time.monotonic() < deadline and not lh.calls("claude"):
         time.sleep(0.05)
     assert lh.calls("claude"), "provider never started"
-    added = [subprocess.run([installed_script("keystone-agent"), "task", "add", f"added-{i}", "--description",
-                             f"Added while the loop ran ({i})", "--home", str(lh.home)],
-                            capture_output=True, text=True, env=lh.env(), timeout=60) for i in range(3)]
-    assert all(a.returncode == 0 for a in added), [a.stderr for a in added]
-    out, err = loop.communicate(timeout=60)
+    adders = [subprocess.Popen([installed_script("keystone-agent"), "task", "add", f"added-{i}", "--description",
+                                f"Added while the loop ran ({i})", "--home", str(lh.home)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=lh.env())
+              for i in range(3)]
+    results = [(a.wait(timeout=120), a.stderr.read()) for a in adders]
+    assert all(code == 0 for code, _ in results), results
+    out, err = loop.communicate(timeout=120)
     assert loop.returncode == 0, err
     tasks = {t["name"]: t for t in lh.task_list()}
     assert tasks["slow-task"]["status"] == "completed"
-    assert all(tasks[f"added-{i}"]["source"] == "manual" for i in range(3))
-    assert [c["task"] for c in lh.calls("claude")] == ["slow-task", "added-0", "added-1", "added-2"]
+    assert all(tasks[f"added-{i}"]["source"] == "manual" for i in range(3))  # nothing lost
+    ran = [c["task"] for c in lh.calls("claude")]
+    assert ran[0] == "slow-task" and sorted(ran[1:]) == ["added-0", "added-1", "added-2"], ran
+    assert all(tasks[f"added-{i}"]["status"] == "completed" for i in range(3))
 
 
 def test_task_add_waits_for_the_loops_transaction(lh):

@@ -40,7 +40,7 @@ let
 
   plain = names: lib.genAttrs names (name: drv name { });
 in
-plain [ "coreutils" "openssh" "git" "systemd" "labwc" "wayvnc" "wlr-randr" "chromium" "nix" ]
+plain [ "coreutils" "openssh" "git" "systemd" "labwc" "wayvnc" "wlr-randr" "chromium" "nix" "himalaya" "bitwarden-cli" ]
 // {
   inherit lib python3Packages callPackage installShellFiles;
   writeShellScript = name: text: drv name { inherit text; executable = true; };

@@ -87,7 +87,7 @@ def test_one_agent_with_defaults(evaluate):
 
     # desktop and browser by default; VNC on loopback
     assert set(ev["services"]) == {"agent-drago-labwc", "agent-drago-wayvnc", "agent-drago-chromium",
-                                   "agent-drago-user-units"}
+                                   "agent-drago-user-units", "agent-drago-git-config"}
     assert ev["services"]["agent-drago-wayvnc"]["serviceConfig"]["ExecStart"].endswith("wayvnc 127.0.0.1 5901")
     chromium = ev["services"]["agent-drago-chromium"]["serviceConfig"]
     assert "--remote-debugging-port=9222" in chromium["ExecStart"]
@@ -104,7 +104,8 @@ def test_one_agent_with_defaults(evaluate):
     assert units["runAs"] == "root" and units["groups"] == ["agent-admins"]
     assert {c["command"] for c in units["commands"]} == {
         f"/stand-in/systemd/bin/systemctl {verb} agent-drago-{unit}.service"
-        for verb in ("status", "start", "stop", "restart") for unit in ("labwc", "wayvnc", "chromium", "user-units")}
+        for verb in ("status", "start", "stop", "restart")
+        for unit in ("labwc", "wayvnc", "chromium", "user-units", "git-config")}
 
     config = valid_agent_config(ev, "drago")
     assert config["agentName"] == "drago" and config["host"] == "ocean" and config["notesDir"] == "/home/agent-drago/notes"
@@ -118,8 +119,8 @@ def test_one_agent_with_defaults(evaluate):
     assert schema_errors("host-config", host) == []
     drago = next(a for a in host["agents"] if a["name"] == "drago")
     assert drago["helper"] == svc and drago["configPath"].endswith("/agents/drago.json")
-    assert drago["systemUnits"] == ["agent-drago-chromium", "agent-drago-labwc", "agent-drago-user-units",
-                                    "agent-drago-wayvnc"]
+    assert drago["systemUnits"] == ["agent-drago-chromium", "agent-drago-git-config", "agent-drago-labwc",
+                                    "agent-drago-user-units", "agent-drago-wayvnc"]
     assert drago["path"] == loop["environment"]["PATH"] and drago["sshAuthSock"] is None
     assert host["systemctl"] == "/stand-in/systemd/bin/systemctl"
     # agentctl itself accepts what the module writes
@@ -187,7 +188,9 @@ def test_desktop_off(evaluate):
       keystone.os.agents.beta = { };
     }''')
     assert ev["failedAssertions"] == []
-    assert [s for s in ev["services"] if s.startswith("agent-alpha-")] == ["agent-alpha-user-units"]
+    # no desktop, no browser: the switch's user-units starter and the git identity's oneshot
+    assert sorted(s for s in ev["services"] if s.startswith("agent-alpha-")) == ["agent-alpha-git-config",
+                                                                              "agent-alpha-user-units"]
     assert ev["warnings"] == [
         "keystone.os.agents.alpha: chrome.enable needs desktop.enable; Chromium is not started. "
         "Set chrome.enable = false to silence this."]
@@ -333,9 +336,10 @@ def test_the_sudo_rules_are_the_shared_expression(evaluate, nix):
     expected = realhost.module_sudo_rules(host["drago"]["helper"], ev.host_config()["systemctl"], agents)
     defaults = {"users": [], "host": "ALL"}
     assert ev["sudoRules"] == [{**defaults, **rule} for rule in expected]
-    assert host["drago"]["systemUnits"] == ["agent-drago-chromium", "agent-drago-labwc", "agent-drago-ssh-agent",
-                                            "agent-drago-user-units", "agent-drago-wayvnc"]
-    assert host["luce"]["systemUnits"] == ["agent-luce-user-units"] and host["far"]["helper"] is None
+    assert host["drago"]["systemUnits"] == ["agent-drago-chromium", "agent-drago-git-config", "agent-drago-labwc",
+                                            "agent-drago-ssh-agent", "agent-drago-user-units", "agent-drago-wayvnc"]
+    assert host["luce"]["systemUnits"] == ["agent-luce-git-config", "agent-luce-user-units"]
+    assert host["far"]["helper"] is None
     assert host["drago"]["sshAuthSock"] == "/run/agent-drago-ssh-agent/agent.sock"
     assert [r["runAs"] for r in ev["sudoRules"]] == ["agent-drago", "agent-luce", "root", "root"]
 

@@ -194,3 +194,14 @@ def test_new_config_keys_have_schema_defaults_equal_to_the_dataclass():
     for name in ("source_timeout_seconds", "kill_grace_seconds", "task_token_budget", "llm_triage",
                  "workflow_rules", "runtime_rules", "command_provider", "openai_provider"):
         assert schema[json_key(name)]["default"] == getattr(defaults, name), name
+
+
+def test_keywords_match_on_word_boundaries_case_insensitively():
+    from keystone_agents.loop.prioritize import has_keyword
+
+    assert has_keyword(["PR"], "review the pr please") and has_keyword(["PR"], "(PR)")
+    assert not has_keyword(["PR"], "press the button") and not has_keyword(["PR"], "improve")
+    assert not has_keyword(["CAD"], "over a decade") and has_keyword(["CAD"], "the CAD model")
+    assert has_keyword(["press release"], "a Press\n Release draft")
+    assert has_keyword(["3D print"], "3D print the case") and not has_keyword(["3D print"], "3D printing")
+    assert has_keyword(["STL"], "export an .stl file") and not has_keyword(["STL"], "bristles")

@@ -140,3 +140,20 @@ def test_a_busy_lock_is_one_clear_line(run_agent, home, monkeypatch):
     with hold(home / ".local/state/agent-task-loop/state/tasks.lock"):
         result = run_agent("task", "add", "blocked-out", "-d", "x", "--home", str(home))
     assert result.exit_code == 1 and "is busy" in result.stderr and "Traceback" not in result.output
+
+
+def test_add_passes_text_through_the_one_sanitizer(run_agent, home):
+    h = str(home)
+    result = run_agent("task", "add", "odd-text", "-d", "line one\r\nline two\x00",
+                       "--home", h)
+    assert result.exit_code == 0, result.output
+    task = tasks(home)["odd-text"]
+    assert task["description"] == "line one\nline two"
+    model = run_agent("task", "add", "odd-model", "-d", "x", "--model", "--dangerously-skip", "--home", h)
+    assert model.exit_code == 1 and "tasks[5].model" in model.stderr and "never read as an option" in model.stderr
+    bad = run_agent("task", "add", "bad-text", "-d", "broken \ud800 surrogate", "--home", h)
+    assert bad.exit_code == 2 and "lone surrogate" in bad.output
+    long = run_agent("task", "add", "long-text", "-d", "x" * 20000, "--home", h)
+    assert long.exit_code == 0, long.output
+    description = tasks(home)["long-text"]["description"]
+    assert len(description.encode()) <= 16 * 1024 and "The full text (20000 bytes) is in" in description

@@ -25,7 +25,8 @@ let
         env = { };
       };
     }
-    // mapAttrs (_: s: { inherit (s) command args env; }) a.mcp.servers;
+    // mapAttrs (_: s: { inherit (s) command args env; } // lib.optionalAttrs (s.envFiles != { }) { inherit (s) envFiles; })
+      a.mcp.servers;
 
   runtimeConfig = name:
     let a = cfg.${name}; in
@@ -59,6 +60,8 @@ let
         inherit (a.notes.sync) commitPrefix;
         signingKey = if a.ssh.signCommits then a.ssh.publicKey else null;
       };
+      # one git identity for every commit (keystone-agent configure, notes sync, coding subagent, providers)
+      git.signingKey = if a.ssh.signCommits then a.ssh.publicKey else null;
       mail =
         if a.mail.address == null then null
         else {

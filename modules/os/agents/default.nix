@@ -4,6 +4,7 @@
 {
   imports = [
     ./options.nix
+    ./keys.nix
     ./users.nix
     ./services.nix
     ./switch.nix
@@ -13,5 +14,6 @@
     ./agentctl.nix
     ./tmpfiles.nix
     ./observability.nix
+    ./tools.nix
   ];
 }

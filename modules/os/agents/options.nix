@@ -4,6 +4,7 @@
 { config, lib, pkgs, ... }:
 let
   inherit (lib) mkOption types literalExpression;
+  top = config;
 
   providers = [ "claude" "gemini" "codex" "command" "openai" ];
   efforts = [ "low" "medium" "high" "max" ];
@@ -110,10 +111,25 @@ let
         default = { };
         description = "Environment of the MCP server (no secrets: they would be world-readable in the store).";
       };
+      envFiles = mkOption {
+        type = types.attrsOf (types.strMatching "/.+");
+        default = { };
+        example = { FORGE_TOKEN = "/run/agenix/agent-drago-forgejo-token"; };
+        description = "Secret environment of the MCP server: variable name to a file (readable by agent-<name>) whose content is read when a provider starts; never copied into the store or the config.";
+      };
     };
   };
 
+  hostOf = agent: if agent.host != null then agent.host else top.networking.hostName;
+
   agentModule = { name, config, ... }: {
+    # the tools configured by tools.nix are on the agent's PATH
+    config.extraPackages =
+      lib.optional (config.tools.himalaya.enable && config.mail.address != null) pkgs.himalaya
+      ++ lib.optional (config.tools.calendula.enable && config.tools.calendula.package != null) config.tools.calendula.package
+      ++ lib.optional (config.tools.cardamum.enable && config.tools.cardamum.package != null) config.tools.cardamum.package
+      ++ lib.optional (config.tools.bitwarden.serverUrl != null) pkgs.bitwarden-cli;
+
     options = {
       uid = mkOption {
         type = types.nullOr types.ints.positive;
@@ -139,13 +155,28 @@ let
       };
 
       ssh = {
-        publicKey = nullStr "The agent's SSH public key (commit signing key; documentation of which key it holds).";
-        keyFile = secretFile "Private SSH key (ed25519) loaded into the agent's ssh-agent; readable by agent-<name>.";
-        passphraseFile = secretFile "Passphrase of keyFile; readable by agent-<name>. null: the key has no passphrase.";
+        publicKey = mkOption {
+          type = types.nullOr types.str;
+          default = top.keystone.keys."agent-${name}".hosts.${hostOf config}.publicKey or null;
+          defaultText = literalExpression ''keystone.keys."agent-<name>".hosts.<host>.publicKey or null'';
+          description = "The agent's SSH public key (its commit signing key). Setting it turns on the ssh-agent with the agenix key files below.";
+        };
+        keyFile = mkOption {
+          type = types.nullOr (types.strMatching "/.+");
+          default = if config.ssh.publicKey != null then "/run/agenix/agent-${name}-ssh-key" else null;
+          defaultText = literalExpression ''if ssh.publicKey != null then "/run/agenix/agent-<name>-ssh-key" else null'';
+          description = "Private SSH key (ed25519) loaded into the agent's ssh-agent; readable by agent-<name>. null: no ssh-agent.";
+        };
+        passphraseFile = mkOption {
+          type = types.nullOr (types.strMatching "/.+");
+          default = if config.ssh.publicKey != null then "/run/agenix/agent-${name}-ssh-passphrase" else null;
+          defaultText = literalExpression ''if ssh.publicKey != null then "/run/agenix/agent-<name>-ssh-passphrase" else null'';
+          description = "Passphrase of keyFile; readable by agent-<name>. null: the key has no passphrase.";
+        };
         signCommits = mkOption {
           type = types.bool;
           default = true;
-          description = "Sign notes commits with ssh.publicKey (when set).";
+          description = "Sign every commit of the agent (notes sync, coding subagent, provider CLIs) with ssh.publicKey (when set), through its ssh-agent.";
         };
       };
 
@@ -237,6 +268,48 @@ let
           default = 24;
           description = "Calendar events starting within this many hours become tasks.";
         };
+      };
+
+      contacts = {
+        url = nullStr "CardDAV address book URL (for cardamum). null: no contacts.";
+        user = nullStr "CardDAV login. null: mail.user, else mail.address.";
+        passwordFile = secretFile "CardDAV password; readable by agent-<name>. null: mail.passwordFile.";
+      };
+
+      tools = {
+        himalaya.enable = mkOption {
+          type = types.bool;
+          default = config.mail.address != null;
+          defaultText = literalExpression "mail.address != null";
+          description = "himalaya (nixpkgs `himalaya`) on the agent's PATH, configured for its mailbox (~/.config/himalaya/config.toml from the mail options; the password read from mail.passwordFile). `agentctl <agent> email` uses it.";
+        };
+        calendula = {
+          enable = mkOption {
+            type = types.bool;
+            default = false;
+            description = "calendula (Pimalaya's CalDAV CLI) on the agent's PATH, configured from the calendar options. Off by default: calendula is not in nixpkgs; set tools.calendula.package.";
+          };
+          package = mkOption {
+            type = types.nullOr types.package;
+            default = pkgs.calendula or null;
+            defaultText = literalExpression "pkgs.calendula or null";
+            description = "The calendula package (e.g. from Pimalaya's flake: github:pimalaya/calendula).";
+          };
+        };
+        cardamum = {
+          enable = mkOption {
+            type = types.bool;
+            default = false;
+            description = "cardamum (Pimalaya's CardDAV CLI) on the agent's PATH, configured from the contacts options. Off by default: cardamum is not in nixpkgs; set tools.cardamum.package.";
+          };
+          package = mkOption {
+            type = types.nullOr types.package;
+            default = pkgs.cardamum or null;
+            defaultText = literalExpression "pkgs.cardamum or null";
+            description = "The cardamum package (e.g. from Pimalaya's flake: github:pimalaya/cardamum).";
+          };
+        };
+        bitwarden.serverUrl = nullStr "Vaultwarden (Bitwarden-compatible) server URL: `bw` (nixpkgs `bitwarden-cli`) goes on the agent's PATH and is pointed at it (`bw config server`). null: no bw.";
       };
 
       github = {

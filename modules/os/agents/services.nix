@@ -9,36 +9,44 @@ let
 
   runtimeDir = name: "/run/user/${toString (uidOf name)}";
 
+  # ssh-agent -D only creates the socket once it runs: wait for it, then add the key ($1). A passphrase is
+  # answered by the askpass program from $KEYSTONE_SSH_PASSPHRASE_FILE (so the unit itself shows every path).
+  sshAskpass = pkgs.writeShellScript "agent-ssh-askpass" ''
+    exec ${pkgs.coreutils}/bin/cat "$KEYSTONE_SSH_PASSPHRASE_FILE"
+  '';
+  sshAddKey = pkgs.writeShellScript "agent-ssh-add" ''
+    for _ in $(${pkgs.coreutils}/bin/seq 50); do
+      [ -S "$SSH_AUTH_SOCK" ] && break
+      ${pkgs.coreutils}/bin/sleep 0.1
+    done
+    exec ${pkgs.openssh}/bin/ssh-add "$1" </dev/null
+  '';
+
   sshServices = name:
-    let
-      a = cfg.${name};
-      askpass = pkgs.writeShellScript "agent-${name}-ssh-askpass" ''
-        exec ${pkgs.coreutils}/bin/cat ${a.ssh.passphraseFile}
-      '';
-      # ssh-agent -D only creates the socket once it runs; wait for it, then load the key.
-      addKey = pkgs.writeShellScript "agent-${name}-ssh-add" ''
-        for _ in $(${pkgs.coreutils}/bin/seq 50); do
-          [ -S ${L.sshSocketOf name} ] && break
-          ${pkgs.coreutils}/bin/sleep 0.1
-        done
-        export SSH_AUTH_SOCK=${L.sshSocketOf name}
-        ${lib.optionalString (a.ssh.passphraseFile != null) ''
-          export SSH_ASKPASS=${askpass} SSH_ASKPASS_REQUIRE=force DISPLAY=none
-        ''}
-        exec ${pkgs.openssh}/bin/ssh-add ${a.ssh.keyFile} </dev/null
-      '';
-    in
+    let a = cfg.${name}; in
     optional (a.ssh.keyFile != null) (nameValuePair (unitNames name).sshAgent {
       description = "SSH agent of agent ${name}";
-      wantedBy = [ "multi-user.target" ];
+      # the agent's user manager — hence its notes sync, task loop and scheduler — starts once the key is
+      # loaded (user units cannot order themselves after a system unit; their manager can)
+      wantedBy = [ "multi-user.target" "user@${toString (uidOf name)}.service" ];
+      before = [ "user@${toString (uidOf name)}.service" ];
       after = [ "network.target" ];
+      unitConfig.RequiresMountsFor = homeOf name;
+      environment = {
+        SSH_AUTH_SOCK = L.sshSocketOf name;
+      } // lib.optionalAttrs (a.ssh.passphraseFile != null) {
+        SSH_ASKPASS = "${sshAskpass}";
+        SSH_ASKPASS_REQUIRE = "force";
+        DISPLAY = "none";
+        KEYSTONE_SSH_PASSPHRASE_FILE = a.ssh.passphraseFile;
+      };
       serviceConfig = {
         User = userOf name;
         Group = "agents";
         RuntimeDirectory = "agent-${name}-ssh-agent";
         RuntimeDirectoryMode = "0700";
         ExecStart = "${pkgs.openssh}/bin/ssh-agent -D -a ${L.sshSocketOf name}";
-        ExecStartPost = "${addKey}";
+        ExecStartPost = "${sshAddKey} ${a.ssh.keyFile}";
         Restart = "always";
         RestartSec = 5;
       } // L.hardening.sshAgent;

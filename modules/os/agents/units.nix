@@ -51,7 +51,10 @@ let
 
   serviceOf = name: job: nameValuePair job.unit {
     inherit (job) description;
+    # the home (and a separately mounted notes dir) must be there; the ssh-agent and the git identity are
+    # ordered before the agent's user manager (services.nix, tools.nix)
     unitConfig.ConditionUser = userOf name;
+    unitConfig.RequiresMountsFor = lib.unique [ (L.homeOf name) cfg.${name}.notes.path ];
     environment = environmentOf name;
     serviceConfig = {
       Type = "oneshot";

@@ -6,6 +6,7 @@ module writes). The contract is `schemas/host-config.schema.json`.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import os
@@ -32,6 +33,8 @@ class AgentEntry:
     desktop: bool = False
     helper: str | None = None
     uid: int | None = None
+    comms: dict = field(default_factory=dict)  # acceptFrom, maxDepth, sendsPerHour (schema defaults applied)
+    triggers: tuple[str, ...] = ("schedule", "manual")
     # system units of this agent (ssh-agent, desktop, browser) that `status|start|stop|restart UNIT` reach
     system_units: tuple[str, ...] = ()
     # PATH and SSH agent socket the helper gives commands run as the agent (null: its defaults)
@@ -62,6 +65,7 @@ class HostConfig:
     ssh_command: list[str] = field(default_factory=lambda: ["ssh"])
     source_path: Path | None = None
     systemctl: str = "systemctl"
+    coordination: dict = field(default_factory=dict)  # the raw `coordination` object (coordination/registry.py)
 
     @property
     def this_host(self) -> str:
@@ -123,12 +127,14 @@ def parse(data: object, file: str = "<host config>", text: str | None = None) ->
             name=a["name"], user=a["user"], home=a["home"], host=a.get("host"), notes_dir=a.get("notesDir"),
             config_path=a.get("configPath"), vnc_port=a.get("vncPort"), desktop=a.get("desktop", False),
             helper=a.get("helper"), uid=a.get("uid"), system_units=tuple(a.get("systemUnits") or ()),
-            path=a.get("path"), ssh_auth_sock=a.get("sshAuthSock"),
+            path=a.get("path"), ssh_auth_sock=a.get("sshAuthSock"), comms=dict(a.get("comms") or {}),
+            triggers=tuple(a.get("triggers") or ("schedule", "manual")),
         )
         for a in data["agents"]  # type: ignore[index]
     ]
     return HostConfig(agents, data.get("hostName"), list(data.get("sshCommand") or ["ssh"]),  # type: ignore[union-attr]
-                      systemctl=data.get("systemctl") or "systemctl")  # type: ignore[union-attr]
+                      systemctl=data.get("systemctl") or "systemctl",  # type: ignore[union-attr]
+                      coordination=dict(data.get("coordination") or {}))  # type: ignore[union-attr]
 
 
 def load(explicit: str | os.PathLike | None = None) -> HostConfig:
@@ -145,4 +151,4 @@ def load(explicit: str | os.PathLike | None = None) -> HostConfig:
     except json.JSONDecodeError as exc:
         raise ValidationFailed([Problem(str(path), exc.lineno, "", f"not valid JSON: {exc.msg} (column {exc.colno})")]) from None
     config = parse(data, str(path), text)
-    return HostConfig(config.agents, config.host_name, config.ssh_command, path, config.systemctl)
+    return dataclasses.replace(config, source_path=path)

@@ -15,7 +15,8 @@ import sys
 from keystone_agents.agentctl.hostconfig import HostConfig
 
 REMOTE_PROGRAM = "agentctl"
-NOT_FORWARDED = frozenset({"vnc"})  # the viewer runs here and connects to the remote desktop
+# the viewer runs here and connects to the remote desktop; comms verbs reach the bus from here, as the human
+NOT_FORWARDED = frozenset({"vnc", "send", "ask", "inbox", "outbox"})
 
 
 def remote_command(args: list[str]) -> str:

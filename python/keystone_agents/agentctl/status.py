@@ -59,7 +59,15 @@ def _base(config: HostConfig, agent: AgentEntry, prefs: Prefs, project: str | No
         "lastRun": None,
         "nextTimer": None,
         "taskCounts": None,
+        "running": None,
+        "today": None,
+        "lastRunFailure": None,
+        "notesConflict": None,
+        "state": None,  # running | idle | paused | failing | unreachable (see agent_state)
+        "probe": {"ok": True, "error": None},  # could the agent's state be read at all?
+        "unknown": [],  # fields that could not be read (shown as "unknown", never as "never"/None)
         "errors": [],
+        "warnings": [],
     }
 
 
@@ -77,7 +85,32 @@ def _first_line(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def _local(report: dict, config: HostConfig, agent: AgentEntry, project: str | None) -> None:
+INFO_KEYS = ("provider", "model", "fallbackModel", "pause", "lastRun", "taskCounts", "running", "today",
+             "lastRunFailure", "notesConflict")
+STATE_FIELDS = ("pause", "lastRun", "taskCounts", "running", "today", "notesConflict")
+
+
+def _probe_failed(report: dict, message: str) -> None:
+    report["errors"].append(message)
+    if report["probe"]["ok"]:
+        report["probe"] = {"ok": False, "error": message}
+    report["unknown"] = sorted(set(report["unknown"]) | set(STATE_FIELDS) | {"nextTimer"})
+
+
+def agent_state(report: dict) -> str:
+    """running | idle | paused | failing | unreachable, from what the probe read."""
+    if not report["probe"]["ok"]:
+        return "unreachable"
+    if report.get("running"):
+        return "running"
+    if (report.get("pause") or {}).get("state") == "paused":
+        return "paused"
+    if (report.get("lastRun") or {}).get("status") in ("error", "degraded"):
+        return "failing"
+    return "idle"
+
+
+def _local(report: dict, config: HostConfig, agent: AgentEntry, project: str | None, timeout: float = 30) -> None:
     runner = AgentRunner(agent, config.systemctl, non_interactive=True)
     try:
         info_argv = runner.verb("info", ["--json"] + (["--project", project] if project else []))
@@ -85,59 +118,82 @@ def _local(report: dict, config: HostConfig, agent: AgentEntry, project: str | N
             "show", [f"{agent.task_loop_unit}.timer", f"--property={NEXT_ELAPSE}", "--value", "--timestamp=unix"]
         )
     except (DispatchError, verbs.Refused) as exc:
-        report["errors"].append(str(exc))
+        _probe_failed(report, str(exc))
         return
     try:
-        info = run_capture(info_argv)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        report["errors"].append(f"keystone-agent info: {exc}")
-        info = None
-    if info is not None and info.returncode == 0:
+        info = run_capture(info_argv, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _probe_failed(report, f"keystone-agent info did not answer within {timeout:g}s")
+        return
+    except OSError as exc:
+        _probe_failed(report, f"keystone-agent info: {exc.strerror or exc}")
+        return
+    if info.returncode == 0:
         try:
             data = json.loads(info.stdout)
-            for key in ("provider", "model", "fallbackModel", "pause", "lastRun", "taskCounts"):
+            for key in INFO_KEYS:
                 report[key] = data.get(key, report[key])
         except json.JSONDecodeError:
-            report["errors"].append("keystone-agent info: output is not JSON")
-    elif info is not None:
-        report["errors"].append(f"keystone-agent info exited {info.returncode}: {_first_line(info.stderr)}")
+            _probe_failed(report, "keystone-agent info: output is not JSON")
+    else:
+        _probe_failed(report, f"keystone-agent info exited {info.returncode}: "
+                              f"{_first_line(info.stderr) or 'no message'}")
+    # no readable timer (no user manager, say) is not a failure: the next run is unknown, nothing more
     try:
-        timer = run_capture(timer_argv, timeout=15)
+        timer = run_capture(timer_argv, timeout=min(15.0, timeout))
         if timer.returncode == 0:
             report["nextTimer"] = parse_next_elapse(timer.stdout)
         else:
-            report["errors"].append(f"systemctl show exited {timer.returncode}: {_first_line(timer.stderr)}")
+            report["warnings"].append(f"next timer unknown: systemctl show exited {timer.returncode}: "
+                                      f"{_first_line(timer.stderr) or 'no message'}")
     except (OSError, subprocess.TimeoutExpired) as exc:
-        report["errors"].append(f"systemctl: {exc}")
+        report["warnings"].append(f"next timer unknown: systemctl: {exc}")
+    if report["nextTimer"] is None and report["warnings"]:
+        report["unknown"] = sorted(set(report["unknown"]) | {"nextTimer"})
 
 
-def _remote(report: dict, config: HostConfig, agent: AgentEntry, host: str, project: str | None) -> None:
+def _remote(report: dict, config: HostConfig, agent: AgentEntry, host: str, project: str | None,
+            timeout: float = 30) -> None:
     args = ["show", agent.name, "--json"] + (["--project", project] if project else [])
     argv = remote.ssh_argv(config, host, args, tty=False)
     try:
-        result = run_capture(argv, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        report["errors"].append(f"ssh {host}: {exc}")
+        result = run_capture(argv, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _probe_failed(report, f"host {host} unreachable: ssh did not answer within {timeout:g}s")
         return
-    if result.returncode != 0:
-        report["errors"].append(f"ssh {host} exited {result.returncode}: {_first_line(result.stderr)}")
+    except OSError as exc:
+        _probe_failed(report, f"host {host} unreachable: {exc.strerror or exc}")
         return
     try:
-        data = json.loads(result.stdout)
+        data = json.loads(result.stdout) if result.stdout.strip() else None
     except json.JSONDecodeError:
-        report["errors"].append(f"ssh {host}: `agentctl show` did not print JSON")
+        data = None
+    if not isinstance(data, dict):
+        what = "unreachable" if result.returncode == 255 else f"`agentctl show` failed there (exit {result.returncode})"
+        _probe_failed(report, f"host {host} {what}: {_first_line(result.stderr) or 'no message'}")
         return
-    for key in ("provider", "model", "fallbackModel", "pause", "lastRun", "nextTimer", "taskCounts"):
+    for key in INFO_KEYS + ("nextTimer",):
         report[key] = data.get(key, report[key])
-    report["errors"] += [f"{host}: {e}" for e in data.get("errors", [])]
+    report["unknown"] = sorted(set(report["unknown"]) | set(data.get("unknown") or []))
+    report["warnings"] += [f"{host}: {w}" for w in data.get("warnings", [])]
+    probe = data.get("probe") or {}
+    if probe.get("ok") is False or result.returncode != 0:
+        _probe_failed(report, f"{host}: {probe.get('error') or _first_line(result.stderr) or 'probe failed'}")
+    else:
+        report["errors"] += [f"{host}: {e}" for e in data.get("errors", [])]
 
 
-def show(config: HostConfig, agent: AgentEntry, prefs: Prefs, project: str | None = None) -> dict:
+def show(config: HostConfig, agent: AgentEntry, prefs: Prefs, project: str | None = None,
+         timeout: float = 30) -> dict:
+    """One agent's state; reading it never takes longer than about `timeout` seconds."""
     report = _base(config, agent, prefs, project)
     host = effective_host(config, agent, prefs)
-    if host is None:
-        _local(report, config, agent, project)
-    else:
-        _remote(report, config, agent, host, project)
-    _overlay_prefs(report, prefs)
+    try:
+        if host is None:
+            _local(report, config, agent, project, timeout)
+        else:
+            _remote(report, config, agent, host, project, timeout)
+    finally:
+        _overlay_prefs(report, prefs)
+        report["state"] = agent_state(report)
     return report

@@ -104,12 +104,33 @@ def _refuse_options(args: Sequence[str], refused: Sequence[str], program: str) -
             raise Refused(f"'{program} {arg}' is not allowed (only the agent's own user manager and journal are)")
 
 
+def own_units(agent: Target) -> str:
+    """The glob of the agent's own user units (agent-<name>-task-loop.timer, -scheduler, -notes-sync, …)."""
+    return agent.task_loop_unit.removesuffix("task-loop") + "*"
+
+
 def systemctl(verb: str) -> Expansion:
     def expand(agent: Target, args: list[str]) -> list[str]:
         _refuse_options(args, SYSTEMCTL_REFUSED_OPTIONS, "systemctl")
+        if verb == "status" and not any(not a.startswith("-") for a in args):
+            # without a unit: the agent's own units, not the whole user manager
+            return ["systemctl", "--user", verb, *args, "--", own_units(agent)]
         return ["systemctl", "--user", verb, *args]
 
     return expand
+
+
+TASK_ACTIONS = ("add", "show", "retry", "cancel", "edit")
+
+
+def task(agent: Target, args: list[str]) -> list[str]:
+    """`task ACTION ARGS` → `keystone-agent task ACTION --home H [--config C] ARGS` (one of TASK_ACTIONS)."""
+    if args[:1] in (["--help"], ["-h"]):
+        return [KEYSTONE_AGENT, "task", "--help"]
+    if not args or args[0] not in TASK_ACTIONS:
+        raise Refused(f"task takes one of {', '.join(TASK_ACTIONS)}: agentctl AGENT task ACTION ARGS…")
+    base = keystone("task")(agent, [])  # keystone-agent task --home H [--config C]
+    return base[:2] + [args[0]] + base[2:] + list(args[1:])
 
 
 def journalctl(agent: Target, args: list[str]) -> list[str]:
@@ -131,6 +152,16 @@ def shell(agent: Target, args: list[str]) -> list[str]:
 
 def email(agent: Target, args: list[str]) -> list[str]:
     return ["himalaya", "envelope", "list", *args]
+
+
+def mail(agent: Target, args: list[str]) -> list[str]:
+    """`mail send ARGS` → `keystone-agent mail send --home H [--config C] ARGS` (the body on stdin)."""
+    if not args or args[0] != "send":
+        raise Refused("mail takes: send --to ADDR --subject TEXT [--in-reply-to MSGID] [--json], the body on stdin")
+    argv = [KEYSTONE_AGENT, "mail", "send", "--home", agent.home]
+    if agent.config_path:
+        argv += ["--config", agent.config_path]
+    return argv + list(args[1:])
 
 
 def run(agent: Target, args: list[str]) -> list[str]:
@@ -183,16 +214,24 @@ VERBS: dict[str, Verb] = _table(
          "attempt recorded (keystone-agent kill [--json]).", keystone("kill")),
     Verb("watch", "The agent's events as NDJSON (keystone-agent watch [--follow] [--since ID|TIME] [--types A,B] "
          "[--journal]).", keystone("watch")),
+    Verb("task", "One task: add|show|retry|cancel|edit (keystone-agent task ACTION ARGS).", task),
     Verb("validate", "Validate the agent's queue files and configuration.", keystone("validate")),
     *(Verb(v, f"systemctl --user {v} ARGS as the agent.", systemctl(v)) for v in SYSTEMCTL_VERBS),
     Verb("journalctl", "journalctl --user ARGS as the agent (the journal of its user units).", journalctl),
     Verb("exec", "Run CMD ARGS… as the agent, in its environment.", exec_),
     Verb("shell", "A login shell as the agent, in its notes directory.", shell),
     Verb("email", "The agent's inbox: himalaya envelope list ARGS, as the agent.", email),
+    Verb("mail", "Send a mail as the agent: mail send --to ADDR --subject TEXT [--in-reply-to MSGID], the body on "
+         "stdin (keystone-agent mail send).", mail),
     Verb("run", "Trigger the task loop now, or run one task (--task) or one ad-hoc prompt (--prompt).", run),
     *(Verb(tool, f"An interactive {tool} session as the agent.", session(tool)) for tool in SESSION_TOOLS),
     Verb("vnc", "Open the agent's desktop in remote-viewer (runs here, as you; never forwarded).", host_only,
          host_only=True),
+    # comms as the human's own principal (agentctl/comms.py): on the admin's side, straight to the bus
+    Verb("send", "Send the agent a message as yourself (comms).", host_only, host_only=True),
+    Verb("ask", "Ask the agent a question as yourself; --wait prints the reply.", host_only, host_only=True),
+    Verb("inbox", "The agent's comms inbox.", host_only, host_only=True),
+    Verb("outbox", "The messages the agent sent.", host_only, host_only=True),
 )
 
 # Verbs the helper runs (everything but the admin-side ones).

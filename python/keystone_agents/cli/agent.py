@@ -38,6 +38,10 @@ COMMANDS = {
     "kill": "keystone_agents.commands.lifecycle:kill_command",
     "continue": "keystone_agents.commands.lifecycle:continue_command",
     "resolve-provider": "keystone_agents.commands.resolve_provider:resolve_provider_command",
+    "configure": "keystone_agents.commands.configure:configure_command",
+    "comms": "keystone_agents.commands.comms:comms_command",
+    "bus": "keystone_agents.commands.bus:bus_command",
+    "mcp": "keystone_agents.commands.mcp:mcp_command",
     "monitoring": "keystone_agents.commands.monitoring:monitoring_group",
 }
 

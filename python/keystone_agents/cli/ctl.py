@@ -1,6 +1,7 @@
 """`agentctl`: the host-side CLI with which humans inspect and steer agents.
 
-    agentctl list [--json]
+    agentctl list [--json] [--timeout S] [--parallel N]
+    agentctl status [--json] [--timeout S] [--parallel N]
     agentctl show AGENT [--project SLUG] [--json]
     agentctl prefs get|set|clear AGENT [--project SLUG] [--host H] [--provider P] [--model M] [--fallback-model F]
     agentctl completion bash|zsh|fish
@@ -20,7 +21,7 @@ import click
 from click.shell_completion import get_completion_class
 
 from keystone_agents import __version__
-from keystone_agents.agentctl import remote, sessions, status, verbs
+from keystone_agents.agentctl import fleet, remote, sessions, status, verbs
 from keystone_agents.agentctl.dispatch import AgentRunner, DispatchError, run_passthrough
 from keystone_agents.agentctl.hostconfig import AgentEntry, HostConfig, load
 from keystone_agents.agentctl.prefs import PROVIDERS, PrefsStore
@@ -62,10 +63,18 @@ class State:
     def agent(self, name: str) -> AgentEntry:
         entry = self.config.get(name)
         if entry is None:
-            known = ", ".join(self.config.names()) or "none"
-            click.echo(f"Error: unknown agent '{name}'\nKnown agents: {known}", err=True)
-            sys.exit(EXIT_PROBLEMS)
+            unknown_agent(name, self.config.names())
         return entry
+
+
+def unknown_agent(name: str, known: list[str]) -> None:
+    """`Error: unknown agent 'x'` with the close matches and the known agents; exit 1."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    click.echo(f"Error: unknown agent '{name}'{hint}\nKnown agents: {', '.join(known) or 'none'}", err=True)
+    sys.exit(EXIT_PROBLEMS)
 
 
 def _state(ctx: click.Context) -> State:
@@ -175,9 +184,44 @@ def _session_verb(tool: str) -> click.Command:
     return command
 
 
+def _complete_task_args(ctx: click.Context, param, incomplete: str):
+    """`agentctl AGENT task ACTION NAME`: the actions, then the agent's task names (when its TASKS.yaml is
+    readable from here, i.e. a local agent and an admin who may read it)."""
+    from click.shell_completion import CompletionItem
+
+    done = list(ctx.params.get("args") or [])
+    if not done:
+        return [CompletionItem(a) for a in verbs.TASK_ACTIONS if a.startswith(incomplete)]
+    if len(done) != 1 or done[0] == "add":
+        return []
+    try:
+        from keystone_agents.taskfile import TaskFile
+
+        agent = _state(ctx).quiet_config().get(ctx.parent.info_name)
+        names = [e.name for e in TaskFile.load(Path(agent.home) / "TASKS.yaml").entries if e.name]
+    except Exception:  # noqa: BLE001 - completion must never print a traceback
+        names = []
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
+@click.command("task", context_settings=PASSTHROUGH)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, shell_complete=_complete_task_args)
+@click.pass_context
+def task_verb(ctx, args):
+    """One task of the agent: add|show|retry|cancel|edit ARGS (keystone-agent task … as the agent)."""
+    _run_verb(ctx, "task", list(args))
+
+
 # Verbs with options of their own on the admin's side; every other verb of the allow-list passes its ARGS on.
+from keystone_agents.agentctl import comms as _comms  # noqa: E402
+
 CUSTOM_VERBS: dict[str, click.Command] = {
+    "task": task_verb,
     "vnc": vnc_verb,
+    "send": _comms.send_verb,
+    "ask": _comms.ask_verb,
+    "inbox": _comms.inbox_verb,
+    "outbox": _comms.outbox_verb,
     "run": run_verb,
     **{tool: _session_verb(tool) for tool in sessions.TOOLS},
 }
@@ -255,9 +299,7 @@ class AgentctlGroup(click.Group):
     def resolve_command(self, ctx, args):
         name = args[0] if args else ""
         if self.get_command(ctx, name) is None and not ctx.resilient_parsing and not name.startswith("-"):
-            known = ", ".join(_state(ctx).config.names()) or "none"
-            click.echo(f"Error: unknown agent '{name}'\nKnown agents: {known}", err=True)
-            sys.exit(EXIT_PROBLEMS)
+            unknown_agent(name, _state(ctx).config.names() + sorted(self.commands))
         return super().resolve_command(ctx, args)
 
 
@@ -274,7 +316,7 @@ def cli(ctx, config_path):
     """Inspect and steer the agents of this host (and, over SSH, of other hosts).
 
     \b
-    agentctl list | show AGENT | prefs … | completion SHELL
+    agentctl list | status | show AGENT | prefs … | completion SHELL
     agentctl AGENT VERB [ARGS…]   (agentctl AGENT --help lists the verbs)
 
     Exit codes: the command's own when it ran as the agent or over ssh; 1 for an unknown agent, an invalid
@@ -286,64 +328,100 @@ def cli(ctx, config_path):
 # ------------------------------------------------------------------ top-level commands
 
 
-def _table(rows: list[dict]) -> str:
-    columns = ("AGENT", "HOST", "LOOP", "LAST RUN", "NEXT", "PENDING", "PROVIDER", "MODEL")
-    table = [columns]
-    for r in rows:
-        last = r.get("lastRun") or {}
-        counts = r.get("taskCounts") or {}
-        table.append((
-            r["agent"], r.get("preferredHost") or "local", (r.get("pause") or {}).get("state") or "?",
-            f"{last.get('status')} {last.get('startedAt')}" if last else "-", r.get("nextTimer") or "-",
-            str(counts.get("pending", "-")), r.get("provider") or "-", r.get("model") or "-",
-        ))
-    widths = [max(len(str(line[i])) for line in table) for i in range(len(columns))]
-    return "\n".join("  ".join(str(c).ljust(widths[i]) for i, c in enumerate(line)).rstrip() for line in table)
+TIMEOUT_OPTION = click.option(
+    "--timeout", type=click.FloatRange(min=0.1), default=fleet.DEFAULT_TIMEOUT, show_default=True, metavar="S",
+    help="Seconds each agent's probe may take (agents are probed in parallel).")
+PARALLEL_OPTION = click.option(
+    "--parallel", type=click.IntRange(min=1), default=fleet.MAX_PARALLEL, show_default=True, metavar="N",
+    help="Agents probed at the same time.")
 
 
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of `show` objects.")
+@TIMEOUT_OPTION
+@PARALLEL_OPTION
 @click.pass_context
-def list_command(ctx, as_json):
-    """Every agent with its host, loop state, last run, next timer and pending tasks."""
+def list_command(ctx, as_json, timeout, parallel):
+    """Every agent with its host, state, loop state, last run, next timer and pending tasks. Agents are probed
+    in parallel, each within --timeout; an agent whose state cannot be read (unreachable host, sudo or its
+    helper refused, `keystone-agent info` failing) is listed with the reason and the exit code is 1. A next
+    timer that cannot be read (no user manager) is shown as unknown and is not a failure."""
     state = _state(ctx)
-    rows = [status.show(state.config, agent, state.prefs.get(agent.name)) for agent in state.config.agents]
+    reports = fleet.probe_all(state.config, state.prefs, timeout, parallel)
     if as_json:
-        echo_json(rows)
+        echo_json(reports)
     else:
-        click.echo(_table(rows))
+        click.echo(fleet.render_list(reports))
+    _finish(EXIT_PROBLEMS if fleet.failed(reports) else 0)
+
+
+@cli.command("status")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print {agents: [...], needsHuman: {agent: [reasons]}, probesFailed: [...]}.")
+@TIMEOUT_OPTION
+@PARALLEL_OPTION
+@click.pass_context
+def status_command(ctx, as_json, timeout, parallel):
+    """The fleet at a glance: each agent's state (running, idle, paused, failing, unreachable), last run
+    and its outcome, next timer, queue counts, today's tokens and cost; then the agents that need a human
+    (blocked tasks, a notes-sync conflict, failing runs, unreachable). Exit 1 when a probe failed.
+    (`agentctl AGENT status` is systemctl's status of that agent's own units.)"""
+    state = _state(ctx)
+    reports = fleet.probe_all(state.config, state.prefs, timeout, parallel)
+    if as_json:
+        echo_json(fleet.status_json(reports))
+    else:
+        click.echo(fleet.render_status(reports))
+    _finish(EXIT_PROBLEMS if fleet.failed(reports) else 0)
 
 
 @cli.command("show")
 @click.argument("agent", shell_complete=_agent_names)
 @click.option("--project", help="Apply your preferences for this project and count only its tasks.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON object.")
+@TIMEOUT_OPTION
 @click.pass_context
-def show_command(ctx, agent, project, as_json):
-    """One agent: configured and preferred host, provider, model, fallback model, VNC port, pause state,
-    last run, next timer and task counts by status."""
+def show_command(ctx, agent, project, as_json, timeout):
+    """One agent: state, configured and preferred host, provider, model, fallback model, VNC port, pause
+    state, last run, next timer, task counts by status, today's tokens and cost, and what needs a human.
+    Exit 1 when its state could not be read."""
     state = _state(ctx)
     entry = state.agent(agent)
-    report = status.show(state.config, entry, state.prefs.get(agent, project), project)
+    report = status.show(state.config, entry, state.prefs.get(agent, project), project, timeout)
     if as_json:
         echo_json(report)
+        _finish(EXIT_PROBLEMS if not report["probe"]["ok"] else 0)
         return
     pause = report["pause"]
     last = report["lastRun"]
+    unknown = set(report["unknown"])
+    loop = "unknown" if "pause" in unknown else pause["state"] or "unknown"
+    if pause.get("state") == "paused":
+        loop += f" since {pause['pausedAt']} by {pause['pausedBy']}"
+    if pause.get("reason"):
+        loop += f" — {pause['reason']}"
+    running = report.get("running")
     lines = [
         f"agent:          {report['agent']} ({report['user']})",
+        f"state:          {report['state']}" + (f" (task {running['task']})" if running and running.get("task") else ""),
         f"host:           {report['configuredHost'] or 'local'} (preferred: {report['preferredHost'] or 'local'})",
         f"provider/model: {report['provider'] or '-'} / {report['model'] or '-'} (fallback {report['fallbackModel'] or '-'})",
         f"vnc port:       {report['vncPort'] or '-'}",
-        f"loop:           {pause['state']}" + (f" since {pause['pausedAt']} by {pause['pausedBy']}" if pause["state"] == "paused" else "")
-        + (f" — {pause['reason']}" if pause.get("reason") else ""),
-        f"last run:       {last['status']} at {last['startedAt']}" if last else "last run:       never",
-        f"next timer:     {report['nextTimer'] or '-'}",
-        "tasks:          " + (", ".join(f"{n} {s}" for s, n in report["taskCounts"].items()) if report["taskCounts"] else "-"),
+        f"loop:           {loop}",
+        f"last run:       {fleet.last_run_text(report)}" + (f" (started {last['startedAt']})" if last else ""),
+        f"next timer:     {fleet.next_timer_text(report)}",
+        "tasks:          " + ("unknown" if "taskCounts" in unknown or not report["taskCounts"]
+                              else ", ".join(f"{n} {s}" for s, n in report["taskCounts"].items())),
+        f"today:          {fleet.today_text(report)}",
     ]
+    for reason in fleet.needs_human(report):
+        lines.append(f"needs a human:  {reason}")
     click.echo("\n".join(lines))
+    for warning in report["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
     for error in report["errors"]:
-        click.echo(f"warning: {error}", err=True)
+        click.echo(f"error: {error}", err=True)
+    _finish(EXIT_PROBLEMS if not report["probe"]["ok"] else 0)
 
 
 @cli.group("prefs")
@@ -461,3 +539,6 @@ def completion_command(shell):
 
 def main() -> None:
     cli(prog_name="agentctl")
+
+
+cli.add_command(_comms.hierarchy_command)

@@ -26,12 +26,14 @@ from keystone_agents.coding.forge import (
     FORGES, Forge, ForgeError, PullRequest, choose_forge, clone_url, make_forge, pr_title,
 )
 from keystone_agents.coding.providers import PROVIDERS, ProviderError, ProviderResult, run_provider
-from keystone_agents.coding.repo import PREFIXES, Git, RemoteAuth, RepoError, RepoId, branch_name, clone
+from keystone_agents.coding.repo import PREFIXES, RepoError, RepoId, branch_name
+from keystone_agents.git import Git, GitError, RemoteAuth, clone
+from keystone_agents.git_identity import git_environment, identity_env
 from keystone_agents.coding.review import Review, parse_review
 from keystone_agents.config import Config
 from keystone_agents.events import event_logger
 from keystone_agents.lock import try_lock
-from keystone_agents.space import AgentSpace
+from keystone_agents.space import AgentSpace, AgentSpaceMissing, require_agent_space
 from keystone_agents.timeutil import iso_z
 
 BLOCKED_FILE = "BLOCKED.md"
@@ -131,6 +133,8 @@ class Orchestrator:
         slug = request.repo.replace("/", "+") if _valid_repo(request.repo) else "invalid-repo"
         self.log_file = self.log_dir / f"{stamp}-{slug}.log"
         self.redact = Redactor(_token_secrets(config))
+        # one git identity: the orchestrator's git and the provider's commits are the agent's (and signed)
+        self.git_env = git_environment(config, space.home)
         self.log = event_logger(
             agent=config.agent_name, unit=f"agent-{config.agent_name}-coding", run_id=self.run_id,
             log_file=self.log_file, stream=stream,
@@ -181,6 +185,13 @@ class Orchestrator:
     def timeout(self) -> float:
         return float(self.request.timeout or self.config.coding.timeout_seconds)
 
+    def provider_git_env(self) -> dict[str, str]:
+        """The agent's git identity and ssh-agent for the provider CLI, whose commits must be the agent's."""
+        env = identity_env(self.config, self.space.home)
+        if self.git_env.get("SSH_AUTH_SOCK"):
+            env["SSH_AUTH_SOCK"] = self.git_env["SSH_AUTH_SOCK"]
+        return env
+
     def auth_for(self, url: str, forge: str) -> RemoteAuth:
         """HTTPS remotes get the forge's token through the credential helper; SSH needs nothing extra."""
         settings = self.config.github if forge == "github" else self.config.forgejo
@@ -205,7 +216,7 @@ class Orchestrator:
                     self._restore()
         except _Finished:
             pass
-        except (UsageError, RepoError, ForgeError, ProviderError) as exc:
+        except (UsageError, RepoError, GitError, ForgeError, ProviderError, AgentSpaceMissing) as exc:
             self.result.outcome = "error"
             self.result.message = self.redact(str(exc))
         duration = time.monotonic() - self.started
@@ -236,8 +247,9 @@ class Orchestrator:
     def _run(self, repo: RepoId) -> None:
         provider, model = self.coding_runtime()
         self.result.provider = provider
-        try:  # OWNER/REPO is checked (RepoId); a symlink under ~/.repos must not lead elsewhere either
-            repo_dir = sanitize.inside(self.space.home / ".repos", repo.owner, repo.name, field="--repo")
+        require_agent_space(self.space)  # clones live in the agent space: <notes>/.repos/{owner}/{repo}
+        try:  # OWNER/REPO is checked (RepoId); a symlink under .repos/ must not lead elsewhere either
+            repo_dir = sanitize.inside(self.space.repos_dir, repo.owner, repo.name, field="--repo")
         except sanitize.PathEscape as exc:
             self.finish("error", str(exc))
         git = self._prepare_repo(repo, repo_dir)
@@ -251,8 +263,8 @@ class Orchestrator:
     def _prepare_repo(self, repo: RepoId, repo_dir: Path) -> Git:
         origin = None
         if repo_dir.exists():
-            git = Git(repo_dir)
-            if not git.is_repo_root():
+            git = Git(repo_dir, self.git_env)
+            if not git.is_repository():
                 self.finish("error", f"{repo_dir} exists but is not a git clone")
             origin = git.remote_url("origin")
             if not origin:
@@ -262,7 +274,7 @@ class Orchestrator:
         if origin is None:
             url = clone_url(self.config, forge_kind, repo)
             self.event("code_clone", msg=f"cloning {repo}", repo=str(repo), forge=forge_kind)
-            git = clone(url, repo_dir, self.auth_for(url, forge_kind))
+            git = clone(url, repo_dir, self.git_env, self.auth_for(url, forge_kind))
             origin = url
         git.auth = self.auth_for(origin, forge_kind)
         self.git = git
@@ -287,7 +299,8 @@ class Orchestrator:
         self.event("code_provider_start", msg=f"{label}: {provider}", step=label, provider=provider, model=model)
         result = run_provider(
             provider, repo_dir=self.git.cwd, system_prompt=system, task_prompt=task_prompt, model=model,
-            timeout=self.timeout, env=self.config.environment, stall_timeout=self.config.stall_timeout_seconds,
+            timeout=self.timeout, env={**self.provider_git_env(), **self.config.environment},
+            stall_timeout=self.config.stall_timeout_seconds,
         )
         self.record_output(label, result)
         self.event(
@@ -319,7 +332,8 @@ class Orchestrator:
         default = self.default_branch
         assert default is not None
         if self.request.branch:
-            git.check_branch_name(self.request.branch)
+            if not git.check_branch_name(self.request.branch):
+                raise RepoError(f"{self.request.branch!r} is not a valid branch name")
             if git.branch_exists(self.request.branch):
                 self.finish("error", f"branch {self.request.branch!r} already exists")
             branch = self.request.branch
@@ -349,7 +363,7 @@ class Orchestrator:
             self.finish("failed", f"no commits ({result.describe()}); nothing pushed")
         self._back_on(branch)
 
-        git.push(branch)
+        git.push("origin", f"refs/heads/{branch}:refs/heads/{branch}", set_upstream=True)
         self.event("code_pushed", msg=f"pushed {branch}", branch=branch, commits=self.result.commits)
         body = (
             f"## Summary\n\n{task}\n\n## Changes\n\n```\n{git.log_oneline(base_sha, branch)}\n```\n\n"
@@ -424,7 +438,7 @@ class Orchestrator:
                 self.finish("blocked", f"blocked while fixing review comments: {blocked.splitlines()[0][:200]}")
             self._back_on(branch)
             if new_commits:
-                git.push(branch)
+                git.push("origin", f"refs/heads/{branch}:refs/heads/{branch}", set_upstream=True)
                 self.event("code_pushed", msg=f"pushed {new_commits} fix commit(s)", branch=branch,
                            commits=new_commits, cycle=cycle)
             else:
@@ -465,7 +479,7 @@ class Orchestrator:
             git.checkout(default)
             if self.delete_branch:
                 git.run("branch", "-D", self.delete_branch, check=False)
-        except RepoError as exc:
+        except (RepoError, GitError) as exc:
             self.event("code_restore_failed", msg=str(exc), status="error")
             if self.result.outcome not in ("error", "failed"):
                 self.result.message = self.redact(f"{self.result.message or ''} (could not restore {default}: {exc})")

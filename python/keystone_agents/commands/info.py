@@ -86,13 +86,60 @@ def next_wake(config) -> dict:
     return wake
 
 
+def loop_running(space) -> dict | None:
+    """{"pid", "task"} while a loop run holds its lock (and the task it executes, if any), else None.
+
+    Read from /proc/locks, never by trying the lock: a probe must not make a starting run skip its tick."""
+    import os
+
+    try:
+        inode = os.stat(space.lock_file).st_ino
+        with open("/proc/locks", encoding="ascii", errors="replace") as handle:
+            rows = [line.split() for line in handle]
+    except OSError:
+        return None
+    for row in rows:
+        # "1: FLOCK  ADVISORY  WRITE 2351 fd:01:1835143 0 EOF" (a blocked waiter's line starts "1: ->")
+        if len(row) >= 6 and row[1] == "FLOCK" and row[5].rsplit(":", 1)[-1] == str(inode):
+            from keystone_agents.loop.state import read_json
+
+            running = read_json(space.state_dir / "running.json")
+            task = running.get("task") if isinstance(running, dict) else None
+            return {"pid": int(row[4]) if row[4].isdigit() else None, "task": task}
+    return None
+
+
+def activity(space) -> dict:
+    """What the fleet view needs beyond the basics: a run in progress, today's spend, the last run's failure
+    reason, a notes-sync conflict waiting for a human."""
+    from keystone_agents.commands.runs import failure_reason
+
+    spend = {"tokens": 0, "costUsd": 0.0}
+    reason = None
+    if space.history_db.exists():
+        from contextlib import closing
+
+        from keystone_agents.loop.budget import period_starts
+        from keystone_agents.timeutil import utc_now
+
+        with closing(history.connect(space.history_db)) as conn:
+            tokens, cost = history.spend(conn, since=period_starts(utc_now())[0])
+        spend = {"tokens": tokens, "costUsd": round(cost, 6)}
+        runs = history.recent_runs(space.history_db, kind=LOOP_KIND, limit=1)
+        if runs:
+            reason = failure_reason(runs[0])
+    return {"running": loop_running(space), "today": spend, "lastRunFailure": reason,
+            "notesConflict": space.conflict_marker.exists()}
+
+
 @click.command("info")
 @click.option("--project", help="Count only this project's tasks.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @agent_command
 def info_command(ctx, project, as_json):
-    """Report the agent's execution mode and limits, execute-stage provider/model, pause state, current and
-    last loop run, next wake-up of its timers and task counts."""
+    """Report the agent's execution mode and limits, execute-stage provider/model, pause state, last loop run (and
+    why it failed), task counts, a run in progress, today's tokens and cost, whether a notes-sync conflict waits
+    (what `agentctl show`/`list`/`status` read), and the next wake-up of its timers."""
     config = ctx.config
     runtime = profiles.resolve(ctx.config, "execute", {})
     ex = config.exec
@@ -114,6 +161,7 @@ def info_command(ctx, project, as_json):
                    "taskTimeoutSeconds": config.task_timeout_seconds, "maxTasks": config.max_tasks},
         "currentRun": current_run(ctx.space),
         "nextWake": next_wake(config),
+        **activity(ctx.space),
     }
     if as_json:
         echo_json(report)

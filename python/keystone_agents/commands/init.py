@@ -99,16 +99,19 @@ def init_command(directory, agent_name, full_name, email, human_name, human_emai
     notes_done = None
     if notes_repo:
         notes_done = _set_up_notes(home, notes_repo, remote_has_commits)
+    configured = _configure(home)
     steps = next_steps(home, notes_repo)
     if as_json:
         echo_json({"home": str(home), "written": [str(p) for p in written], "notes": notes_done,
-                   "next_steps": steps})
+                   "configured": configured, "next_steps": steps})
         return
     click.echo(f"Scaffolded agent home {home} for '{values['agent_name']}':")
     for path in written:
         click.echo(f"  {path.relative_to(home)}")
     if notes_done:
         click.echo(notes_done)
+    if configured:
+        click.echo(f"Git identity in {configured['git_config']}; MCP servers in {configured['mcp_json']}")
     click.echo("\nNext steps:")
     for number, step in enumerate(steps, 1):
         click.echo(f"  {number}. {step}")
@@ -118,7 +121,7 @@ def _set_up_notes(home: Path, url: str, has_commits: bool) -> str:
     from keystone_agents.atomic import write_atomic
     from keystone_agents.config import load_config
     from keystone_agents.notes_sync import bootstrap
-    from keystone_agents.notes_sync.identity import git_environment
+    from keystone_agents.git_identity import git_environment
     from keystone_agents.space import AgentSpace
 
     config_file = home / ".config/keystone-agent/config.json"
@@ -132,3 +135,21 @@ def _set_up_notes(home: Path, url: str, has_commits: bool) -> str:
     except bootstrap.NotesRepoError as exc:
         _fail(f"{exc} (the home is scaffolded and notes.repo is set; fix the remote, then run keystone-agent sync)")
     return ""
+
+
+def _configure(home: Path) -> dict | None:
+    """What `keystone-agent configure` does, for the new home: its git identity and the agent space's .mcp.json
+    from the configuration just written (or $KEYSTONE_AGENT_CONFIG)."""
+    from keystone_agents.commands.configure import apply
+    from keystone_agents.config import load_config
+    from keystone_agents.git import GitError
+    from keystone_agents.problems import ValidationFailed
+    from keystone_agents.space import AgentSpace
+
+    try:
+        config = load_config(None, home)
+        return apply(config, AgentSpace.from_home(home, config.notes_dir))
+    except (ValidationFailed, GitError, OSError) as exc:
+        click.echo(f"warning: the home was scaffolded but not configured ({exc}); run `keystone-agent configure`",
+                   err=True)
+        return None

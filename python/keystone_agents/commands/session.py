@@ -38,5 +38,20 @@ def session_command(ctx, tool, role, roles, project, model, devshell, print_argv
         return
     if tool == "gemini" and session.prompt:
         click.echo("note: gemini has no flag to append a system prompt; the composed prompt is not passed", err=True)
+    _mcp_secrets(ctx.config)
     sys.stdout.flush()
     sessions.exec_session(session)
+
+
+def _mcp_secrets(config) -> None:
+    """The agent space's .mcp.json names each MCP secret as ${VAR} (keystone-agent configure): put the values,
+    read from their envFiles, in the session's environment, where Claude Code expands them."""
+    import os
+
+    from keystone_agents.providers.mcp import McpError, resolve
+
+    try:
+        for server in resolve(config):
+            os.environ.update(server.secrets)
+    except McpError as exc:
+        click.echo(f"warning: {exc}; that MCP server starts without it", err=True)

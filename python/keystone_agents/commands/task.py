@@ -1,5 +1,8 @@
 """keystone-agent task add|show|retry|cancel|edit: one task, changed under the TASKS.yaml lock.
 
+Text from the command line is untrusted like any other: every field goes through sanitize.clean_task (the
+one normalisation, issue 22) before it is validated and written.
+
 Every change is a read-modify-write of TASKS.yaml under `state/tasks.lock` (the lock the loop and the scheduler
 take), through the loop's own surgical editor (taskfile.py): comments and other entries keep their bytes, the
 entry is validated against the tasks schema before anything is written, and a concurrent loop run sees the
@@ -11,7 +14,6 @@ from __future__ import annotations
 import difflib
 import getpass
 import os
-import unicodedata
 from typing import Any
 
 import click
@@ -35,18 +37,28 @@ class TaskError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
-def clean_text(text: str) -> str:
-    """Untrusted text (a description from a human, a script or another agent) made safe to store and show.
+def _clean(value: str, field: str, multiline: bool = False) -> str:
+    """Untrusted text from the command line through the one normalisation (keystone_agents/sanitize.py)."""
+    from keystone_agents.sanitize import UnsafeText, clean_text
 
-    Hook for issue 22: when `keystone_agents/sanitize.py` lands, its normalisation function replaces this body.
-    Until then: Unicode NFC, control characters other than newline and tab dropped, surrounding space trimmed.
-    """
-    text = unicodedata.normalize("NFC", text)
-    return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C").strip()
+    try:
+        return clean_text(value, field=field, multiline=multiline)
+    except UnsafeText as exc:
+        raise click.BadParameter(exc.reason, param_hint=f"--{field.replace('_', '-')}") from None
+
+
+def _clean_task(ctx, fields: dict[str, Any]) -> dict[str, Any]:
+    """Every task field through sanitize.clean_task (long descriptions go to the agent space's texts dir)."""
+    from keystone_agents.sanitize import UnsafeText, clean_task
+
+    try:
+        return clean_task(fields, spill_dir=ctx.space.task_texts_dir)
+    except UnsafeText as exc:
+        raise click.BadParameter(exc.reason, param_hint=exc.field) from None
 
 
 def slugify(text: str) -> str:
-    from keystone_agents.loop.ingest import slug
+    from keystone_agents.sanitize import slug
 
     return slug(text)
 
@@ -137,7 +149,7 @@ def add_command(ctx, name, description, name_from, project, provider, model, fal
     if bool(name) == bool(name_from):
         raise click.UsageError("give either NAME or --name-from TEXT")
     if name_from is not None:
-        name = slugify(clean_text(name_from))
+        name = slugify(_clean(name_from, "name_from"))
         if not name:
             raise click.BadParameter(f"{name_from!r} has no letters or digits to make a name from",
                                      param_hint="--name-from")
@@ -146,16 +158,16 @@ def add_command(ctx, name, description, name_from, project, provider, model, fal
         hint = f"; try {suggestion!r}" if suggestion and NAME_RE.match(suggestion) else ""
         raise click.BadParameter(f"{name!r} is not kebab-case (lowercase letters, digits, single dashes){hint}",
                                  param_hint="NAME")
-    description = clean_text(description)
-    if not description:
-        raise click.BadParameter("must not be empty", param_hint="--description")
     task: dict[str, Any] = {"name": name, "description": description, "status": "pending"}
     for key, value in (("project", project), ("provider", provider), ("model", model),
                        ("fallback_model", fallback_model), ("profile", profile), ("effort", effort),
                        ("workflow", workflow), ("needs", _needs(needs))):
         if value:
-            task[key] = clean_text(value) if isinstance(value, str) else value
+            task[key] = value
     task.update(source="manual", source_ref=f"manual-{name}", created_at=_now())
+    task = _clean_task(ctx, task)
+    if not task["description"]:
+        raise click.BadParameter("must not be empty", param_hint="--description")
     archived = read_plain(ctx.space.tasks_archive_file)
     lock, tf = _transaction(ctx)
     try:
@@ -270,7 +282,7 @@ def cancel_command(ctx, name, reason, as_json):
         _refuse_running(entry)
         if entry.get("status") == "completed":
             raise TaskError(f"task {name!r} is already completed")
-        why = clean_text(reason or "") or "no reason given"
+        why = _clean(reason or "", "reason") or "no reason given"
         tf.set_fields(entry, {"status": "blocked",
                               "blocked_reason": f"{CANCELLED_MARK}{why} (by {_user()} at {_now()})"})
         tf.save()
@@ -306,17 +318,17 @@ def edit_command(ctx, name, unset, as_json, **fields):
         if key == "needs":
             updates["needs"] = _needs(value) or None
         else:
-            cleaned = clean_text(value)
-            if not cleaned:
+            if not value.strip():
                 raise click.BadParameter("must not be empty (use --unset to remove a field)",
                                          param_hint=f"--{key.replace('_', '-')}")
-            updates[key] = cleaned
+            updates[key] = value
     for key in unset:
         if key in updates:
             raise click.UsageError(f"--{key.replace('_', '-')} and --unset {key} exclude each other")
         updates[key] = None
     if not updates:
         raise click.UsageError("nothing to change: give at least one --FIELD VALUE or --unset FIELD")
+    updates = _clean_task(ctx, updates)
     archived = read_plain(ctx.space.tasks_archive_file)
     lock, tf = _transaction(ctx)
     try:

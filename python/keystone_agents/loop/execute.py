@@ -11,11 +11,13 @@
 * Outcome: more tool calls/turns than `exec.maxIterations` (alias `maxTurns`) → max_iterations (reason
   max-turns; the event stream is counted while the CLI runs and the process group stopped at the limit);
   autonomous mode resumes the CLI session while the report says `continue` (modes/continuation.py);
-  the agent's report in $KEYSTONE_TASK_RESULT
-  wins; else exit 0 WITH evidence (providers' `parse`) → completed, exit 0 without → failed (no-evidence);
+  the agent's report in $KEYSTONE_TASK_RESULT wins; else the status the agent gave its own task in
+  TASKS.yaml (blocked with its blocked_reason, or completed) when it exited 0; else exit 0 WITH evidence
+  (providers' `parse`) → completed, exit 0 without → failed (no-evidence);
   a model error → one retry with the fallback model; failure or timeout → pending with the failure counted,
   blocked after maxAttempts. Status `error` is never written. Deliveries the report lists are recorded
   apart from the status.
+* TASKS.yaml as the provider left it is kept when valid, rejected and restored when not (loop/guard.py).
 """
 
 from __future__ import annotations
@@ -35,14 +37,19 @@ from keystone_agents.profiles import Runtime, resolve
 from keystone_agents.providers.coding import route as coding_route
 from keystone_agents.providers import ProviderError, ProviderResult, get
 from keystone_agents.providers.base import found_urls
+from keystone_agents.providers.mcp import McpError
+from keystone_agents.providers.mcp import plan_for as mcp_plan
 from keystone_agents.providers.process import RunOptions
+from keystone_agents.space import AgentSpaceMissing, require_agent_space
 from keystone_agents.taskfile import EditRefused, Entry, TaskFile
 from keystone_agents.timeutil import iso_z
 
 NEEDS_MARK = "waiting on needs: "
 RESULT_ENV = "KEYSTONE_TASK_RESULT"
 REPORT_STATUSES = ("completed", "blocked", "continue", "end_tick")  # continue: autonomous; end_tick: tick
+TASK_STATUSES_SAID = ("completed", "blocked")  # what an agent may set on its own task in TASKS.yaml
 KILL_MARKER = "kill-requested.json"  # state/: written by keystone-agent kill, names the process group it stopped
+MCP_PROVIDERS = ("claude", "codex", "gemini")  # the CLIs that take MCP servers (providers/mcp.py)
 DELIVERY_KINDS = ("email", "pull_request", "issue", "comment", "message")
 
 
@@ -59,6 +66,7 @@ class ExecContext:
     counters: Counters = field(default_factory=Counters)
     attempted: set[str] = field(default_factory=set)
     tasks_lock: Any = None  # lock.FileLock of TASKS.yaml, let go while a provider runs
+    rejected_files: list = field(default_factory=list)  # guard.Rejection: TASKS.yaml a provider left broken
     budget_stop: Any = None  # the agent-wide budget Refusal that ended the execute stage
     resume: dict | None = None  # {"task", "prompt"}: continue that task's stored CLI session (keystone-agent continue)
     tick_ended: bool = False  # a report said end_tick (tick mode stops its timer)
@@ -311,6 +319,12 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     if refuse_over_budget(ctx, entry, runtime, fields):
         return tf
     log.info("task_start", msg=f"Starting task {name}", status="started", **fields)
+    workflow = entry.get("workflow")
+    if workflow and not space.deepwork_job_dir(workflow).is_dir():
+        # the seed's contract: the prompt still starts with /deepwork job/workflow; say the job is not there
+        log.warning("workflow_job_missing", msg=f"task {name}: DeepWork job of {workflow} is not in the agent space "
+                    f"({space.deepwork_job_dir(workflow)})", status="warning", step="execute", task_name=name,
+                    workflow=workflow, path=str(space.deepwork_job_dir(workflow)))
 
     started_at = iso_z()
     tf.set_fields(entry, {"status": "in_progress", "started_at": started_at})
@@ -325,6 +339,11 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     report_path = sanitize.inside(results_dir, f"{ctx.run_id}-{name}.json", field="name")
     remove(report_path)
     env = {**ctx.env, RESULT_ENV: str(report_path), "KEYSTONE_TASK_NAME": name, "KEYSTONE_RUN_ID": ctx.run_id}
+    from keystone_agents.coordination.base import msg_id_of
+
+    comms_msg = msg_id_of(entry.get("source_ref")) if entry.get("source") == "comms" else None
+    if comms_msg:  # what the task sends over comms is one level deeper than this message
+        env["KEYSTONE_COMMS_PARENT"] = comms_msg
 
     def on_spawn(pgid: int) -> None:
         running["pgid"] = pgid
@@ -375,20 +394,28 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
         ctx.tasks_lock.acquire()
 
     now = iso_z()
+    # The agent may have edited TASKS.yaml meanwhile: keep a valid edit (and what it says about its own task),
+    # reject a broken one (loop/guard.py), then apply our change to what is on disk now.
+    said = None
+    if tf.on_disk_changed():
+        from keystone_agents.loop.guard import reload_after_provider
+
+        tf, rejection = reload_after_provider(tf, name, log)
+        if rejection is not None:
+            ctx.rejected_files.append(rejection)
+        else:
+            said = _agent_says(tf.find(name))
     if killed:  # an operator's kill: the attempt is recorded, the task is not held against maxAttempts
         outcome, updates, reason = "failed", {"status": "pending"}, "killed"
         message = "killed by an operator (keystone-agent kill / agentctl AGENT kill)"
     else:
-        outcome, updates, message, reason = _decide(ctx, name, result, error, report, now)
+        outcome, updates, message, reason = _decide(ctx, name, result, error, report, now, said)
     if outcome == "blocked" and (updates.get("blocked_reason") or "").startswith(continuation.MAX_AUTO_TURNS_REASON):
         reason = continuation.MAX_AUTO_TURNS_REASON
     if report and report.get("status") == "end_tick":
         ctx.tick_ended = True
     deliveries = _deliveries(report)
     failed_deliveries = [d for d in deliveries if not d["ok"]]
-    # The agent may have edited TASKS.yaml meanwhile: apply our change to what is on disk now.
-    if tf.on_disk_changed():
-        tf = TaskFile.load(tf.path)
     target = tf.find(name)
     updates = sanitize.clean_task(updates, lenient=True)  # reasons quote the agent's report and the CLI's output
     if target is not None:
@@ -405,6 +432,11 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     _record(ctx, name, entry, final_runtime, result, outcome, started_at, log_path,
             attempt=len(attempts), fallback_used=len(attempts) > 1, message=message,
             pull_requests=pull_requests, issues=issues, reason=reason, deliveries=deliveries, auto_turn=turn)
+    if comms_msg and not ctx.dry_run and updates["status"] in ("completed", "blocked"):
+        from keystone_agents.coordination.comms import after_task
+
+        after_task(config, space.state_dir, entry.get("source_ref"), updates["status"], report, message,
+                   updates.get("blocked_reason"), log)  # a task made from an ask: the runtime replies, once
     for delivery in failed_deliveries:
         log.warning("delivery_failed", msg=f"task {name}: {delivery['kind']} to {delivery['target']} was not "
                     f"delivered: {delivery.get('error') or 'no reason given'}"[:500], step="execute", task_name=name,
@@ -464,8 +496,11 @@ def _invoke(ctx: ExecContext, entry: Entry, runtime: Runtime, prompt: str, env: 
     current = runtime
     while True:
         try:
+            cwd = require_agent_space(ctx.space)
             provider = coding_route(entry.data, config, ctx.space) or get(current.provider, config)
             provider.resume_session = session
+            if provider.mcp is None and provider.name in MCP_PROVIDERS:
+                provider.mcp = mcp_plan(config, ctx.space, f"{ctx.run_id}-{name}")
             with open(log_path, "a", encoding="utf-8") as handle:
                 handle.write(f"[keystone-agent] task={name} provider={current.provider} "
                              f"profile={current.profile or 'none'} model={current.model or 'provider-default'} "
@@ -473,10 +508,10 @@ def _invoke(ctx: ExecContext, entry: Entry, runtime: Runtime, prompt: str, env: 
                              + (f" resume={session}" if session else "") + "\n")
             result = provider.run(prompt, current, RunOptions(
                 log_path=log_path, timeout=config.task_timeout_seconds, kill_grace=config.kill_grace_seconds,
-                env=env, cwd=ctx.space.home, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds,
+                env=env, cwd=cwd, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds,
                 **_heartbeat(log, name)))
             attempts.append((current, result, ""))
-        except ProviderError as exc:
+        except (ProviderError, McpError, AgentSpaceMissing) as exc:
             with open(log_path, "a", encoding="utf-8") as handle:
                 handle.write(f"[keystone-agent] provider error: {exc}\n")
             attempts.append((current, None, str(exc)))
@@ -498,6 +533,14 @@ def _invoke(ctx: ExecContext, entry: Entry, runtime: Runtime, prompt: str, env: 
     return attempts
 
 
+def _agent_says(entry: Entry | None) -> dict | None:
+    """The status the agent gave its own task in TASKS.yaml during the run (completed or blocked), if any."""
+    if entry is None or entry.get("status") not in TASK_STATUSES_SAID:
+        return None
+    return {"status": entry.get("status"), "blocked_reason": entry.get("blocked_reason"),
+            "completed_at": entry.get("completed_at")}
+
+
 def _heartbeat(log, name: str) -> dict:
     """RunOptions for a still-running line every minute, when a person watches the terminal."""
     if not getattr(log, "interactive", False):
@@ -509,8 +552,10 @@ def _heartbeat(log, name: str) -> dict:
 
 
 def _decide(ctx: ExecContext, name: str, result: ProviderResult | None, error: str, report: dict | None,
-            now: str) -> tuple[str, dict, str, str]:
-    """→ (outcome, field updates, message, reason)."""
+            now: str, said: dict | None = None) -> tuple[str, dict, str, str]:
+    """→ (outcome, field updates, message, reason). Precedence: the turn limit; the report in
+    $KEYSTONE_TASK_RESULT; the status the agent set on its task in TASKS.yaml (when it exited 0); the exit code
+    and evidence."""
     config, conn = ctx.config, ctx.conn
     budget = config.execution_token_budget
     over_budget = bool(budget and result and result.usage.total() > budget)
@@ -537,6 +582,14 @@ def _decide(ctx: ExecContext, name: str, result: ProviderResult | None, error: s
         blocked = report.get("blocked_reason") or message or "blocked by the agent"
         history.reset_failures(conn, name)
         return "blocked", {"status": "blocked", "blocked_reason": blocked}, message, reason
+    if said is not None and result is not None and not result.timed_out and result.exit_code == 0:
+        history.reset_failures(conn, name)
+        if said["status"] == "completed":
+            outcome = "token_budget" if over_budget else "completed"
+            return outcome, {"status": "completed", "completed_at": said["completed_at"] or now,
+                             "blocked_reason": None}, "the agent marked its task completed in TASKS.yaml", reason
+        blocked = said["blocked_reason"] or "blocked by the agent"
+        return "blocked", {"status": "blocked", "blocked_reason": blocked}, f"the agent blocked its task: {blocked}", reason
     if result is not None and result.succeeded and result.evidence:
         history.reset_failures(conn, name)
         outcome = "token_budget" if over_budget else "completed"
@@ -595,11 +648,18 @@ def _record(ctx, name, entry, runtime, result, outcome, started_at, log_path, at
 
 
 def _dry_run(ctx, tf, entry, runtime, prompt, log_path, fields) -> TaskFile:
+    provider = None
     try:
-        inv = get(runtime.provider, ctx.config).invocation(prompt, runtime)
+        provider = get(runtime.provider, ctx.config)
+        if provider.name in MCP_PROVIDERS:
+            provider.mcp = mcp_plan(ctx.config, ctx.space, f"{ctx.run_id}-{entry.name}")
+        inv = provider.invocation(prompt, runtime)
         argv = inv.argv
-    except ProviderError as exc:
+    except (ProviderError, McpError) as exc:
         argv = [f"<{exc}>"]
+    finally:
+        if provider is not None and provider.mcp is not None:
+            provider.mcp.cleanup()
     with open(log_path, "a", encoding="utf-8") as handle:
         handle.write("[keystone-agent] DRY RUN: the provider was not started. It would have run:\n")
         handle.write(f"argv: {json.dumps(argv, ensure_ascii=False)}\n")

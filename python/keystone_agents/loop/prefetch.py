@@ -26,7 +26,8 @@ def build_sources(config: Config, project_sources, cwd: Path, env: dict, stderr_
     """Built-in sources (email, GitHub, Forgejo; only those configured) first, then the config's command
     sources, then PROJECTS.yaml's (top-level, then per project)."""
     sources: list[Source] = []
-    if state_dir is not None and (config.mail or config.github or config.forgejo):
+    if state_dir is not None and (config.mail or config.github or config.forgejo
+                                  or config.coordination.backend != "none"):
         from keystone_agents.sources.builtin import builtin_sources
 
         sources.extend(builtin_sources(config, state_dir, env, log))

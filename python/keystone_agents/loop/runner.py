@@ -93,6 +93,8 @@ def run(home: Path | None, config_path: Path | None, max_tasks: int | None = Non
             print("Task loop already running, skipping", file=sys.stderr)
             report.update(status="skipped", exit_code=EXIT_OK, reason="another run holds the lock")
             return EXIT_OK
+        # a run request (comms drain) is served by this run; one made while it runs starts the next
+        remove(space.state_dir / "run-requested")
         try:
             config = load_config_cached(config_path, space.home, space.state_dir / "config-validated.sha256")
         except ValidationFailed as exc:
@@ -136,7 +138,10 @@ class Run:
         self.tasks_lock = FileLock(space.tasks_lock_file)
         from keystone_agents.providers.environment import clean_env
 
-        self.provider_env = clean_env(config.environment)  # provider processes get the allow-list only
+        from keystone_agents.git_identity import identity_env
+
+        # provider processes get the allow-list only, and the agent's git identity (their commits are its own)
+        self.provider_env = clean_env({**identity_env(config, space.home), **config.environment})
 
     # ------------------------------------------------------------ the run
 
@@ -286,7 +291,7 @@ class Run:
         self.step = "prioritize"
         t0 = time.monotonic()
         log.info("stage_start", msg="Prioritizing pending tasks", step="prioritize", stage_name="prioritize")
-        ruled = prioritize.apply_rules(tf, config.workflow_rules, config.runtime_rules)
+        ruled = prioritize.apply_rules(tf, prioritize.workflow_rules(config), config.runtime_rules, projects.facts)
         moved = prioritize.order(tf, projects.ranks)
         wrote = tf.save() if not self.dry_run else False
         log.info("stage_finish", msg="Prioritize " + ("rewrote TASKS.yaml" if wrote else "left TASKS.yaml unchanged"),
@@ -364,7 +369,7 @@ class Run:
             known |= set(skipped_before)
             triage = Triage(self.config, sorted(projects.ranks), log,
                             space.task_logs_dir / f"{self.run_log.stem}_ingest-triage.log", self.provider_env,
-                            space.home)
+                            space.notes_dir)
         names = {e.name for e in tf.entries if isinstance(e.name, str)} | {e.get("name") for e in archive_entries}
         new, not_actionable = ingest.new_tasks(items, known, ingest.Namer(n for n in names if n), iso_z(), triage,
                                                spill_dir=None if self.dry_run else space.task_texts_dir)
@@ -505,6 +510,9 @@ class Run:
         log.info("stage_start", msg="Executing tasks", step="execute", stage_name="execute", max_tasks=self.max_tasks)
         unblock_ready(tf, archived_names, log)
         blocked_on_needs = 0
+        if not self.dry_run and not self.agent_space_ready(tf, archived_names):
+            self.state.stages["execute"] = ("error", time.monotonic() - t0)
+            return tf
         if self.only_task:
             entry = self.pick_only_task(tf, archived_names)
             if entry is not None:
@@ -524,14 +532,28 @@ class Run:
             tf.save()
         self.tick_ended = ctx.tick_ended
         ctx.counters.blocked += blocked_on_needs
-        if ctx.counters.failed:
+        if ctx.counters.failed or ctx.rejected_files:
             self.state.degrade()
         log.info("stage_finish", msg=f"Executed {ctx.counters.executed} task(s)", step="execute",
                  stage_name="execute", status="ok", tasks_executed=ctx.counters.executed,
                  tasks_completed=ctx.counters.completed, tasks_failed=ctx.counters.failed,
                  tasks_blocked=ctx.counters.blocked, duration_seconds=round(time.monotonic() - t0, 3))
-        self.state.stages["execute"] = ("degraded" if ctx.counters.failed else "ok", time.monotonic() - t0)
+        self.state.stages["execute"] = ("degraded" if ctx.counters.failed or ctx.rejected_files else "ok", time.monotonic() - t0)
         return tf
+
+    def agent_space_ready(self, tf, archived_names: set[str]) -> bool:
+        """Providers run in the agent space: without it no task starts (none is charged a failed attempt)."""
+        from keystone_agents.loop.execute import has_runnable
+        from keystone_agents.space import agent_space_problem
+
+        problem = agent_space_problem(self.space)
+        if problem is None or not (self.only_task or has_runnable(tf, archived_names)):
+            return True
+        self.log.error("agent_space_missing", msg=f"no task executed: {problem}", step="execute", status="error",
+                       path=str(problem.path))
+        print(f"error: {problem}", file=sys.stderr)
+        self.state.status = "error"
+        return False
 
     # ------------------------------------------------------------ the end
 

@@ -53,6 +53,8 @@ class ProjectsIndex:
     sources: list[Source] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     sha: str = "absent"
+    # slug → {"description": str, "repos": int}: what the workflow decision tree asks about a task's project
+    facts: dict[str, dict] = field(default_factory=dict)
 
 
 def load_projects(path: Path, cache_file: Path) -> ProjectsIndex:
@@ -62,19 +64,20 @@ def load_projects(path: Path, cache_file: Path) -> ProjectsIndex:
         return ProjectsIndex()
     digest = hashlib.sha256(raw).hexdigest()
     cached = read_json(cache_file)
-    if isinstance(cached, dict) and cached.get("sha") == digest:
+    if isinstance(cached, dict) and cached.get("sha") == digest and "facts" in cached:
         return ProjectsIndex(
             ranks=cached["ranks"],
             sources=[Source(**s) for s in cached["sources"]],
             problems=cached["problems"],
             sha=digest,
+            facts=cached.get("facts") or {},
         )
     index = _index(path)
     index.sha = digest
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         write_json(cache_file, {
-            "sha": digest, "ranks": index.ranks, "problems": index.problems,
+            "sha": digest, "ranks": index.ranks, "problems": index.problems, "facts": index.facts,
             "sources": [dataclasses.asdict(s) for s in index.sources],
         })
     except OSError:
@@ -94,6 +97,8 @@ def _index(path: Path) -> ProjectsIndex:
     projects = [to_plain(p) for p in doc.valid_entries("projects")]
     ordered = sorted(enumerate(projects), key=lambda item: (item[1].get("priority", 0), item[0]))
     index.ranks = {p["slug"]: rank for rank, (_, p) in enumerate(ordered)}
+    index.facts = {p["slug"]: {"description": str(p.get("description") or ""), "repos": len(p.get("repos") or [])}
+                   for p in projects}
     if "sources" in doc.data:
         for src in doc.valid_entries("sources"):
             src = to_plain(src)

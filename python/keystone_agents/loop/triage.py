@@ -54,6 +54,8 @@ class Triage:
         prompt = PROMPT.format(projects=", ".join(self.projects) or "(none)", source=item.source,
                                text=item.description[:8000])
         try:
+            if not Path(self.cwd).is_dir():  # providers run in the agent space (notesDir)
+                raise ProviderError(f"agent space {self.cwd} does not exist")
             provider = get(self.runtime.provider, self.config)
             result = provider.run(prompt, self.runtime, RunOptions(
                 log_path=self.log_path, timeout=min(self.config.task_timeout_seconds, 300),

@@ -5,7 +5,7 @@
 * The remote is empty: notes/ (the scaffold) becomes a fresh repository on branch main, committed and pushed
   to the remote as its upstream.
 
-Git runs through the notes-sync git layer (notes_sync/git.py) with the agent's git environment (identity,
+Git runs through the one git layer (keystone_agents/git.py) with the agent's git environment (identity,
 ssh command), so what init does is what sync will do.
 """
 
@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from keystone_agents.notes_sync.git import Git, GitError, redact
+from keystone_agents.git import Git, GitError, clone as git_clone, redact
 
 
 class NotesRepoError(Exception):
@@ -47,7 +47,7 @@ def _adopt_clone(notes: Path, url: str, env: dict[str, str]) -> str:
     staging = Path(tempfile.mkdtemp(prefix=".notes-clone-", dir=notes.parent))
     clone = staging / "notes"
     try:
-        Git(staging, env).clone(url, clone)
+        git_clone(url, clone, env)
         kept = 0
         for path in sorted(notes.rglob("*")):
             rel = path.relative_to(notes)
@@ -72,5 +72,5 @@ def _push_fresh(notes: Path, url: str, env: dict[str, str], commit_prefix: str) 
     git.run("init", "--quiet", "--initial-branch=main")
     git.run("remote", "add", "origin", url)
     git.commit_all(f"{commit_prefix}: initial notes")
-    git.run("push", "--quiet", "--set-upstream", "origin", "main", timeout=120)
+    git.run("push", "--quiet", "--set-upstream", "origin", "main", timeout=120, network=True)
     return f"notes/ is a new repository pushed to {redact(url)} (branch main)"

@@ -25,8 +25,8 @@ from keystone_agents.events import event_logger, hostname
 from keystone_agents.lock import try_lock
 from keystone_agents.metrics import metrics_path, textfile_dir
 from keystone_agents.notes_sync import conflict, report
-from keystone_agents.notes_sync.git import Git, GitError, PushRejected, redact
-from keystone_agents.notes_sync.identity import git_environment
+from keystone_agents.git import Git, GitError, PushRejected, clone, redact
+from keystone_agents.git_identity import git_environment
 from keystone_agents.problems import ValidationFailed
 from keystone_agents.space import AgentSpace
 from keystone_agents.timeutil import iso_z
@@ -207,7 +207,7 @@ class _Run:
             raise SyncFailed(f"{self.notes} does not exist and notes.repo is not set in {source}; nothing to clone")
         self.notes.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.git.clone(url, self.notes)
+            clone(url, self.notes, self.git.env)
         except GitError as exc:
             raise SyncFailed(f"cannot clone the notes repo {redact(url)} into {self.notes}: {exc.detail}") from None
         self.record.cloned = True

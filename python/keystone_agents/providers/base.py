@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from keystone_agents.profiles import Runtime
+    from keystone_agents.providers.mcp import McpPlan
     from keystone_agents.providers.process import ProcessResult, RunOptions
 
 
@@ -32,6 +35,7 @@ class ProviderError(Exception):
 class Invocation:
     argv: list[str]
     stdin: str | None = None  # the prompt, for providers that read it on stdin
+    env: dict[str, str] = field(default_factory=dict)  # added to the run's environment (MCP settings)
 
 
 @dataclass
@@ -125,6 +129,7 @@ class Provider:
     stream_kind: str | None = None  # the JSONL event stream this CLI can print (providers/stream.py)
     stream: bool = False  # print it (set when tool calls are limited or a session must be resumed)
     resume_session: str | None = None  # continue this CLI session instead of starting one (modes/continuation.py)
+    mcp: "McpPlan | None" = None  # the MCP servers of this run (providers/mcp.py); None: none configured
 
     def transcript_paths(self, cwd: "Path", home: "Path") -> list["Path"]:
         """Files or directories the CLI writes its session transcript to while it works (the stall watchdog
@@ -144,17 +149,24 @@ class Provider:
     def run(self, prompt: str, runtime: "Runtime", options: "RunOptions") -> ProviderResult:
         from keystone_agents.providers.process import run_process
 
-        inv = self.invocation(prompt, runtime)
-        if options.cwd is not None and not options.watch:
-            home = Path((options.env or {}).get("HOME") or Path.home())
-            options.watch = self.transcript_paths(Path(options.cwd), home)
         events = None
         if self.stream_kind and self.stream:
             from keystone_agents.providers.stream import EventStream
 
             events = EventStream(self.stream_kind, self.max_turns)
-            options.on_stdout = events.feed
-        proc: ProcessResult = run_process(inv.argv, inv.stdin, options)
+        try:
+            inv = self.invocation(prompt, runtime)
+            if options.cwd is not None and not options.watch:
+                home = Path((options.env or {}).get("HOME") or Path.home())
+                options.watch = self.transcript_paths(Path(options.cwd), home)
+            if inv.env:
+                options = dataclasses.replace(options, env={**(options.env or os.environ), **inv.env})
+            if events is not None:
+                options.on_stdout = events.feed
+            proc: ProcessResult = run_process(inv.argv, inv.stdin, options)
+        finally:
+            if self.mcp is not None:
+                self.mcp.cleanup()  # the run's MCP file may hold secrets: it lives as long as the run
         result = ProviderResult(
             exit_code=proc.exit_code,
             timed_out=proc.timed_out,

@@ -1,7 +1,9 @@
 """Claude Code: `claude --print --output-format json --dangerously-skip-permissions [--resume=SESSION]
 [--model=M] [--fallback-model=F] [--effort=E] [--max-turns=N] -- <prompt>` (the seed's argv, plus the turn
-limit when `exec.maxIterations` (alias `maxTurns`) is set). Values are attached with `=` and the prompt follows
-`--` (Commander, the CLI's parser, reads `--opt=value` as that option's value and everything after `--` as
+limit when `exec.maxIterations` (alias `maxTurns`) is set) and the configured MCP servers,
+`--mcp-config=FILE --strict-mcp-config` right after the output format (providers/mcp.py; `--mcp-config` takes
+several values, so another flag always follows it). Values are attached with `=` and the prompt follows `--`
+(Commander, the CLI's parser, reads `--opt=value` as that option's value and everything after `--` as
 positionals), so no model name or prompt can be read as an option. A prompt too long for one argument is
 written to stdin instead (the CLI reference's `cat file | claude -p`). With a tool-call limit, or in
 autonomous mode, `--output-format stream-json --verbose` replaces `json`: the runtime counts `tool_use`
@@ -80,7 +82,14 @@ class ClaudeProvider(Provider):
     def invocation(self, prompt, runtime) -> Invocation:
         # stream-json needs --verbose with --print; its last line is the object `json` prints alone
         output = ["--output-format", "stream-json", "--verbose"] if self.stream else ["--output-format", "json"]
-        argv = ["claude", "--print", *output, "--dangerously-skip-permissions"]
+        argv = ["claude", "--print", *output]
+        if self.mcp is not None:
+            from keystone_agents.providers.mcp import claude_document
+
+            # --mcp-config takes several values: another flag must follow its file, never the prompt
+            argv += [attached("--mcp-config", str(self.mcp.write(claude_document(self.mcp.servers)))),
+                     "--strict-mcp-config"]
+        argv += ["--dangerously-skip-permissions"]
         if self.resume_session:
             argv.append(attached("--resume", self.resume_session))
         if runtime.model:

@@ -1,8 +1,10 @@
-"""Codex CLI: `codex exec --json --full-auto [--oss --local-provider=P] [--model=M] [resume THREAD_ID] -- <prompt>`
-(the seed's argv plus `--json`; `--oss` when codexProvider.localProvider names a local model server; fallback model and effort are not passed; `resume` continues a thread in autonomous mode). The model
-is attached with `=` and the prompt follows `--` (clap reads `--model=value` as the value, and nothing after
-`--` as an option); a prompt too long for one argument goes to stdin with `-` as the PROMPT argument ("if `-`
-is used, instructions are read from stdin").
+"""Codex CLI: `codex exec --json --full-auto [--oss --local-provider=P] [--config=mcp_servers.…]… [--model=M]
+[resume THREAD_ID] -- <prompt>` (the seed's argv plus `--json`; `--oss` when codexProvider.localProvider names a
+local model server; the configured MCP servers as `-c/--config` overrides, see providers/mcp.py; fallback model
+and effort are not passed; `resume` continues a thread in autonomous mode). The model is attached with `=` and
+the prompt follows `--` (clap reads `--model=value` as the value, and nothing after `--` as an option); a prompt
+too long for one argument goes to stdin with `-` as the PROMPT argument ("if `-` is used, instructions are read
+from stdin").
 
 With `--json`, stdout is JSON Lines, one event per line: `thread.started`, `turn.started`, `item.started` /
 `item.updated` / `item.completed` (`item.type` `agent_message` carries the answer in `item.text`),
@@ -53,13 +55,19 @@ class CodexProvider(Provider):
         argv = ["codex", "exec", "--json", "--full-auto"]
         if self.local_provider:
             argv += ["--oss", attached("--local-provider", self.local_provider)]
+        env: dict[str, str] = {}
+        if self.mcp is not None:
+            from keystone_agents.providers.mcp import codex_overrides
+
+            overrides, env = codex_overrides(self.mcp.servers)
+            argv += overrides
         if runtime.model:
             argv.append(attached("--model", runtime.model))
         if self.resume_session:  # "only the conversation context is preserved; you must still provide flags"
             argv += ["resume", self.resume_session]
         if fits_in_argument(prompt):
-            return Invocation(argv + ["--", prompt])  # after `--` nothing is an option (clap)
-        return Invocation(argv + ["-"], stdin=prompt)  # `codex exec -`: the instructions are read from stdin
+            return Invocation(argv + ["--", prompt], env=env)  # after `--` nothing is an option (clap)
+        return Invocation(argv + ["-"], stdin=prompt, env=env)  # `codex exec -`: the instructions are read from stdin
 
     def transcript_paths(self, cwd: Path, home: Path) -> list[Path]:
         base = Path(os.environ.get("CODEX_HOME") or home / ".codex") / "sessions"

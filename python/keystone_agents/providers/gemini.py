@@ -1,11 +1,15 @@
-"""Gemini CLI: `gemini --prompt=<prompt> --yolo --output-format json [--resume=SESSION] [--model=M]` (the seed's
-argv plus the JSON output; fallback model and effort are not passed, the CLI has no equivalent). Values are
-attached with `=` (yargs reads `--key=value` as the value whatever it starts with), so neither a prompt nor a
-model can become an option. A prompt too long for one argument goes to stdin, and `--prompt` carries a
-one-line note (the CLI documents -p as "appended to input on stdin"). With a tool-call limit, or in
-autonomous mode, `--output-format stream-json` (init, message, tool_use, tool_result, error, result events):
-the runtime counts `tool_use` events as they stream; the limit is also given to the CLI as
-`model.maxSessionTurns` in a system settings file ($GEMINI_CLI_SYSTEM_SETTINGS_PATH).
+"""Gemini CLI: `gemini --prompt=<prompt> --yolo [--allowed-mcp-server-names=NAME]… --output-format json
+[--resume=SESSION] [--model=M]` (the seed's argv plus the JSON output and the configured MCP servers; fallback
+model and effort are not passed, the CLI has no equivalent). Values are attached with `=` (yargs reads
+`--key=value` as the value whatever it starts with), so neither a prompt nor a model can become an option. A
+prompt too long for one argument goes to stdin, and `--prompt` carries a one-line note (the CLI documents -p as
+"appended to input on stdin").
+
+One system settings file per run, named by `GEMINI_CLI_SYSTEM_SETTINGS_PATH` ("System settings … override all
+other settings files"), carries the MCP servers (providers/mcp.py) and, with a tool-call limit,
+`model.maxSessionTurns`. With a tool-call limit, or in autonomous mode, `--output-format stream-json` (init,
+message, tool_use, tool_result, error, result events): the runtime also counts `tool_use` events as they stream
+and stops the run at the limit.
 
 The JSON output is one object: `response` (the final answer), `stats` (tokens from
 `stats.models.<model>.tokens.{prompt,candidates,total}`) and, on failure, `error.{type,message,code}`.
@@ -24,7 +28,6 @@ from keystone_agents.providers.base import (MODEL_ERROR_RE, Invocation, Provider
 from keystone_agents.providers.claude import last_json_object
 
 
-SYSTEM_SETTINGS_ENV = "GEMINI_CLI_SYSTEM_SETTINGS_PATH"
 STDIN_NOTE = "(The task is the text above, given on stdin. Carry it out.)"
 
 
@@ -37,36 +40,29 @@ class GeminiProvider(Provider):
         if not fits_in_argument(prompt):
             # "-p/--prompt: ... Appended to input on stdin (if any)": the task goes on stdin, -p says so
             stdin, prompt = prompt, STDIN_NOTE
-        output = "stream-json" if self.stream else "json"
-        argv = ["gemini", attached("--prompt", prompt), "--yolo", "--output-format", output]
+        argv = ["gemini", attached("--prompt", prompt), "--yolo"]
+        env: dict[str, str] = {}
+        if self.mcp is not None:
+            from keystone_agents.providers.mcp import SETTINGS_ENV_GEMINI, gemini_settings
+
+            settings = gemini_settings(self.mcp.servers)
+            if self.max_turns:
+                settings["model"] = {"maxSessionTurns": self.max_turns}
+            env[SETTINGS_ENV_GEMINI] = str(self.mcp.write(settings))
+            argv += [attached("--allowed-mcp-server-names", server.name) for server in self.mcp.servers]
+        argv += ["--output-format", "stream-json" if self.stream else "json"]
         if self.resume_session:
             argv.append(attached("--resume", self.resume_session))
         if runtime.model:
             argv.append(attached("--model", runtime.model))
-        return Invocation(argv, stdin=stdin)
+        return Invocation(argv, stdin=stdin, env=env)
 
     def run(self, prompt, runtime, options):
-        if self.max_turns:
-            # model.maxSessionTurns from a per-execution system settings file ("System settings … override all
-            # other settings files"); the runtime also counts tool_use events and stops at the limit
-            import json
-            import os
+        if self.max_turns and self.mcp is None:
+            # the settings file for model.maxSessionTurns lives as long as the run, like an MCP one
+            from keystone_agents.providers.mcp import McpPlan
 
-            from keystone_agents.providers.environment import clean_env
-
-            settings = options.log_path.with_name(options.log_path.name + ".gemini-settings.json")
-            settings.parent.mkdir(parents=True, exist_ok=True)
-            settings.write_text(json.dumps({"model": {"maxSessionTurns": self.max_turns}}), encoding="utf-8")
-            env = dict(options.env) if options.env is not None else clean_env()
-            env[SYSTEM_SETTINGS_ENV] = str(settings)
-            options.env = env
-            try:
-                return super().run(prompt, runtime, options)
-            finally:
-                try:
-                    os.unlink(settings)
-                except OSError:
-                    pass
+            self.mcp = McpPlan([], options.log_path.with_name(options.log_path.name + ".gemini-settings.json"))
         return super().run(prompt, runtime, options)
 
     def transcript_paths(self, cwd: Path, home: Path) -> list[Path]:

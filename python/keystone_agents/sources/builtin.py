@@ -25,4 +25,8 @@ def builtin_sources(config: Config, state_dir: Path, env: dict, log=None) -> lis
         from keystone_agents.sources.forgejo import ForgejoSource
 
         sources.append(ForgejoSource(config.forgejo, log=log, timeout=config.source_timeout_seconds))
+    if config.coordination.backend != "none":
+        from keystone_agents.sources.comms import CommsSource
+
+        sources.append(CommsSource(config.coordination, state_dir, log=log))
     return sources

@@ -1,0 +1,214 @@
+"""The PostgreSQL backend: the `Bus` over the keystone.* SECURITY DEFINER functions (sql/), with psycopg 3.
+
+The caller's identity is its database role: with peer authentication, its Linux user. Nothing the client
+sends names the sender. Waiting for a reply LISTENs on the caller's own wake channel (ids only: channels are
+visible to every role) and re-queries after each notification or timeout; the notification generator is
+always drained before the next query (psycopg#340).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from keystone_agents.coordination.base import (
+    BusError, Claimed, InvalidRequest, Message, NotAllowed, NotFound, Unavailable, error_from_json,
+)
+
+
+def channel(role: str) -> str:
+    return "keystone_wake_" + hashlib.md5(role.encode()).hexdigest()
+
+
+def _connect(host, port, database):
+    try:
+        import psycopg
+    except ImportError:
+        raise Unavailable("the postgresql backend needs psycopg: pip install 'keystone-agents[postgres]'") from None
+    try:
+        return psycopg.connect(host=host, port=port, dbname=database, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        text = str(exc).strip()
+        if "authentication failed" in text or ("role" in text and "does not exist" in text):
+            # the server is there and refuses who we are: not an agent or admin of the bus
+            raise NotAllowed(f"the bus database refuses this user: {text.splitlines()[-1]}") from None
+        raise Unavailable(f"cannot connect to the bus database {database!r}: {text}") from None
+
+
+class PgBus:
+    backend = "postgresql"
+
+    def __init__(self, conn):
+        self.conn = conn
+        self._role: str | None = None
+
+    @classmethod
+    def connect(cls, host=None, port=None, database="keystone") -> "PgBus":
+        return cls(_connect(host, port, database))
+
+    def _call(self, function: str, *args):
+        import psycopg
+
+        marks = ", ".join(["%s"] * len(args))
+        try:
+            return self.conn.execute(f"SELECT keystone.{function}({marks})", args).fetchone()[0]
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise NotAllowed(f"the database refused: {exc.diag.message_primary}") from None
+        except psycopg.Error as exc:
+            state = exc.sqlstate or ""
+            text = exc.diag.message_primary or str(exc)
+            if state == "KS403":
+                raise NotAllowed(text) from None
+            if state == "KS404":
+                raise NotFound(text) from None
+            if state.startswith("22"):
+                raise InvalidRequest(text) from None
+            if isinstance(exc, psycopg.OperationalError):
+                raise Unavailable(f"the bus database failed: {text}") from None
+            raise BusError(text) from None
+
+    def identity(self) -> dict:
+        data = self._call("identity")
+        self._role = data["role"]
+        return {**data, "backend": self.backend}
+
+    def send(self, to, body, *, kind="message", subject="", priority=0, msg_id=None, in_reply_to=None,
+             parent=None, awaiting=False, status=None) -> Message:
+        import uuid as uuidlib
+
+        from psycopg.types.json import Jsonb
+
+        from keystone_agents.coordination.base import check_uuid, reply_id
+
+        if kind == "reply" and in_reply_to:
+            in_reply_to = check_uuid(in_reply_to, "in_reply_to")
+            msg_id = check_uuid(msg_id) if msg_id else reply_id(in_reply_to)
+        else:
+            msg_id = check_uuid(msg_id) if msg_id else str(uuidlib.uuid4())
+        await_seconds = 0.0
+        if awaiting:
+            await_seconds = float(awaiting) if not isinstance(awaiting, bool) else 3600.0
+        result = self._call("send", to, Jsonb(body), kind, subject or "", priority, msg_id, in_reply_to,
+                            check_uuid(parent, "parent") if parent else None, await_seconds, status)
+        if not result.get("ok"):
+            raise error_from_json(result)
+        return Message.from_json(result["message"])
+
+    def claim(self, limit, lease_seconds, max_deliveries) -> Claimed:
+        data = self._call("claim", limit, float(lease_seconds), max_deliveries)
+        return Claimed([Message.from_json(m) for m in data["messages"]], [Message.from_json(m) for m in data["dead"]])
+
+    def ack(self, msg_id, task_ref) -> bool:
+        from keystone_agents.coordination.base import check_uuid
+
+        return bool(self._call("ack", check_uuid(msg_id), task_ref))
+
+    def get(self, msg_id) -> Message:
+        from keystone_agents.coordination.base import check_uuid
+
+        data = self._call("get_message", check_uuid(msg_id))
+        if data is None:
+            raise NotFound(f"no message {msg_id} that you sent or received")
+        return Message.from_json(data)
+
+    def thread(self, msg_id) -> list[Message]:
+        from keystone_agents.coordination.base import check_uuid
+
+        data = self._call("thread", check_uuid(msg_id))
+        if data is None:
+            raise NotFound(f"no message {msg_id} that you sent or received")
+        return [Message.from_json(m) for m in data]
+
+    def inbox(self, states=None, limit=100, of=None) -> list[Message]:
+        from keystone_agents.coordination.base import STATES
+
+        states = states or ["queued", "leased"]
+        bad = [s for s in states if s not in STATES]
+        if bad:
+            raise InvalidRequest(f"unknown state {bad[0]!r}")
+        return [Message.from_json(m) for m in self._call("inbox", list(states), limit, of)]
+
+    def outbox(self, limit=100, of=None) -> list[Message]:
+        return [Message.from_json(m) for m in self._call("outbox", limit, of)]
+
+    def _take(self, ask_id):
+        data = self._call("take_reply", ask_id)
+        return Message.from_json(data) if data else None
+
+    def wait_reply(self, ask_id, timeout) -> Message | None:
+        from keystone_agents.coordination.base import check_uuid
+
+        ask_id = check_uuid(ask_id)
+        role = self._role or self.identity()["role"]
+        self.conn.execute(f"LISTEN {channel(role)}")
+        deadline = time.monotonic() + max(0.0, timeout)
+        try:
+            while True:
+                reply = self._take(ask_id)  # after LISTEN: a reply committed before it is found here
+                if reply is not None:
+                    return reply
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                list(self.conn.notifies(timeout=min(remaining, 5.0), stop_after=1))  # drained before querying
+        finally:
+            self.conn.execute(f"UNLISTEN {channel(role)}")
+
+    def stop_waiting(self, ask_id) -> Message | None:
+        from keystone_agents.coordination.base import check_uuid
+
+        data = self._call("stop_waiting", check_uuid(ask_id))
+        return Message.from_json(data) if data else None
+
+    def hierarchy(self, msg_id) -> list[Message]:
+        from keystone_agents.coordination.base import check_uuid
+
+        data = self._call("hierarchy", check_uuid(msg_id))
+        if data is None:
+            raise NotFound(f"no message {msg_id}")
+        return [Message.from_json(m) for m in data]
+
+    def stats(self) -> dict:
+        return self._call("stats")
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection
+            pass
+
+
+def touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(f"{time.time():.6f}\n")
+
+
+def listen_forever(settings, wake_path: Path, interval: float = 60.0, stop=None) -> None:
+    """`comms listen`: LISTEN on the agent's channel; touch the wake file on connect, on every notification and
+    every `interval` seconds (a notification missed while disconnected is caught by the drain it starts)."""
+    while stop is None or not stop():
+        try:
+            bus = PgBus.connect(settings.host, settings.port, settings.database)
+        except Unavailable:
+            time.sleep(5)
+            continue
+        try:
+            role = bus.identity()["role"]
+            bus.conn.execute(f"LISTEN {channel(role)}")
+            touch(wake_path)
+            while stop is None or not stop():
+                got = list(bus.conn.notifies(timeout=interval, stop_after=1))
+                touch(wake_path)
+                del got
+        except BusError:
+            time.sleep(5)
+        except Exception:  # noqa: BLE001 - connection lost: reconnect
+            time.sleep(5)
+        finally:
+            bus.close()
+
+
+__all__ = ["PgBus", "channel", "listen_forever", "json"]

@@ -1,0 +1,437 @@
+"""The local broker's engine: the bus's operations over one SQLite file, for a caller the broker identified.
+
+Only the broker's own user opens this file (mode 0600 in a 0700 directory). The rules here are the ones the
+PostgreSQL functions in sql/ enforce (the same contract suite runs against both): the sender is the caller,
+never a claimed name; the receiver's acceptFrom, its maxDepth and the sender's sendsPerHour bound sending;
+only an ask's receiver can reply to it, once; every caller sees only what it sent or received (admins: all).
+Every write is one `BEGIN IMMEDIATE` transaction; timestamps are this host's clock (never the client's).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from keystone_agents.coordination.base import (
+    BODY_MAX_BYTES, KINDS, PRIORITY_NAMES, REPLY_STATUSES, STATES, SUBJECT_MAX, Claimed, DepthExceeded,
+    InvalidRequest, Message, NotAllowed, NotFound, RateLimited, check_uuid, reply_id,
+)
+from keystone_agents.coordination.registry import Principal, Registry, accepts
+
+# Numbered like history.py: PRAGMA user_version records what is applied. A later capability (shared state,
+# a tamper-evident audit chain, events) adds a migration here and its twin in sql/.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        msg_uuid TEXT NOT NULL UNIQUE,       -- chosen by the sender: idempotency key
+        sender TEXT NOT NULL,                -- role (Linux user) of the caller, from SO_PEERCRED
+        recipient TEXT NOT NULL,             -- role
+        kind TEXT NOT NULL CHECK (kind IN ('message', 'ask', 'reply')),
+        correlation_id TEXT,                 -- ask: its own id, reply: the ask's
+        in_reply_to INTEGER REFERENCES messages (id),
+        parent_id INTEGER REFERENCES messages (id),  -- the message whose task sent this one
+        depth INTEGER NOT NULL DEFAULT 0,
+        await_until REAL,                    -- ask: its sender waits (ask --wait) until then
+        subject TEXT NOT NULL DEFAULT '',
+        body TEXT NOT NULL,                  -- JSON
+        priority INTEGER NOT NULL DEFAULT 0,
+        reply_status TEXT CHECK (reply_status IN ('ok', 'failed')),
+        state TEXT NOT NULL DEFAULT 'queued'
+              CHECK (state IN ('queued', 'leased', 'delivered', 'done', 'failed')),
+        visible_at REAL NOT NULL,
+        lease_until REAL,
+        delivery_count INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        delivered_at REAL,
+        done_at REAL,
+        task_ref TEXT
+    );
+    CREATE INDEX messages_inbox ON messages (recipient, state, priority DESC, id);
+    CREATE INDEX messages_corr ON messages (correlation_id);
+    CREATE INDEX messages_sent ON messages (sender, created_at);
+    CREATE INDEX messages_parent ON messages (parent_id);
+    CREATE TABLE audit_events (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,                -- comms.send | comms.reply | comms.refused
+        detail TEXT NOT NULL                 -- JSON
+    );
+    """,
+]
+
+COLUMNS = ("m.msg_uuid, m.kind, m.sender, m.recipient, m.body, m.subject, m.priority, m.state, m.depth, "
+           "m.correlation_id, (SELECT i.msg_uuid FROM messages i WHERE i.id = m.in_reply_to), m.await_until, "
+           "m.reply_status, m.delivery_count, m.created_at, m.delivered_at, m.done_at, m.task_ref")
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    migrate(conn)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version >= len(MIGRATIONS):
+        return version
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(MIGRATIONS)
+
+
+class Store:
+    """The operations of one caller (`me`) on the broker's database."""
+
+    def __init__(self, conn: sqlite3.Connection, registry: Registry, me: Principal, wake=None):
+        self.conn, self.registry, self.me = conn, registry, me
+        self.wake = wake  # callable(agent name) after a commit that gave that agent a message
+        self.poll_interval = 0.05
+
+    # ---------------------------------------------------------------- helpers
+
+    def _tx(self):
+        return _Transaction(self.conn)
+
+    def _name(self, role: str) -> str:
+        principal = self.registry.by_role(role)
+        return principal.name if principal else role
+
+    def _message(self, row) -> Message:
+        (msg_uuid, kind, sender, recipient, body, subject, priority, state, depth, corr, in_reply_to,
+         await_until, status, deliveries, created, delivered, done, task_ref) = row
+        return Message(
+            id=msg_uuid, kind=kind, sender=self._name(sender), recipient=self._name(recipient),
+            body=json.loads(body), subject=subject, priority=priority, state=state, depth=depth,
+            correlation_id=corr, in_reply_to=in_reply_to, awaiting=bool(await_until and await_until > time.time()),
+            status=status, delivery_count=deliveries, created_at=iso(created), delivered_at=iso(delivered),
+            done_at=iso(done), task_ref=task_ref,
+        )
+
+    def _row(self, where: str, args: tuple) -> Message | None:
+        row = self.conn.execute(f"SELECT {COLUMNS} FROM messages m WHERE {where}", args).fetchone()
+        return self._message(row) if row else None
+
+    def _visible(self) -> tuple[str, tuple]:
+        if self.me.kind == "admin":
+            return "1", ()
+        return "(m.sender = ? OR m.recipient = ?)", (self.me.role, self.me.role)
+
+    def _audit(self, action: str, detail: dict) -> None:
+        self.conn.execute("INSERT INTO audit_events (at, actor, action, detail) VALUES (?, ?, ?, ?)",
+                          (time.time(), self.me.role, action, json.dumps(detail, sort_keys=True)))
+
+    def _refuse(self, exc: Exception, detail: dict) -> Exception:
+        """Record the refusal (its own transaction: the refusal is kept though the send is not)."""
+        with self._tx():
+            self._audit("comms.refused", {**detail, "error": getattr(exc, "code", "error"), "reason": str(exc)})
+        return exc
+
+    # ---------------------------------------------------------------- operations
+
+    def identity(self) -> dict:
+        return {"name": self.me.name, "role": self.me.role, "kind": self.me.kind}
+
+    def send(self, to: str | None, body: Any, *, kind: str = "message", subject: str = "", priority: int = 0,
+             msg_id: str | None = None, in_reply_to: str | None = None, parent: str | None = None,
+             awaiting: float | bool = False, status: str | None = None) -> Message:
+        if kind not in KINDS:
+            raise InvalidRequest(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        if priority not in PRIORITY_NAMES:
+            raise InvalidRequest(f"priority must be low, normal or high, not {priority!r}")
+        subject = subject or ""
+        if not isinstance(subject, str) or len(subject) > SUBJECT_MAX:
+            raise InvalidRequest(f"subject must be text of at most {SUBJECT_MAX} characters")
+        body_text = json.dumps(body, ensure_ascii=False)
+        if len(body_text.encode()) > BODY_MAX_BYTES:
+            raise InvalidRequest(f"body is larger than {BODY_MAX_BYTES} bytes")
+        if kind == "reply":
+            if not in_reply_to:
+                raise InvalidRequest("a reply names the ask it answers (in_reply_to)")
+            in_reply_to = check_uuid(in_reply_to, "in_reply_to")
+            msg_id = check_uuid(msg_id) if msg_id else reply_id(in_reply_to)
+            status = status or "ok"
+            if status not in REPLY_STATUSES:
+                raise InvalidRequest("status must be ok or failed")
+        else:
+            msg_id = check_uuid(msg_id) if msg_id else str(uuid.uuid4())
+            if status is not None:
+                raise InvalidRequest("only a reply has a status")
+        now = time.time()
+        detail = {"id": msg_id, "kind": kind, "to": to}
+        with self._tx():
+            existing = self.conn.execute("SELECT sender FROM messages WHERE msg_uuid = ?", (msg_id,)).fetchone()
+            if existing is not None:
+                if existing[0] != self.me.role:
+                    raise InvalidRequest(f"message id {msg_id} is already used by another sender")
+                message = self._row("m.msg_uuid = ?", (msg_id,))
+                message.created = False
+                return message
+            try:
+                if kind == "reply":
+                    recipient, depth, parent_id, ask_row = self._check_reply(to, in_reply_to)
+                    correlation = in_reply_to
+                else:
+                    recipient, depth, parent_id = self._check_send(to, parent, now)
+                    correlation = msg_id if kind == "ask" else None
+                    ask_row = None
+            except (NotAllowed, NotFound) as exc:
+                refusal = exc
+            else:
+                refusal = None
+                await_until = None
+                if kind == "ask" and awaiting:
+                    await_until = now + (float(awaiting) if not isinstance(awaiting, bool) else 3600.0)
+                self.conn.execute(
+                    "INSERT INTO messages (msg_uuid, sender, recipient, kind, correlation_id, in_reply_to, parent_id,"
+                    " depth, await_until, subject, body, priority, reply_status, visible_at, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (msg_id, self.me.role, recipient.role, kind, correlation, ask_row, parent_id, depth, await_until,
+                     subject, body_text, priority, status if kind == "reply" else None, now, now))
+                if kind == "reply":
+                    self.conn.execute("UPDATE messages SET state = 'done', done_at = ? WHERE id = ?", (now, ask_row))
+                self._audit("comms.reply" if kind == "reply" else "comms.send",
+                            {"id": msg_id, "kind": kind, "to": recipient.role, "depth": depth})
+        if refusal is not None:
+            raise self._refuse(refusal, detail)
+        if self.wake is not None and recipient.kind == "agent":
+            self.wake(recipient.name)
+        return self._row("m.msg_uuid = ?", (msg_id,))
+
+    def _check_send(self, to: str | None, parent: str | None, now: float) -> tuple[Principal, int, int | None]:
+        if not to:
+            raise InvalidRequest("a message needs a recipient (--to AGENT)")
+        recipient = self.registry.agent(to)
+        if recipient is None:
+            raise NotFound(f"no agent named {to!r} on the bus")
+        if not accepts(recipient, self.me):
+            raise NotAllowed(f"{recipient.name} does not accept messages from {self.me.name} (its comms.acceptFrom "
+                             f"is {', '.join(recipient.accept_from) or 'empty'})")
+        depth, parent_id = 0, None
+        if parent:
+            row = self.conn.execute("SELECT id, depth, recipient FROM messages WHERE msg_uuid = ?",
+                                    (check_uuid(parent, "parent"),)).fetchone()
+            if row is None or (row[2] != self.me.role and self.me.kind != "admin"):
+                raise NotFound(f"parent message {parent} is not one you received")
+            parent_id, depth = row[0], row[1] + 1
+        if depth > recipient.max_depth:
+            raise DepthExceeded(f"delegation depth {depth} exceeds {recipient.name}'s maxDepth {recipient.max_depth}",
+                                depth=depth, max_depth=recipient.max_depth)
+        if self.me.kind == "agent":
+            sent = self.conn.execute(
+                "SELECT count(*) FROM messages WHERE sender = ? AND kind != 'reply' AND created_at > ?",
+                (self.me.role, now - 3600)).fetchone()[0]
+            if sent >= self.me.sends_per_hour:
+                raise RateLimited(f"{self.me.name} has sent {sent} messages in the last hour (sendsPerHour "
+                                  f"{self.me.sends_per_hour})", sent=sent, limit=self.me.sends_per_hour)
+        return recipient, depth, parent_id
+
+    def _check_reply(self, to: str | None, ask_id: str) -> tuple[Principal, int, int, int]:
+        row = self.conn.execute("SELECT id, kind, sender, recipient, depth, parent_id FROM messages WHERE msg_uuid = ?",
+                                (ask_id,)).fetchone()
+        if row is None or (row[3] != self.me.role and row[2] != self.me.role):
+            raise NotFound(f"no ask {ask_id} addressed to you")
+        ask_pk, kind, asker, receiver, depth, parent_id = row
+        if kind != "ask" or receiver != self.me.role:
+            raise NotAllowed(f"only the receiver of an ask can reply to it ({ask_id} is not an ask sent to you)")
+        recipient = self.registry.by_role(asker)
+        if recipient is None:
+            raise NotFound(f"the asker of {ask_id} is no longer on the bus")
+        if to and to not in (recipient.name, recipient.role):
+            raise NotAllowed(f"a reply goes to the asker ({recipient.name}), not to {to}")
+        other = self.conn.execute("SELECT msg_uuid FROM messages WHERE in_reply_to = ? AND kind = 'reply'",
+                                  (ask_pk,)).fetchone()
+        if other is not None:
+            raise NotAllowed(f"ask {ask_id} already has a reply ({other[0]})")
+        return recipient, depth, parent_id, ask_pk
+
+    def claim(self, limit: int, lease_seconds: float, max_deliveries: int) -> Claimed:
+        if limit < 1 or lease_seconds <= 0 or max_deliveries < 1:
+            raise InvalidRequest("claim needs limit >= 1, lease_seconds > 0, max_deliveries >= 1")
+        now = time.time()
+        leased, dead = [], []
+        with self._tx():
+            rows = self.conn.execute(
+                "SELECT m.id, m.delivery_count FROM messages m LEFT JOIN messages a ON a.id = m.in_reply_to"
+                " WHERE m.recipient = ? AND ((m.state = 'queued' AND m.visible_at <= ?)"
+                "   OR (m.state = 'leased' AND m.lease_until < ?))"
+                " AND NOT (m.kind = 'reply' AND coalesce(a.await_until, 0) > ?)"
+                " ORDER BY m.priority DESC, m.id LIMIT ?", (self.me.role, now, now, now, limit)).fetchall()
+            for pk, count in rows:
+                if count >= max_deliveries:
+                    self.conn.execute("UPDATE messages SET state = 'failed', done_at = ?, lease_until = NULL WHERE id = ?",
+                                      (now, pk))
+                    dead.append(pk)
+                else:
+                    self.conn.execute("UPDATE messages SET state = 'leased', lease_until = ?,"
+                                      " delivery_count = delivery_count + 1 WHERE id = ?", (now + lease_seconds, pk))
+                    leased.append(pk)
+            if dead:
+                self._audit("comms.dead_letter", {"ids": [self._uuid(pk) for pk in dead]})
+        return Claimed([self._row("m.id = ?", (pk,)) for pk in leased], [self._row("m.id = ?", (pk,)) for pk in dead])
+
+    def _uuid(self, pk: int) -> str:
+        return self.conn.execute("SELECT msg_uuid FROM messages WHERE id = ?", (pk,)).fetchone()[0]
+
+    def ack(self, msg_id: str, task_ref: str) -> bool:
+        msg_id = check_uuid(msg_id)
+        with self._tx():
+            row = self.conn.execute("SELECT state FROM messages WHERE msg_uuid = ? AND recipient = ?",
+                                    (msg_id, self.me.role)).fetchone()
+            if row is None:
+                return False
+            if row[0] in ("queued", "leased", "failed"):
+                self.conn.execute("UPDATE messages SET state = 'delivered', delivered_at = ?, lease_until = NULL,"
+                                  " task_ref = ? WHERE msg_uuid = ?", (time.time(), task_ref, msg_id))
+        return True
+
+    def get(self, msg_id: str) -> Message:
+        where, args = self._visible()
+        message = self._row(f"m.msg_uuid = ? AND {where}", (check_uuid(msg_id), *args))
+        if message is None:
+            raise NotFound(f"no message {msg_id} that you sent or received")
+        return message
+
+    def thread(self, msg_id: str) -> list[Message]:
+        message = self.get(msg_id)
+        root_id = message.in_reply_to or message.id
+        where, args = self._visible()
+        rows = self.conn.execute(
+            f"SELECT {COLUMNS} FROM messages m WHERE (m.msg_uuid = ? OR m.correlation_id = ?) AND {where}"
+            " ORDER BY m.id", (root_id, root_id, *args)).fetchall()
+        return [self._message(r) for r in rows]
+
+    def _whose(self, of: str | None) -> str:
+        """The caller's role, or (admins only) the role of agent `of`."""
+        if not of:
+            return self.me.role
+        if self.me.kind != "admin":
+            raise NotAllowed("only admins can read another agent's inbox or outbox")
+        agent = self.registry.agent(of)
+        if agent is None:
+            raise NotFound(f"no agent named {of!r} on the bus")
+        return agent.role
+
+    def inbox(self, states: list[str] | None = None, limit: int = 100, of: str | None = None) -> list[Message]:
+        states = states or ["queued", "leased"]
+        bad = [s for s in states if s not in STATES]
+        if bad:
+            raise InvalidRequest(f"unknown state {bad[0]!r} (states: {', '.join(STATES)})")
+        role = self._whose(of)
+        marks = ",".join("?" * len(states))
+        rows = self.conn.execute(f"SELECT {COLUMNS} FROM messages m WHERE m.recipient = ? AND m.state IN ({marks})"
+                                 " ORDER BY m.priority DESC, m.id LIMIT ?", (role, *states, limit)).fetchall()
+        return [self._message(r) for r in rows]
+
+    def outbox(self, limit: int = 100, of: str | None = None) -> list[Message]:
+        rows = self.conn.execute(f"SELECT {COLUMNS} FROM messages m WHERE m.sender = ? ORDER BY m.id DESC LIMIT ?",
+                                 (self._whose(of), limit)).fetchall()
+        return [self._message(r) for r in rows]
+
+    def _take_reply(self, ask_id: str) -> Message | None:
+        row = self.conn.execute("SELECT id FROM messages WHERE msg_uuid = ? AND sender = ? AND kind = 'ask'",
+                                (ask_id, self.me.role)).fetchone()
+        if row is None:
+            raise NotFound(f"no ask {ask_id} that you sent")
+        reply = self.conn.execute("SELECT id FROM messages WHERE in_reply_to = ? AND kind = 'reply'"
+                                  " AND state IN ('queued', 'leased')", (row[0],)).fetchone()
+        if reply is None:
+            return None
+        self.conn.execute("UPDATE messages SET state = 'done', done_at = ?, lease_until = NULL WHERE id = ?",
+                          (time.time(), reply[0]))
+        return self._row("m.id = ?", (reply[0],))
+
+    def wait_reply(self, ask_id: str, timeout: float) -> Message | None:
+        ask_id = check_uuid(ask_id)
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            with self._tx():
+                reply = self._take_reply(ask_id)
+            if reply is not None or time.monotonic() >= deadline:
+                return reply
+            time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+
+    def stop_waiting(self, ask_id: str) -> Message | None:
+        ask_id = check_uuid(ask_id)
+        with self._tx():
+            reply = self._take_reply(ask_id)
+            self.conn.execute("UPDATE messages SET await_until = NULL WHERE msg_uuid = ?", (ask_id,))
+        if reply is None:
+            ask = self.get(ask_id)
+            recipient = self.registry.by_name(ask.sender)
+            if self.wake is not None and recipient is not None and recipient.kind == "agent":
+                self.wake(recipient.name)  # a reply may come later: it becomes a task for the asker
+        return reply
+
+    def hierarchy(self, msg_id: str) -> list[Message]:
+        start = self.conn.execute("SELECT id, parent_id, in_reply_to FROM messages WHERE msg_uuid = ?",
+                                  (check_uuid(msg_id),)).fetchone()
+        if start is None:
+            raise NotFound(f"no message {msg_id}")
+        self.get(msg_id)  # visibility
+        root = start[0] if start[2] is None else start[2]
+        while True:
+            up = self.conn.execute("SELECT parent_id FROM messages WHERE id = ?", (root,)).fetchone()
+            if up is None or up[0] is None:
+                break
+            root = up[0]
+        rows = self.conn.execute(
+            "WITH RECURSIVE tree(id) AS (SELECT ? UNION SELECT m.id FROM messages m JOIN tree t"
+            " ON m.parent_id = t.id OR m.in_reply_to = t.id) SELECT id FROM tree", (root,)).fetchall()
+        where, args = self._visible()
+        ids = [r[0] for r in rows]
+        marks = ",".join("?" * len(ids))
+        found = self.conn.execute(f"SELECT {COLUMNS} FROM messages m WHERE m.id IN ({marks}) AND {where} ORDER BY m.id",
+                                  (*ids, *args)).fetchall()
+        return [self._message(r) for r in found]
+
+    def stats(self) -> dict:
+        counts = dict(self.conn.execute("SELECT state, count(*) FROM messages WHERE recipient = ? GROUP BY state",
+                                        (self.me.role,)).fetchall())
+        oldest = self.conn.execute("SELECT min(created_at) FROM messages WHERE recipient = ? AND state IN"
+                                   " ('queued', 'leased')", (self.me.role,)).fetchone()[0]
+        return {"inbox": {state: counts.get(state, 0) for state in STATES},
+                "dead_letters": counts.get("failed", 0),
+                "oldest_pending_age_seconds": round(time.time() - oldest, 3) if oldest else 0.0}
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        return False
