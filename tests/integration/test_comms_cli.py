@@ -260,3 +260,21 @@ def test_mcp_server_gives_a_provider_session_comms(fleet):
     assert received["id"] == envelope["id"] and received["body"] == "via MCP"
     answer = refused.structured_content or json.loads(refused.content[0].text)
     assert answer["ok"] is False and answer["error"] == "NotFound"
+
+
+def test_messages_and_replies_are_in_the_watch_stream(fleet):
+    """Issue 19: the sender's message_sent, the receiver's message_received (the drain) and the runtime's or the
+    agent's reply_sent are events of each agent's own table, read back by `keystone-agent watch`."""
+    alpha, beta = fleet.agent("alpha"), fleet.agent("beta")
+    ask = ok(alpha.run("comms", "ask", "--to", "beta", "--question", "Which release ships the fix?")).strip()
+    ok(beta.run("comms", "drain"))
+    ok(beta.run("comms", "reply", ask, "--body", "Release 4.2."))
+
+    def watch(agent, types):
+        return [json.loads(line) for line in ok(agent.run("watch", "--types", types)).splitlines()]
+
+    [sent] = watch(alpha, "message_sent")
+    assert sent["agent"] == "alpha" and sent["event"] == "message_sent" and sent["message_id"] == ask
+    got = watch(beta, "message_received,reply_sent")
+    assert [e["event"] for e in got] == ["message_received", "reply_sent"]
+    assert got[0]["message_id"] == ask and got[0]["sender"] == "alpha" and all(e["agent"] == "beta" for e in got)

@@ -29,6 +29,7 @@ let
       vncBind = if a.desktop.enable then a.desktop.vncBind else null;
       chromeDebugPort = L.chromePortOf name;
       units = L.unitNames name;
+      inherit (a.exec) mode;
     };
 
   hostConfig = {

@@ -35,6 +35,7 @@ class AgentEntry:
     uid: int | None = None
     comms: dict = field(default_factory=dict)  # acceptFrom, maxDepth, sendsPerHour (schema defaults applied)
     triggers: tuple[str, ...] = ("schedule", "manual")
+    mode: str = "timer"  # exec.mode (docs/exec-modes.md)
     # system units of this agent (ssh-agent, desktop, browser) that `status|start|stop|restart UNIT` reach
     system_units: tuple[str, ...] = ()
     # PATH and SSH agent socket the helper gives commands run as the agent (null: its defaults)
@@ -128,7 +129,7 @@ def parse(data: object, file: str = "<host config>", text: str | None = None) ->
             config_path=a.get("configPath"), vnc_port=a.get("vncPort"), desktop=a.get("desktop", False),
             helper=a.get("helper"), uid=a.get("uid"), system_units=tuple(a.get("systemUnits") or ()),
             path=a.get("path"), ssh_auth_sock=a.get("sshAuthSock"), comms=dict(a.get("comms") or {}),
-            triggers=tuple(a.get("triggers") or ("schedule", "manual")),
+            triggers=tuple(a.get("triggers") or ("schedule", "manual")), mode=a.get("mode") or "timer",
         )
         for a in data["agents"]  # type: ignore[index]
     ]

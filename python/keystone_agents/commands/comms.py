@@ -70,8 +70,17 @@ def event_log(ctx: AgentContext):
     from keystone_agents.events import event_logger
 
     name = ctx.config.agent_name
+    # the agent's own events also go to its event table (keystone-agent watch); a caller who cannot write the
+    # agent's state (a human reading an inbox) only logs
+    state = ctx.space.state_dir
+    try:
+        if ctx.space.home.stat().st_uid == os.getuid():  # never create another user's state directory
+            state.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
+    event_db = ctx.space.history_db if state.is_dir() and os.access(state, os.W_OK) else None
     return event_logger(agent=name, unit=f"agent-{name}-comms", run_id=f"{name}-comms-{os.getpid()}",
-                        stream=sys.stderr)
+                        stream=sys.stderr, event_db=event_db)
 
 
 def plain_line(m: Message) -> str:
