@@ -278,3 +278,20 @@ def test_messages_and_replies_are_in_the_watch_stream(fleet):
     got = watch(beta, "message_received,reply_sent")
     assert [e["event"] for e in got] == ["message_received", "reply_sent"]
     assert got[0]["message_id"] == ask and got[0]["sender"] == "alpha" and all(e["agent"] == "beta" for e in got)
+
+
+def test_hierarchy_shows_each_agents_execution_mode(fleet):
+    """Issue 19: `agentctl hierarchy` names every agent of the tree with its exec.mode (the host configuration's
+    `mode`, written by the NixOS module)."""
+    alpha, beta = fleet.agent("alpha"), fleet.agent("beta")
+    path = fleet.host_config()
+    data = json.loads(path.read_text())
+    for entry in data["agents"]:
+        entry["mode"] = {"alpha": "autonomous", "beta": "reactive"}.get(entry["name"], "timer")
+    path.write_text(json.dumps(data))
+    ask_id = ok(alpha.run("comms", "ask", "--to", "beta", "--question", "Ready to ship?")).strip()
+    ok(beta.run("comms", "drain"))
+    ok(beta.run("comms", "reply", ask_id, "--body", "Yes."))
+    text = ok(fleet.agentctl("human", "hierarchy", ask_id))
+    assert "ask alpha[autonomous] -> beta[reactive] depth=0" in text
+    assert "reply beta[reactive] -> alpha[autonomous]" in text

@@ -138,3 +138,13 @@ def test_think_and_tick_units_pass_systemd_analyze_verify(evaluate, tmp_path):
     broken = subprocess.run(["systemd-analyze", "--user", "verify", str(units / "agent-drago-tick.service")], env=env,
                             capture_output=True, text=True)
     assert broken.returncode != 0 and "keystone-agent" in broken.stderr
+
+
+def test_host_config_carries_each_agents_mode(evaluate):
+    from keystone_agents.agentctl.hostconfig import parse
+
+    ev = evaluate('{ networking.hostName = "ocean"; keystone.os.agents.drago = { exec.mode = "autonomous"; }; '
+                  'keystone.os.agents.luce = { }; }')
+    host = ev.host_config()
+    assert {a["name"]: a["mode"] for a in host["agents"]} == {"drago": "autonomous", "luce": "timer"}
+    assert parse(host).get("drago").mode == "autonomous"  # agentctl's own loader reads it
