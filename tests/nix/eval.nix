@@ -28,6 +28,7 @@ in
   services = c.systemd.services;
   userServices = c.systemd.user.services;
   userTimers = c.systemd.user.timers;
+  userPaths = c.systemd.user.paths;
   tmpfiles = c.systemd.tmpfiles.rules;
   sudoRules = c.security.sudo.extraRules;
   etc = lib.mapAttrs (_: e: pick e [ "text" "mode" "user" "group" "uid" "gid" ]) c.environment.etc;

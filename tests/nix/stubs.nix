@@ -45,6 +45,16 @@ let
     };
   };
 
+  # NixOS's systemd.user.paths: pathConfig → [Path] (nixos/modules/system/boot/systemd/user.nix)
+  pathType = types.submodule {
+    options = {
+      description = mkOption { type = types.str; default = ""; };
+      wantedBy = unitNames;
+      pathConfig = mkOption { type = types.attrsOf unitValue; default = { }; };
+      unitConfig = mkOption { type = types.attrsOf unitValue; default = { }; };
+    };
+  };
+
   userType = types.submodule ({ name, config, ... }: {
     options = {
       name = mkOption { type = types.passwdEntry types.str; default = name; apply = nameOf "Username"; };
@@ -125,6 +135,7 @@ in
     systemd.services = mkOption { type = types.attrsOf serviceType; default = { }; };
     systemd.user.services = mkOption { type = types.attrsOf serviceType; default = { }; };
     systemd.user.timers = mkOption { type = types.attrsOf timerType; default = { }; };
+    systemd.user.paths = mkOption { type = types.attrsOf pathType; default = { }; };
     systemd.tmpfiles.rules = mkOption { type = types.listOf types.str; default = [ ]; };
     security.sudo.enable = mkOption { type = types.bool; default = true; };
     security.sudo.execWheelOnly = mkOption { type = types.bool; default = false; };

@@ -50,6 +50,30 @@ def test_proactive_needs_think_interval(evaluate):
 def test_reactive_needs_comms(evaluate):
     ev = evaluate(agent('{ exec.mode = "reactive"; }'))
     assert any("reactive" in m and "comms" in m for m in ev["failedAssertions"])
+    ev = evaluate(agent('{ exec.mode = "reactive"; triggers = [ "comms" ]; }'))
+    assert any('coordination.backend is "none"' in m for m in ev["failedAssertions"])
+
+
+REACTIVE = '{ exec.mode = "reactive"; triggers = [ "comms" "manual" ]; settings.coordination.backend = "local"; }'
+
+
+def test_reactive_agent_is_woken_by_its_wake_file_and_has_no_timer(evaluate):
+    ev = evaluate(agent(REACTIVE))
+    assert ev["failedAssertions"] == []
+    comms = ev["userPaths"]["agent-drago-comms"]
+    assert comms["pathConfig"] == {"PathChanged": "/run/keystone-bus/wake/drago", "Unit": "agent-drago-comms.service",
+                                   "TriggerLimitBurst": 0}
+    rerun = ev["userPaths"]["agent-drago-loop-rerun"]
+    assert rerun["pathConfig"] == {"PathExists": "%h/.local/state/agent-task-loop/state/run-requested",
+                                   "Unit": "agent-drago-task-loop.service"}
+    drain = ev["userServices"]["agent-drago-comms"]["serviceConfig"]["ExecStart"]
+    assert drain.endswith("keystone-agent comms drain --config /etc/keystone-agents/agents/drago.json")
+    assert "agent-drago-task-loop" not in ev["userTimers"]  # no "schedule" trigger: no sweep timer
+    assert "agent-drago-task-loop" in ev["userServices"]  # the loop itself is still there, for the path unit
+    assert {a["name"]: a["triggers"] for a in ev.host_config()["agents"]} == {"drago": ["comms", "manual"]}
+    # with "schedule" the timer stays as the sweep
+    ev = evaluate(agent(REACTIVE.replace('[ "comms" "manual" ]', '[ "schedule" "comms" ]')))
+    assert "agent-drago-task-loop" in ev["userTimers"]
 
 
 def test_proactive_think_timer(evaluate):
@@ -104,7 +128,7 @@ def _ini(unit: dict, section: str) -> str:
     lines = ["[Unit]", f"Description={unit['description']}"]
     lines += [f"{k}={value(v)}" for k, v in (unit.get("unitConfig") or {}).items()]
     lines.append(f"[{section}]")
-    body = unit.get("serviceConfig") if section == "Service" else unit.get("timerConfig")
+    body = {"Service": unit.get("serviceConfig"), "Timer": unit.get("timerConfig"), "Path": unit.get("pathConfig")}[section]
     lines += [f"{k}={value(v)}" for k, v in body.items()]
     if section == "Service":
         lines += [f'Environment="{k}={v}"' for k, v in (unit.get("environment") or {}).items()]
@@ -127,6 +151,11 @@ def test_think_and_tick_units_pass_systemd_analyze_verify(evaluate, tmp_path):
         name = f"agent-drago-{trigger}"
         (units / f"{name}.service").write_text(_ini(ev["userServices"][name], "Service"))
         (units / f"{name}.timer").write_text(_ini(ev["userTimers"][name], "Timer"))
+    ev = evaluate(agent(REACTIVE), pkgs_root=root)
+    for name in ("agent-drago-comms", "agent-drago-task-loop"):
+        (units / f"{name}.service").write_text(_ini(ev["userServices"][name], "Service"))
+    for name in ("agent-drago-comms", "agent-drago-loop-rerun"):
+        (units / f"{name}.path").write_text(_ini(ev["userPaths"][name], "Path"))
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "HOME": str(tmp_path)}

@@ -30,6 +30,7 @@ let
       chromeDebugPort = L.chromePortOf name;
       units = L.unitNames name;
       inherit (a.exec) mode;
+      inherit (a) triggers;
     };
 
   hostConfig = {

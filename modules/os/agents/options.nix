@@ -436,6 +436,16 @@ let
         };
       };
 
+      triggers = mkOption {
+        type = types.listOf (types.enum [ "schedule" "comms" "manual" ]);
+        default = [ "schedule" "manual" ];
+        description = ''
+          What starts the agent's task loop: `schedule` (its timer), `comms` (a message arrives: the comms path
+          unit drains the inbox, then the loop runs), `manual` (agentctl). Without `schedule` the task-loop timer
+          is not installed (a purely reactive agent).
+        '';
+      };
+
       exec = {
         mode = mkOption {
           type = types.enum [ "timer" "reactive" "autonomous" "proactive" "tick" ];

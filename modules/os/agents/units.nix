@@ -81,6 +81,9 @@ in
 {
   config = mkIf (cfg != { }) {
     systemd.user.services = forAll serviceOf;
-    systemd.user.timers = forAll timerOf;
+    # triggers without "schedule": no task-loop timer (a purely reactive agent, woken by comms; modes.nix)
+    systemd.user.timers = lib.filterAttrs (unit: _: !(builtins.any
+      (n: unit == (unitNames n).taskLoop && !(builtins.elem "schedule" cfg.${n}.triggers)) localNames))
+      (forAll timerOf);
   };
 }
