@@ -43,6 +43,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for var in ("KEYSTONE_AGENT_CONFIG", "KEYSTONE_AGENT_HOME", "PROMETHEUS_TEXTFILE_DIR"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "default-home"))
+    # the stand-in provider CLIs are "installed": `validate` and the loop's preflight find them on PATH
+    monkeypatch.setenv("PATH", f"{FAKEBIN}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
 @pytest.fixture
@@ -71,14 +73,22 @@ def agent_subprocess(clean_env):
 
 
 @pytest.fixture(scope="session")
-def mail_server(tmp_path_factory):
+def mail_server():
     """Real dovecot (IMAP, LMTP) + postfix (SMTP submission) on loopback with self-signed TLS, once per session
     (tests/support/mailserver.py); skips with the reason where they cannot run."""
+    import tempfile
+
     from tests.support.mailserver import Unavailable, start
 
+    # Not under pytest's basetemp: dovecot's unprivileged auth process must traverse every parent of its
+    # passwd-file, and any pytest session that starts on this machine (another worktree, a nested run) resets
+    # /tmp/pytest-of-<user> to 0700, which made logins fail mid-session ("Temporary authentication failure").
+    root = Path(tempfile.mkdtemp(prefix="ks-mail-"))
     try:
-        server, stop = start(tmp_path_factory.mktemp("mail"))
+        server, stop = start(root / "mail")
     except Unavailable as exc:
+        shutil.rmtree(root, ignore_errors=True)
         pytest.skip(f"real mail servers unavailable: {exc}")
     yield server
     stop()
+    shutil.rmtree(root, ignore_errors=True)

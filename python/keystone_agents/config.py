@@ -62,6 +62,7 @@ class NotesSettings:
     commit_prefix: str = "vault sync"
     keep_records: int = 10
     signing_key: str | None = None
+    token_file: str | None = None
 
 
 @dataclass(frozen=True)

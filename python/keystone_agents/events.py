@@ -268,9 +268,13 @@ class TeeLogger:
                 out = line
             self.write_stream(out)
         if self.log_file is not None:
-            if self._handle is None:  # opened once: a run can emit thousands of lines
-                self._handle = open(self.log_file, "a", encoding="utf-8", buffering=1)
-            self._handle.write(line + "\n")
+            try:
+                if self._handle is None:  # opened once: a run can emit thousands of lines
+                    self._handle = open(self.log_file, "a", encoding="utf-8", buffering=1)
+                self._handle.write(line + "\n")
+            except OSError as exc:  # a full disk or a lost directory: stderr (the journal) still has every line
+                self.log_file = None
+                self.write_stream(f"warning: cannot write the run log any more: {exc.strerror or exc}")
 
     def write_stream(self, text: str) -> None:
         try:

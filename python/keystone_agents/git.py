@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,7 @@ class GitError(Exception):
         self.returncode = returncode
         self.stderr = redact(stderr or "")
         self.timed_out = timed_out
-        super().__init__(f"git {' '.join(self.args_)}: {self.detail}")
+        super().__init__(f"{shlex.join(['git', *self.args_])}: {self.detail}")
 
     @property
     def detail(self) -> str:
@@ -53,7 +54,19 @@ class GitError(Exception):
 
 
 class PushRejected(GitError):
-    """The remote branch has commits we have not fetched yet (another clone pushed meanwhile)."""
+    """The push lost a race: the remote branch moved (another clone pushed meanwhile) or a concurrent push held
+    or changed its ref. Fetch, rebase and push again."""
+
+
+# What git says when a push lost a race: the branch moved on (`[rejected]`, non-fast-forward, fetch first), or
+# another push held the ref's lock or updated it between our check and our write (`[remote rejected]` with
+# "cannot lock ref", "failed to update ref", "incorrect old value", "is at … but expected …").
+_RACE = re.compile(r"\[rejected\]|non-fast-forward|fetch first|cannot lock ref|failed to update ref|"
+                   r"incorrect old value|but expected|reference already exists|failed to lock", re.I)
+
+
+def is_race(output: str) -> bool:
+    return bool(_RACE.search(output))
 
 
 _NOISE = (
@@ -289,9 +302,8 @@ class Git:
         result = self.run(*args, check=False, network=True)
         if result.returncode == 0:
             return result
-        if ("[rejected]" in result.stdout or "non-fast-forward" in result.stdout + result.stderr
-                or "fetch first" in result.stderr):
-            raise PushRejected(args, result.returncode, result.stderr)
+        if is_race(result.stdout + "\n" + result.stderr):
+            raise PushRejected(args, result.returncode, result.stderr or result.stdout)
         raise GitError(args, result.returncode, result.stderr or result.stdout)
 
     def stash_leftovers(self, message: str) -> bool:

@@ -67,6 +67,12 @@ def identity_settings(config: Config, home: Path | None = None) -> list[tuple[st
         settings.append(("user.name", config.agent_name))
     if config.email:
         settings.append(("user.email", config.email))
+    elif config.agent_name:
+        # without one, git guesses from the host name and refuses where it has no domain (a provisioned agent
+        # without an email would never sync): the account's own address on its host
+        import socket
+
+        settings.append(("user.email", f"agent-{config.agent_name}@{config.host or socket.gethostname()}"))
     key = signing_key(config)
     if key:
         # a literal public key must be marked `key::` (git then signs through the ssh-agent); anything else is

@@ -7,7 +7,9 @@ migrations recorded in `PRAGMA user_version`; a component that needs more tables
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import sys
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -98,8 +100,44 @@ MIGRATIONS: list[str] = [
 ]
 
 
+# Databases found corrupt and moved aside by this process: (the corrupt file's new path, sqlite's message).
+# The loop reports them as `history_recreated` events; every caller gets a working database either way.
+RECREATED: list[tuple[Path, str]] = []
+CORRUPT_MARKERS = ("file is not a database", "database disk image is malformed", "malformed database schema")
+
+
 def connect(path: Path) -> sqlite3.Connection:
-    """Open (and migrate) the history database."""
+    """Open (and migrate) the history database. A corrupt one is moved aside to
+    `history.sqlite3.corrupt-<YYYYmmddTHHMMSSZ>` (with its -wal/-shm) and a new one is created."""
+    try:
+        return _connect(path)
+    except sqlite3.DatabaseError as exc:
+        if not any(marker in str(exc) for marker in CORRUPT_MARKERS):
+            raise
+        aside = _move_aside(path)
+        RECREATED.append((aside, str(exc)))
+        print(f"warning: {path} was corrupt ({exc}); moved aside to {aside.name}, started a new history",
+              file=sys.stderr)
+        return _connect(path)
+
+
+def _move_aside(path: Path) -> Path:
+    import datetime as dt
+
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 2
+    while aside.exists():
+        aside, n = path.with_name(f"{path.name}.corrupt-{stamp}-{n}"), n + 1
+    os.replace(path, aside)
+    for suffix in ("-wal", "-shm"):
+        extra = path.with_name(path.name + suffix)
+        if extra.exists():
+            os.replace(extra, aside.with_name(aside.name + suffix))
+    return aside
+
+
+def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=30, isolation_level=None)
     conn.row_factory = sqlite3.Row

@@ -22,8 +22,51 @@ def try_lock(path: Path) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
+        _write_pid(fd)
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _write_pid(fd: int) -> None:
+    """The holder's pid, for humans; a full disk does not stop the run over it."""
+    try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError:
+        pass
+
+
+@contextmanager
+def wait_lock(path: Path, timeout: float | None, on_wait=None, poll: float = 0.2) -> Iterator[bool]:
+    """Like `try_lock`, but wait up to `timeout` seconds (None: forever; 0: do not wait) for the holder to
+    let go. `on_wait(holder_pid_text)` is called once when the lock is found held. Yields False on timeout."""
+    import time
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    yield False
+                    return
+                if not told and on_wait is not None:
+                    told = True
+                    try:
+                        on_wait(os.pread(fd, 32, 0).decode(errors="replace").strip())
+                    except OSError:
+                        on_wait("")
+                time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
+        _write_pid(fd)
         try:
             yield True
         finally:

@@ -170,7 +170,8 @@ def _describe_error(error, instance_schema: dict) -> list[tuple[list, str]]:
         allowed = sorted(error.schema.get("properties", {}))
         extras = [k for k in value if k not in allowed]
         return [
-            (path + [name], f"unknown field {name!r}; allowed fields: {', '.join(allowed)}") for name in extras
+            (path + [name], f"unknown field {name!r}; {_did_you_mean(name, allowed)}allowed fields: {', '.join(allowed)}")
+            for name in extras
         ]
     if kind == "enum":
         choices = " | ".join(str(c) for c in error.validator_value)
@@ -190,6 +191,13 @@ def _describe_error(error, instance_schema: dict) -> list[tuple[list, str]]:
     if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         return [(path, f"{value!r} is out of range ({error.message})")]
     return [(path, error.message)]
+
+
+def _did_you_mean(name: Any, choices: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(str(name), choices, n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def _type_name(value: Any) -> str:
@@ -360,8 +368,9 @@ def _validate(data: Any, kind: QueueKind, file: str, locate) -> tuple[list[Probl
     for key in data:
         if key not in kind.allowed_keys:
             allowed = ", ".join(kind.allowed_keys)
+            hint = _did_you_mean(key, list(kind.allowed_keys))
             file_problems.append(
-                Problem(file, locate([key]), str(key), f"unknown top-level key; the only keys allowed are: {allowed}")
+                Problem(file, locate([key]), str(key), f"unknown top-level key; {hint}the only keys allowed are: {allowed}")
             )
     if kind.key not in data:
         file_problems.append(Problem(file, 1, kind.key, f"required top-level key {kind.key!r} is missing"))

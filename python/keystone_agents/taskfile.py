@@ -124,7 +124,8 @@ ENUMS = {
 TIME_FIELDS = ("created_at", "started_at", "completed_at")
 KNOWN_FIELDS = (
     "name", "description", "status", "project", "source", "source_ref", "profile", "provider", "model",
-    "fallback_model", "effort", "workflow", "needs", "blocked_reason", "created_at", "started_at", "completed_at",
+    "fallback_model", "effort", "workflow", "needs", "once", "blocked_reason", "created_at", "started_at",
+    "completed_at",
 )
 # Field order of entries the runtime writes (humans may use any order).
 WRITE_ORDER = {name: i for i, name in enumerate(KNOWN_FIELDS)}
@@ -231,6 +232,9 @@ def fast_valid(entry: Any) -> bool:
         elif key == "needs":
             if not (isinstance(value, list) and all(isinstance(v, str) and NAME_RE.match(v) and len(v) <= NAME_MAX
                                                     for v in value)):
+                return False
+        elif key == "once":
+            if not isinstance(value, bool):
                 return False
         elif key in TIME_FIELDS:
             if not (isinstance(value, str) and TIMESTAMP_RE.match(value)):
@@ -362,6 +366,9 @@ class TaskFile:
             wrong.append(Problem(str(self.path), 1, "tasks", "required top-level key 'tasks' is missing"))
         items = data.get("tasks")
         if wrong:  # the entries' problems too, as the round-trip reader reports them
+            if seq_node is not None and not isinstance(seq_node, yaml.SequenceNode) and items is not None:
+                wrong.append(Problem(str(self.path), key_line, "tasks",
+                                     f"expected a list of entries, got {_type_name(items)}"))
             if isinstance(seq_node, yaml.SequenceNode) and isinstance(items, list):
                 self.entries = [Entry("", d, n.start_mark.line + 1) for n, d in zip(seq_node.value, items)]
                 self._validate_all(seq_node.value)

@@ -100,6 +100,10 @@ def read(path, file: str | None = None) -> str:
         raise ValidationFailed([Problem(file or str(path), None, "", "is a directory, not a file")]) from None
     except PermissionError:
         raise ValidationFailed([Problem(file or str(path), None, "", "cannot be read: permission denied")]) from None
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # a symlink loop, an I/O error: one clear line, not a traceback
+        raise ValidationFailed([Problem(file or str(path), None, "", f"cannot be read: {exc.strerror or exc}")]) from None
     return decode(raw, file or str(path))
 
 

@@ -161,11 +161,15 @@ def test_runs_logs_and_run_invoke_the_loop_commands(fleet):
     assert fleet.run("alpha", "logs", "fix-the-bug", "--follow").returncode == 0
     assert fleet.run("alpha", "run", "--task", "fix-the-bug").returncode == 0
     assert fleet.run("alpha", "run", "--prompt", "Summarise; $(today)").returncode == 0
+    assert fleet.run("alpha", "run", "--task", "x", "--no-wait", "--force").returncode == 0
+    assert fleet.run("alpha", "run", "--task", "y", "--wait-timeout", "60").returncode == 0
     assert fleet.argvs("keystone-agent") == [
         ["runs", "--home", alpha, "--config", cfg, "--limit", "5", "--json"],
         ["logs", "--home", alpha, "--config", cfg, "fix-the-bug", "--follow"],
         ["loop", "--home", alpha, "--config", cfg, "--task", "fix-the-bug"],
         ["loop", "--home", alpha, "--config", cfg, "--prompt", "Summarise; $(today)"],
+        ["loop", "--home", alpha, "--config", cfg, "--task", "x", "--no-wait", "--force"],
+        ["loop", "--home", alpha, "--config", cfg, "--task", "y", "--wait-timeout", "60"],
     ]
     assert fleet.run("beta", "run").returncode == 0
     assert fleet.argvs("systemctl")[-1] == ["--user", "start", "--no-block", "agent-beta-task-loop.service"]

@@ -128,6 +128,9 @@ def test_status_shows_a_fleet_of_three_in_different_states(fleet):
     states = {a["agent"]: a["state"] for a in as_json["agents"]}
     assert states == {"alpha": "paused", "beta": "failing", "gamma": "running"}
     assert list(as_json["needsHuman"]) == ["beta"] and as_json["probesFailed"] == []
+    listed = fleet.run("list")
+    assert listed.returncode == 0  # a failing agent is shown with its reason, but its probe worked
+    assert "beta: last run error: TASKS.yaml:3" in listed.stdout
     fleet.run("alpha", "resume")
 
 

@@ -216,7 +216,7 @@ def test_https_password_never_reaches_records_or_metrics(run_agent, tmp_path):
     home = make_home(tmp_path, "a", "https://bot:s3cr3t@127.0.0.1:9/notes.git")
     result = run_agent("sync", "--home", str(home))
     assert result.exit_code == 1
-    assert "cannot clone the notes repo https://bot:***@127.0.0.1:9/notes.git" in result.stderr
+    assert "cannot clone the notes repo https://127.0.0.1:9/notes.git" in result.stderr
     state = home / ".local" / "state"
     leaked = [p for p in [*state.rglob("*"), *(home / "metrics").rglob("*")] if p.is_file() and b"s3cr3t" in p.read_bytes()]
     assert leaked == [] and "s3cr3t" not in result.output

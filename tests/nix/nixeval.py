@@ -113,5 +113,9 @@ if __name__ == "__main__":
         sys.exit("NIXPKGS_LIB is not set: point it at nixpkgs' lib directory (see docs/nixos.md, Tests)")
     if sys.argv[1:] == ["--write-docs"]:
         print("docs/nixos.md: " + ("unchanged" if regenerate_docs(lib_dir) else "regenerated"))
+        sys.path.insert(0, str(REPO))
+        from tests.support import units
+
+        print(f"{units.SNAPSHOT.relative_to(REPO)}: " + ("unchanged" if units.write_snapshot(lib_dir) else "regenerated"))
     else:
         sys.exit("usage: nixeval.py --write-docs")

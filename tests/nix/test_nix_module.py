@@ -71,6 +71,7 @@ def test_one_agent_with_defaults(evaluate):
     assert loop["serviceConfig"]["ExecStart"] == (
         "/stand-in/keystone-agents-0.1.0/bin/keystone-agent loop --config /etc/keystone-agents/agents/drago.json")
     assert loop["serviceConfig"]["TimeoutStartSec"] == 5 * 1800 + 900
+    assert loop["serviceConfig"]["SuccessExitStatus"] == "3"  # degraded is reported by metrics, not a failed unit
     assert loop["environment"]["PATH"].split(":") == [
         "/etc/profiles/per-user/agent-drago/bin", "/run/wrappers/bin", "/run/current-system/sw/bin", "/stand-in/nix/bin"]
     assert loop["environment"]["KEYSTONE_AGENT_CONFIG"] == CONFIG.format("drago")

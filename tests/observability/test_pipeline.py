@@ -21,6 +21,7 @@ from tests.support.loop import make_home
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 FAILING, HEALTHY, WRITER = "ops-bot", "drago", "note-taker"  # names with dashes on purpose
+BROKEN = "cannot-start"  # its configuration is invalid: labels come from the user name and the unit's environment
 
 
 def loop_home(root: Path, agent: str, textfile_dir: Path, tasks: list[tuple[str, str]], interval: float = 300):
@@ -55,6 +56,12 @@ def world(tmp_path_factory, textfile_dir, prometheus):
     healthy = loop_home(root, HEALTHY, textfile_dir, [("write-report", "write the report")])
     for lh in (failing, healthy):
         assert lh.loop().returncode in (0, 3)
+    # an agent whose configuration is invalid: no agent name, no textfileDir from it; the unit's environment
+    # (PROMETHEUS_TEXTFILE_DIR, the user agent-<name>) still gets its failure to Prometheus
+    broken = make_home(root / BROKEN)
+    (broken.home / ".config/keystone-agent/config.json").write_text('{"maxTasks": "many"}')
+    result = broken.loop(USER=f"agent-{BROKEN}", PROMETHEUS_TEXTFILE_DIR=str(textfile_dir))
+    assert result.returncode == 1 and "maxTasks" in result.stderr, result.stderr
     # the scheduler of the healthy agent
     sched = subprocess.run([installed_script("keystone-agent"), "schedule", "--home", str(healthy.home)],
                            capture_output=True, text=True, env=healthy.env(), timeout=60)
@@ -100,7 +107,7 @@ def test_every_documented_metric_arrives_with_host_agent_unit(world, prometheus)
     for name in sorted(ours):
         for series in prometheus.query(name):
             labels = series["metric"]
-            assert labels["host"] and labels["agent"] in (FAILING, HEALTHY, WRITER), labels
+            assert labels["host"] and labels["agent"] in (FAILING, HEALTHY, WRITER, BROKEN), labels
             assert labels["unit"].startswith(f"agent-{labels['agent']}-"), labels
 
 
@@ -111,6 +118,9 @@ def test_values_reflect_what_the_runs_did(world, prometheus):
 
     assert value(f'keystone_agent_task_loop_last_exit_code{{agent="{FAILING}"}}') == 3
     assert value(f'keystone_agent_task_loop_last_exit_code{{agent="{HEALTHY}"}}') == 0
+    assert value(f'keystone_agent_task_loop_last_exit_code{{agent="{BROKEN}"}}') == 1
+    assert value(f'keystone_agent_task_loop_config_valid{{agent="{BROKEN}"}}') == 0
+    assert value(f'keystone_agent_task_loop_config_valid{{agent="{FAILING}"}}') == 1
     assert value(f'keystone_agent_task_loop_last_success_timestamp_seconds{{agent="{FAILING}"}}') == 0
     assert value(f'keystone_agent_task_loop_queue_tasks{{agent="{FAILING}",status="blocked"}}') == 6
     assert value(f'keystone_agent_task_loop_queue_tasks{{agent="{HEALTHY}",status="completed"}}') == 2
@@ -128,7 +138,7 @@ def test_values_reflect_what_the_runs_did(world, prometheus):
 def substitute(expr: str) -> str:
     """Grafana's variables, as Grafana would fill them for "All" and a 1 h range."""
     for name, value in (("$__rate_interval", "1m"), ("$__interval", "1m"), ("$__range", "1h"),
-                        ("$host", ".+"), ("$agent", f"{FAILING}|{HEALTHY}|{WRITER}")):
+                        ("$host", ".+"), ("$agent", f"{FAILING}|{HEALTHY}|{WRITER}|{BROKEN}")):
         expr = expr.replace(name, value)
     assert "$" not in expr, expr
     return expr
@@ -166,18 +176,23 @@ def test_every_rule_expression_returns_data_and_each_alert_is_active(world, prom
     rules = rule_exprs()
     assert {name for name, _ in rules} == {"KeystoneAgentStalled", "KeystoneAgentTaskLoopFailing",
                                            "KeystoneAgentBlockedSurge", "KeystoneAgentNotesSyncConflict",
-                                           "KeystoneAgentTokenSpend", "KeystoneAgentMissedRuns"}
+                                           "KeystoneAgentTokenSpend", "KeystoneAgentMissedRuns",
+                                           "KeystoneAgentTaskLoopCannotStart"}
     for name, expr in rules:
         assert prometheus.query(expr), f"{name}: no data for {expr}"
-    expected = {"KeystoneAgentStalled": FAILING, "KeystoneAgentTaskLoopFailing": FAILING,
+    # the agent that cannot start is also failing and stalled
+    expected = {"KeystoneAgentStalled": (FAILING, BROKEN), "KeystoneAgentTaskLoopFailing": (FAILING, BROKEN),
                 "KeystoneAgentBlockedSurge": FAILING, "KeystoneAgentNotesSyncConflict": WRITER,
-                "KeystoneAgentTokenSpend": None, "KeystoneAgentMissedRuns": FAILING}
+                "KeystoneAgentTokenSpend": None, "KeystoneAgentMissedRuns": FAILING,
+                "KeystoneAgentTaskLoopCannotStart": BROKEN}
+    def want(agent) -> set:
+        return {FAILING, HEALTHY} if agent is None else set(agent) if isinstance(agent, tuple) else {agent}
+
     def firing_agents(rule) -> set:
         return {a["labels"]["agent"] for a in rule.get("alerts") or []}
 
     def settled(active) -> bool:  # each rule is evaluated on its own tick: wait for every expected series
-        return all(name in active and firing_agents(active[name]) >= ({FAILING, HEALTHY} if agent is None else {agent})
-                   for name, agent in expected.items())
+        return all(name in active and firing_agents(active[name]) >= want(agent) for name, agent in expected.items())
 
     groups = prometheus.wait_for("vector(1)") and None
     for _ in range(60):
@@ -189,11 +204,8 @@ def test_every_rule_expression_returns_data_and_each_alert_is_active(world, prom
 
         time.sleep(0.5)
     rules_loaded = [r for g in groups for r in g["rules"]]
-    assert len(rules_loaded) == 6 and all(r["health"] == "ok" for r in rules_loaded), rules_loaded
+    assert len(rules_loaded) == 7 and all(r["health"] == "ok" for r in rules_loaded), rules_loaded
     for name, agent in expected.items():
         alerts = active[name]["alerts"]
         agents = {a["labels"]["agent"] for a in alerts}
-        if agent is None:
-            assert agents == {FAILING, HEALTHY}, (name, alerts)
-        else:
-            assert agents == {agent}, (name, alerts)
+        assert agents == want(agent), (name, alerts)

@@ -19,7 +19,7 @@ TOO_FEW = "Too few arguments."     # systemctl's own message for a verb that nee
 # One real-host case per verb the helper runs: (ARGS, expected exit code, text expected in stdout+stderr).
 # A verb added to verbs.VERBS without a case here fails test_every_helper_verb_has_a_case.
 CASES: dict[str, tuple[list[str], int, str]] = {
-    "tasks": (["--json"], 0, "[]"),
+    "tasks": (["--json"], 0, "["),
     "pause": (["--", "maintenance"], 0, "Paused task loop"),
     # each xdist worker drives the verbs in its own order: resume and paused answer for either state
     "resume": ([], 0, "ask loop"),
@@ -51,6 +51,8 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "exec": (["id", "-un"], 0, "agent-"),
     "shell": ([], 0, ""),
     "email": (["--page", "2"], 127, "keystone-agent-svc: command not found: himalaya"),
+    # keystone-agent mail send as the agent: it reaches the runtime, which says no account is configured
+    "mail": (["send", "--to", "someone@example.test", "--subject", "hi"], 1, "no mail account configured"),
     "run": ([], 1, BUS),
     # sessions start the (stand-in) model CLI as the agent, with the prompt composed from its notes
     "claude": (["--no-devshell", "--", "--print", "hello"], 0, "hello"),
@@ -65,7 +67,8 @@ def output(result) -> str:
 
 def test_every_helper_verb_has_a_case():
     assert set(CASES) == set(verbs.HELPER_VERBS)
-    assert [name for name, verb in verbs.VERBS.items() if verb.host_only] == ["vnc"]
+    # the rest run on the admin's side only (vnc, and the comms verbs that act as the admin's own principal)
+    assert {name for name, verb in verbs.VERBS.items() if verb.host_only} >= {"vnc"}
 
 
 @pytest.mark.parametrize("verb", sorted(CASES))
@@ -153,6 +156,15 @@ def test_run_prompt_executes_as_the_agent_and_its_files_stay_its_own(host, a):
     assert runs and runs[0]["status"] == "success"
     logs = host.agentctl(host.admin, a.name, "logs")
     assert logs.returncode == 0 and "run_finish" in logs.stdout
+
+
+def test_task_add_through_sudo_writes_the_agents_queue(host, b):
+    result = host.agentctl(host.admin, b.name, "task", "add", "water-plants", "--description", "Water; $(rm -rf ~)")
+    assert result.returncode == 0, output(result)
+    shown = host.agentctl(host.admin, b.name, "task", "show", "water-plants")
+    assert shown.returncode == 0 and "Water; $(rm -rf ~)" in shown.stdout
+    tasks_file = AgentSpace.from_home(b.home).tasks_file
+    assert tasks_file.stat().st_uid == b.user.uid
 
 
 def test_the_helper_sets_the_agents_environment_itself(host, a):

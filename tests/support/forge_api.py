@@ -26,6 +26,12 @@ class ForgeAPI:
     url: str
     routes: dict = field(default_factory=dict)  # path (no query) → [(query subset to match, Reply)]
     requests: list = field(default_factory=list)  # (path with query, Authorization header)
+    transient: dict = field(default_factory=dict)  # path → [Reply] served (and used up) before its route
+
+    def fail_first(self, path: str, *statuses: int, headers: dict | None = None) -> None:
+        """Answer the next requests of `path` with these statuses (a 503 twice, say) before its route answers."""
+        self.transient.setdefault(path, []).extend(
+            Reply(status=s, body={"message": f"HTTP {s}"}, headers=dict(headers or {})) for s in statuses)
 
     def route(self, path: str, match: dict | None = None, **reply) -> None:
         """Answer GET `path` (when its query holds every `match` item) with `reply`; later routes win."""
@@ -53,6 +59,9 @@ def _handler(api: ForgeAPI):
             parts = urllib.parse.urlsplit(self.path)
             api.requests.append((self.path, self.headers.get("Authorization")))
             query = dict(urllib.parse.parse_qsl(parts.query))
+            if api.transient.get(parts.path):
+                first = api.transient[parts.path].pop(0)
+                return self._send(first.status, json.dumps(first.body).encode(), dict(first.headers))
             reply = next((r for m, r in api.routes.get(parts.path, []) if all(query.get(k) == v for k, v in m.items())),
                          None)
             if reply is None:

@@ -142,7 +142,8 @@ class RealUsers:
         HOME, SHELL, USER and LOGNAME)."""
         name = user.name if isinstance(user, RealUser) else user
         env = dict(env if env is not None else {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"})
-        return subprocess.run(["runuser", "-u", name, "--", *argv], env=env, input=input if input is not None else "",
+        runuser = shutil.which("runuser") or "/usr/sbin/runuser"  # found with our PATH, not the one given to argv
+        return subprocess.run([runuser, "-u", name, "--", *argv], env=env, input=input if input is not None else "",
                               capture_output=True, text=True, timeout=timeout, cwd=cwd or "/")
 
     def close(self) -> None:

@@ -97,3 +97,13 @@ def test_paused_exits_0_when_active_and_1_when_paused(run_agent, agent_home):
     assert result.exit_code == 1 and "paused" in result.stdout
     result = run_agent("paused", "--home", home, "--json")
     assert result.exit_code == 1 and json.loads(result.stdout)["state"] == "paused"
+
+
+def test_paused_ticks_fold_with_idle_ones(run_agent, agent_home):
+    path = agent_home / STATE / "state/history.sqlite3"
+    for minute in range(0, 30, 5):
+        _run(path, f"paused-{minute}", "task-loop", f"2026-11-30T09:{minute:02d}:00Z", status="paused")
+    _run(path, "busy", "task-loop", "2026-11-30T09:31:00Z", tasks_executed=1, tasks_completed=1)
+    out = run_agent("runs", "--home", str(agent_home)).stdout.splitlines()
+    assert len(out) == 2 and "busy" in out[0]
+    assert "6 runs with nothing to do (6 paused)" in out[1]

@@ -102,6 +102,7 @@ def test_the_fast_pre_check_never_accepts_what_the_schema_refuses(entry):
     "tasks:\n  - name: a\n    description: d\n    status: pending\n    created_at: 0000-00-00\n",
     "tasks:\n  - name: a\n    description: d\n    status: [pending]\n  - name: a\n    description: e\n    status: pending\n",
     "tasks:\n  - name: a\n    description: &x d\n    status: pending\n  - name: b\n    description: *x\n    status: pending\n",
+    "tasks:\n  started_at: 2025-01-01 10:00:00\n  status: pending\n- name: a\n",  # found by benchmarks/queue_fuzz.py
 ])
 def test_the_readers_agree_on_hand_made_cases(tmp_path, text):
     path = tmp_path / "TASKS.yaml"

@@ -158,7 +158,7 @@ rec {
     # a browser: JIT (no MemoryDenyWriteExecute) and its own sandbox (namespaces); network
     chromium = name: base // agentHome name // {
       RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
-      SystemCallFilter = [ "@system-service" "@mount" "@sandbox" ];
+      SystemCallFilter = [ "@system-service" "@mount" "chroot" ];
     };
     # root oneshot applying an agent's user units after a switch: talks to logind and the user manager
     switchUnit = base // {

@@ -52,6 +52,17 @@ let
       } // L.hardening.sshAgent;
     });
 
+  desktopScripts = name: {
+    waitForWayland = pkgs.writeShellScript "agent-${name}-wait-wayland" ''
+      for _ in $(${pkgs.coreutils}/bin/seq 100); do
+        [ -S ${runtimeDir name}/wayland-0 ] && exit 0
+        ${pkgs.coreutils}/bin/sleep 0.1
+      done
+      echo "wayland-0 did not appear in ${runtimeDir name} within 10 s" >&2
+      exit 1
+    '';
+  };
+
   desktopServices = name:
     let
       a = cfg.${name};
@@ -59,14 +70,7 @@ let
       labwcConfig = pkgs.writeTextDir "autostart" ''
         ${pkgs.wlr-randr}/bin/wlr-randr --output HEADLESS-1 --custom-mode ${a.desktop.resolution}
       '';
-      waitForWayland = pkgs.writeShellScript "agent-${name}-wait-wayland" ''
-        for _ in $(${pkgs.coreutils}/bin/seq 100); do
-          [ -S ${runtimeDir name}/wayland-0 ] && exit 0
-          ${pkgs.coreutils}/bin/sleep 0.1
-        done
-        echo "wayland-0 did not appear in ${runtimeDir name} within 10 s" >&2
-        exit 1
-      '';
+      inherit (desktopScripts name) waitForWayland;
       common = {
         User = userOf name;
         Group = "agents";
@@ -132,5 +136,12 @@ in
 {
   config = mkIf (cfg != { }) {
     systemd.services = listToAttrs (concatMap (name: sshServices name ++ desktopServices name) localNames);
+    keystone.os.agentRuntime.generatedScripts = listToAttrs (concatMap (name:
+      let
+        ssh = lib.optionalAttrs (cfg.${name}.ssh.keyFile != null) ({ inherit sshAddKey; }
+          // lib.optionalAttrs (cfg.${name}.ssh.passphraseFile != null) { inherit sshAskpass; });
+        desktop = lib.optionalAttrs cfg.${name}.desktop.enable (desktopScripts name);
+      in
+      lib.mapAttrsToList (_: script: nameValuePair script.name script) (ssh // desktop)) localNames);
   };
 }

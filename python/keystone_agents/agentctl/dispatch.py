@@ -23,10 +23,6 @@ from dataclasses import dataclass
 from keystone_agents.agentctl import verbs
 from keystone_agents.agentctl.hostconfig import AgentEntry
 
-# kept for importers: the allow-list lives in verbs.py
-SYSTEMCTL_VERBS = verbs.SYSTEMCTL_VERBS
-REFUSED_VERBS = verbs.REFUSED
-
 
 class DispatchError(Exception):
     """The command cannot be run as the agent (no helper configured, say)."""

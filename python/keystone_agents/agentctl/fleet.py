@@ -130,8 +130,13 @@ def render_list(reports: list[dict]) -> str:
             r.get("provider") or "-", r.get("model") or "-",
         ))
     lines = _table(columns, rows)
-    for r in failed(reports):
-        lines.append(f"{r['agent']}: {r['probe']['error']}")
+    for r in reports:
+        if not r["probe"]["ok"]:
+            lines.append(f"{r['agent']}: {r['probe']['error']}")
+        elif r.get("state") == "failing":
+            last = r.get("lastRun") or {}
+            lines.append(f"{r['agent']}: last run {last.get('status')}"
+                         + (f": {r['lastRunFailure']}" if r.get("lastRunFailure") else ""))
     return "\n".join(lines)
 
 

@@ -164,13 +164,33 @@ def mail(agent: Target, args: list[str]) -> list[str]:
     return argv + list(args[1:])
 
 
+RUN_FLAGS = ("--no-wait", "--force")  # a human's request: do not wait for a running loop / run though paused
+
+
 def run(agent: Target, args: list[str]) -> list[str]:
-    """`run` starts the task-loop unit without waiting; `run --task T` / `run --prompt P` run in the foreground."""
+    """`run` starts the task-loop unit without waiting; `run --task T` / `run --prompt P` run in the foreground
+    (waiting for a running loop), with `--no-wait`, `--wait-timeout SECONDS` and `--force` passed on."""
     if not args:
         return ["systemctl", "--user", "start", "--no-block", f"{agent.task_loop_unit}.service"]
-    if len(args) == 2 and args[0] in ("--task", "--prompt"):
+    usage = "run takes nothing, or --task NAME / --prompt TEXT [--no-wait] [--wait-timeout SECONDS] [--force]"
+    if len(args) >= 2 and args[0] in ("--task", "--prompt"):
+        rest, index = list(args[2:]), 0
+        while index < len(rest):
+            if rest[index] in RUN_FLAGS:
+                index += 1
+            elif rest[index] == "--wait-timeout" and index + 1 < len(rest) and _seconds(rest[index + 1]):
+                index += 2
+            else:
+                raise Refused(usage)
         return keystone("loop")(agent, list(args))
-    raise Refused("run takes nothing, --task NAME or --prompt TEXT")
+    raise Refused(usage)
+
+
+def _seconds(text: str) -> bool:
+    try:
+        return float(text) >= 0
+    except ValueError:
+        return False
 
 
 def resume(agent: Target, args: list[str]) -> list[str]:

@@ -9,9 +9,10 @@ import click
 from keystone_agents import __version__
 
 from keystone_agents.cli.agent import COMMANDS
+from keystone_agents.cli.common import SafeGroup
 
 
-class LazyGroup(click.Group):
+class LazyGroup(SafeGroup):
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
 

@@ -59,6 +59,8 @@ def agent_command(func: Callable) -> Callable:
     @functools.wraps(func)
     def wrapper(home: Path | None, config_path: Path | None, **kwargs: Any) -> Any:
         ctx = AgentContext(home=home, config_path=config_path)
+        if home is not None:  # refuse a directory that is not an agent home before touching it
+            refuse_non_home(ctx.home_dir, config_path)
         try:
             return func(ctx, **kwargs)
         except ValidationFailed as exc:
@@ -67,6 +69,47 @@ def agent_command(func: Callable) -> Callable:
             sys.exit(EXIT_PROBLEMS)
 
     return wrapper
+
+
+MACHINE_ERRORS = (OSError, UnicodeDecodeError)  # plus sqlite3.Error (imported lazily below)
+
+
+def machine_error_line(exc: BaseException) -> str:
+    """One clear line for a fault of the machine or of local state (full disk, unreadable file, a directory
+    where a file should be, a corrupt database) — never a traceback."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not UTF-8 text ({exc.reason}); check the files named by `keystone-agent validate`"
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        if exc.errno == 28:
+            return f"no space left on the device{where}; the files written before stay as they were"
+        if isinstance(exc, IsADirectoryError):
+            return f"a directory where a file should be{where}: move it aside"
+        return f"{exc.strerror or exc}{where}"
+    return f"local state: {type(exc).__name__}: {exc}"
+
+
+class SafeGroup(click.Group):
+    """A group whose commands end with one `error:` line and exit 1 on a fault of the machine or of local
+    state, instead of a Python traceback."""
+
+    def invoke(self, ctx):
+        import sqlite3
+
+        try:
+            return super().invoke(ctx)
+        except (*MACHINE_ERRORS, sqlite3.Error) as exc:
+            click.echo(f"error: {machine_error_line(exc)}", err=True)
+            ctx.exit(EXIT_PROBLEMS)
+
+
+def refuse_non_home(home: Path, config_path: Path | None) -> None:
+    from keystone_agents.home_check import home_problem
+
+    problem = home_problem(home, config_path)
+    if problem:
+        click.echo(f"error: {problem}", err=True)
+        sys.exit(EXIT_PROBLEMS)
 
 
 def echo_json(value: Any) -> None:

@@ -25,7 +25,7 @@ from keystone_agents.agentctl import fleet, remote, sessions, status, verbs
 from keystone_agents.agentctl.dispatch import AgentRunner, DispatchError, run_passthrough
 from keystone_agents.agentctl.hostconfig import AgentEntry, HostConfig, load
 from keystone_agents.agentctl.prefs import PROVIDERS, PrefsStore
-from keystone_agents.cli.common import EXIT_PROBLEMS, echo_json
+from keystone_agents.cli.common import EXIT_PROBLEMS, SafeGroup, echo_json
 from keystone_agents.problems import ValidationFailed
 
 EXIT_REFUSED = verbs.EXIT_REFUSED  # a verb that is not allow-listed is bad usage
@@ -149,16 +149,23 @@ def vnc_verb(ctx, args):
 @click.command("run")
 @click.option("--task", "task_name", help="Run this one task now.")
 @click.option("--prompt", help="Run this ad-hoc prompt now (recorded in TASKS.yaml as task adhoc-<timestamp>).")
+@click.option("--no-wait", is_flag=True, help="Exit 75 at once if the loop is running (default: wait for it).")
+@click.option("--wait-timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Wait at most this long for a running loop (default 1800), then exit 75.")
+@click.option("--force", is_flag=True, help="Run even though the agent is paused (else exit 75).")
 @click.pass_context
-def run_verb(ctx, task_name, prompt):
+def run_verb(ctx, task_name, prompt, no_wait, wait_timeout, force):
     """Trigger the task loop now (its systemd unit, without waiting), or run one task or one ad-hoc prompt
-    in the foreground."""
+    in the foreground: it waits for a running loop to finish, and a paused agent refuses it (exit 75)
+    unless --force."""
     if task_name and prompt:
         raise click.UsageError("--task and --prompt exclude each other")
+    extra = (["--no-wait"] if no_wait else []) + (["--force"] if force else []) + (
+        ["--wait-timeout", f"{wait_timeout:g}"] if wait_timeout is not None else [])
     if task_name:
-        _run_verb(ctx, "run", ["--task", task_name])
+        _run_verb(ctx, "run", ["--task", task_name, *extra])
     elif prompt:
-        _run_verb(ctx, "run", ["--prompt", prompt])
+        _run_verb(ctx, "run", ["--prompt", prompt, *extra])
     else:
         _run_verb(ctx, "run", [])
 
@@ -279,7 +286,7 @@ def _agent_group(name: str) -> AgentGroup:
     return group
 
 
-class AgentctlGroup(click.Group):
+class AgentctlGroup(SafeGroup):
     """Built-in commands, plus one sub-group per agent of the host configuration."""
 
     def list_commands(self, ctx):

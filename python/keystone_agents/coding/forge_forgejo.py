@@ -8,16 +8,15 @@
 - ready:   PATCH /repos/{owner}/{repo}/pulls/{index} {title without WIP:} → 201 PullRequest.
 - view:    GET   /repos/{owner}/{repo}/pulls/{index} → 200 PullRequest.
 Errors come as {"message": ..., "url": ...} with 401/403/404/409/422/423. The token (forgejo.tokenFile)
-goes only into the `Authorization: token …` header.
+goes only into the `Authorization: token …` header. Calls go through httpclient.py (retries on timeouts,
+connection errors, 429 and 5xx with backoff and jitter; other 4xx are errors at once).
 """
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.error
+import time
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -27,6 +26,7 @@ from keystone_agents.coding.repo import RepoId
 from keystone_agents.coding.review import ReviewComment
 
 HTTP_TIMEOUT = 60
+CALL_BUDGET = 180  # seconds for one call with its retries (timeouts, connection errors, 429, 5xx)
 _WIP = re.compile(r"^\s*(?:WIP:|\[WIP\])\s*", re.I)
 
 
@@ -38,7 +38,7 @@ class ForgejoForge:
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every call
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json", "Content-Type": "application/json", "User-Agent": "keystone-agent"}
+        headers = {"Accept": "application/json"}
         if self.token_file:
             try:
                 headers["Authorization"] = f"token {read_token(self.token_file)}"
@@ -47,25 +47,28 @@ class ForgejoForge:
         return headers
 
     def _call(self, method: str, path: str, body: dict | None = None, expect: tuple[int, ...] = (200, 201)) -> Any:
+        from keystone_agents.httpclient import Client, Unreachable
+
         url = self.base_url.rstrip("/") + "/api/v1" + path
         self.requests.append((method, path))
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method, headers=self._headers())
+        # transient faults are retried (a repeated "create pull request" for the same head is refused by the
+        # forge with 409/422, so a retry after a lost answer cannot open a second one)
+        client = Client(timeout=HTTP_TIMEOUT, deadline=time.monotonic() + CALL_BUDGET, headers=self._headers())
         try:
-            with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
-                status, raw = response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ForgeError(f"Forgejo {method} {path}: cannot connect: {reason}") from None
+            response = client.request(method, url, json=body)
+        except Unreachable as exc:
+            raise ForgeError(f"Forgejo {method} {path}: cannot connect: {exc}") from None
+        finally:
+            client.close()
+        status = response.status_code
         try:
-            payload = json.loads(raw) if raw else None
+            payload = response.json() if response.content else None
         except ValueError:
             payload = None
         if status not in expect:
             message = payload.get("message") if isinstance(payload, dict) else None
-            raise ForgeError(f"Forgejo {method} {path}: HTTP {status}: {message or raw[:200].decode(errors='replace')}")
+            raise ForgeError(f"Forgejo {method} {path}: HTTP {status}: "
+                             f"{message or response.content[:200].decode(errors='replace')}")
         return payload
 
     @staticmethod

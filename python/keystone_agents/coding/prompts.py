@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from keystone_agents.sanitize import command_line
+
 # A prompt travels in argv; one argument may not exceed 128 KiB on Linux. The diff is cut well below that
 # and the reviewer is told how to read the rest itself.
 DIFF_LIMIT = 60_000
@@ -96,7 +98,8 @@ def review_prompt(task: str, branch: str, default_branch: str, log: str, diff: s
     if len(diff) > DIFF_LIMIT:
         cut = diff[:DIFF_LIMIT]
         diff = cut + (
-            f"\n\n[diff truncated at {DIFF_LIMIT} characters; run `git diff {default_branch}...{branch}` "
+            f"\n\n[diff truncated at {DIFF_LIMIT} characters; run "
+            f"`{command_line(['git', 'diff', f'{default_branch}...{branch}'])}` "
             "for the rest]\n"
         )
     return f"""Task: {task.strip()}

@@ -11,6 +11,7 @@ import click
 
 from keystone_agents.cli.common import EXIT_PROBLEMS, agent_command
 from keystone_agents.cli.complete import task_names
+from keystone_agents.kinds import KINDS, TASK_LOOP, run_logs
 
 
 def newest(paths) -> Path | None:
@@ -43,14 +44,17 @@ def _run_log_with_task(logs_dir: Path, task: str) -> Path | None:
 @click.option("--json", "as_json", is_flag=True,
               help="Print the run log's events as NDJSON (one JSON object per line, the logfmt fields; values are "
                    "strings). With TASK: the events about that task from the newest run log that has them.")
+@click.option("--kind", type=click.Choice(KINDS), default=TASK_LOOP, show_default=True,
+              help="Whose run log: the task loop, the scheduler, the notes sync or the coding subagent (the same "
+                   "names as `runs --kind`).")
 @agent_command
-def logs_command(ctx, task, follow, as_json):
-    """Print the newest task-loop run log, or with TASK the newest log of that task (its provider's
-    output). Logs live in ~/.local/state/agent-task-loop/logs{,/tasks}."""
+def logs_command(ctx, task, follow, as_json, kind):
+    """Print the newest run log of the task loop (or of --kind scheduler|notes-sync|coding), or with TASK
+    the newest log of that task (its provider's output). Logs live in
+    ~/.local/state/agent-task-loop/logs{,/tasks,/notes-sync,/coding}; each kind keeps its own newest N."""
     space = ctx.space
     if as_json:
-        path = _run_log_with_task(space.logs_dir, task) if task else newest(
-            p for p in space.logs_dir.glob("*.log") if p.is_file())
+        path = _run_log_with_task(space.logs_dir, task) if task else _newest_of(space, kind)
         if path is None:
             click.echo(f"error: no run log {'with events of task ' + repr(task) if task else ''} in {space.logs_dir}",
                        err=True)
@@ -67,7 +71,7 @@ def logs_command(ctx, task, follow, as_json):
             if rows and rows[0].get("log_path") and Path(rows[0]["log_path"]).exists():
                 path = Path(rows[0]["log_path"])
     else:
-        path = newest(p for p in space.logs_dir.glob("*.log") if p.is_file())
+        path = _newest_of(space, kind)
     if path is None:
         hint = ""
         if task:
@@ -78,8 +82,8 @@ def logs_command(ctx, task, follow, as_json):
             names = [e.name for e in TaskFile.load(space.tasks_file).entries if e.name]
             close = difflib.get_close_matches(task, names, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close and task not in names else ""
-        click.echo(f"error: no log {'for task ' + repr(task) if task else 'of any run'} in {space.logs_dir}{hint}",
-                   err=True)
+        click.echo(f"error: no log {'for task ' + repr(task) if task else 'of any ' + kind + ' run'} in "
+                   f"{space.logs_dir}{hint}", err=True)
         sys.exit(EXIT_PROBLEMS)
     with open(path, "r", encoding="utf-8", errors="replace") as handle:
         for line in handle:
@@ -95,6 +99,11 @@ def logs_command(ctx, task, follow, as_json):
                     time.sleep(0.5)
         except KeyboardInterrupt:
             pass
+
+
+def _newest_of(space, kind: str) -> Path | None:
+    found = run_logs(space, kind)
+    return found[-1] if found else None
 
 
 def _print_json_lines(handle, task: str | None, follow: bool) -> None:

@@ -10,9 +10,9 @@ import click
 
 from keystone_agents import history
 from keystone_agents.cli.common import agent_command, echo_json
+from keystone_agents.kinds import KINDS  # one definition with `logs --kind` and the history's `kind`
 from keystone_agents.timeutil import iso_z, parse_time, utc_now
 
-KINDS = ("task-loop", "scheduler", "notes-sync", "coding")
 STATUSES = ("running", "success", "degraded", "error", "paused", "skipped", "conflict")
 COUNTERS = ("tasks_created", "tasks_executed", "tasks_completed", "tasks_failed", "tasks_blocked")
 ACTIVITY = ("committed", "pushed", "cloned", "rebased", "conflict")
@@ -76,8 +76,10 @@ def _errors_in_log(path: Any) -> list[str]:
 
 
 def is_idle(run: dict[str, Any]) -> bool:
-    """A tick with nothing to do: succeeded, created/executed nothing, (notes) committed and pushed nothing."""
-    if run.get("status") != "success" or run.get("kind") == "coding" or run.get("missed_runs"):
+    """A tick with nothing to do: succeeded (or found the loop paused), created/executed nothing, (notes)
+    committed and pushed nothing."""
+    if run.get("status") not in ("success", "paused", "nothing_to_do") or run.get("kind") == "coding" \
+            or run.get("missed_runs"):
         return False
     return not any(run.get(key) for key in COUNTERS + ACTIVITY)
 
@@ -132,8 +134,10 @@ def render(items: list) -> list[str]:
     for item in items:
         if isinstance(item, list):
             first, last = item[-1], item[0]  # newest first
+            paused = sum(1 for run in item if run.get("status") == "paused")
             lines.append(f"{_when(first.get('started_at'))} … {_when(last.get('started_at'))[-8:]}  "
-                         f"{first.get('kind', '?'):10} idle      {len(item)} runs with nothing to do (--all shows them)")
+                         f"{first.get('kind', '?'):10} idle      {len(item)} runs with nothing to do"
+                         f"{f' ({paused} paused)' if paused else ''} (--all shows them)")
             continue
         run = item
         duration = run.get("duration_seconds")

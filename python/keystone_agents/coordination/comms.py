@@ -66,6 +66,7 @@ class DrainResult:
 
 def save_as_tasks(space, messages: list[Message]) -> list[str]:
     """Append the messages as tasks (dedup once, ever) under the tasks lock; → names created."""
+    from keystone_agents import sanitize
     from keystone_agents.lock import hold
     from keystone_agents.loop import ingest
     from keystone_agents.taskfile import TaskFile, read_plain
@@ -79,8 +80,14 @@ def save_as_tasks(space, messages: list[Message]) -> list[str]:
         known = {e.get("source_ref") for e in tf.entries if isinstance(e.data, dict) and e.get("source_ref")}
         known |= {e.get("source_ref") for e in archive if e.get("source_ref")}
         names = {e.name for e in tf.entries if isinstance(e.name, str)} | {e.get("name") for e in archive}
-        items = [ingest.normalize(SOURCE, None, task_item(m)) for m in messages]
-        new, _ = ingest.new_tasks([i for i in items if i], known, ingest.Namer(n for n in names if n), iso_z())
+        items = []
+        for message in messages:  # the one normalisation (sanitize.py): a message that cannot be made safe
+            try:                  # (a lone surrogate) is dropped, not a crash of the drain
+                items.append(ingest.normalize(SOURCE, None, task_item(message)))
+            except sanitize.UnsafeText:
+                continue
+        new, _ = ingest.new_tasks([i for i in items if i], known, ingest.Namer(n for n in names if n), iso_z(),
+                                  spill_dir=space.task_texts_dir)
         for entry in new:
             tf.append(entry)
         if new:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from keystone_agents import history, sanitize
+from keystone_agents.loop import journal
 from keystone_agents.loop.runner import Counters
 from keystone_agents.loop.state import read_json, remove, write_json
 from keystone_agents.profiles import Runtime, resolve
@@ -70,6 +71,8 @@ class ExecContext:
     budget_stop: Any = None  # the agent-wide budget Refusal that ended the execute stage
     resume: dict | None = None  # {"task", "prompt"}: continue that task's stored CLI session (keystone-agent continue)
     tick_ended: bool = False  # a report said end_tick (tick mode stops its timer)
+    preflight: Any = None  # providers.preflight.Preflight: can the task's provider run here, now?
+    unavailable: list = field(default_factory=list)  # (task, Finding) of tasks left untouched this run
 
 
 # ---------------------------------------------------------------- needs
@@ -313,6 +316,9 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
                   source=entry.get("source") or "", source_ref=entry.get("source_ref") or "",
                   provider=runtime.provider, profile=runtime.profile or "", model=runtime.model or "",
                   task_log_path=str(log_path))
+    finding = ctx.preflight.check(runtime.provider, runtime.model) if ctx.preflight is not None else None
+    if finding is not None:
+        return _unavailable(ctx, tf, entry, finding, fields)
     if ctx.dry_run:
         log.info("task_start", msg=f"Starting task {name}", status="started", **fields)
         return _dry_run(ctx, tf, entry, runtime, prompt, log_path, fields)
@@ -331,8 +337,10 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     if not save_or_report(tf, log, name):  # not run: a task that cannot be marked in_progress could run twice
         return TaskFile.load(tf.path)
     running = {"task": name, "run_id": ctx.run_id, "pid": os.getpid(), "pgid": None, "started_at": started_at,
-               "source_ref": entry.get("source_ref"), "log_path": str(log_path)}
+               "source_ref": entry.get("source_ref"), "log_path": str(log_path), "provider": runtime.provider,
+               "model": runtime.model, "profile": runtime.profile}
     write_json(_running_file(space), running)
+    exit_journal = journal.Journal(space.state_dir, running).open()
 
     results_dir = space.state_dir / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -363,9 +371,10 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
             prompt = continuation.reprompt(prompt, "", continuation.guidance(None, ctx.resume["prompt"]))
     killed = False
     while True:
-        attempts = _invoke(ctx, entry, runtime, prompt, env, log_path, on_spawn, session)
+        attempts = _invoke(ctx, entry, runtime, prompt, env, log_path, on_spawn, session, exit_journal)
         final_runtime, result, error = attempts[-1]
         report = read_report(report_path, log, name)
+        exit_journal.result(result, report, len(attempts))  # durable before the report file goes
         remove(report_path)
         killed = _killed(space, running.get("pgid"))
         if killed or not continuation.wanted(config, report) or result is None or result.stopped:
@@ -388,6 +397,7 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
         else:
             prompt = continuation.reprompt(prompt, result.answer, text)
         runtime = final_runtime
+        exit_journal.open()  # the continuation is a new execution of the same task
         log.info("turn", msg=f"task {name}: continuation {turn} of {config.exec.max_auto_turns}", status="continue",
                  auto_turn=turn, session_id=session or "", **fields)
     if ctx.tasks_lock:
@@ -414,6 +424,7 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
         reason = continuation.MAX_AUTO_TURNS_REASON
     if report and report.get("status") == "end_tick":
         ctx.tick_ended = True
+    exit_journal.decided(outcome, updates, message, reason)
     deliveries = _deliveries(report)
     failed_deliveries = [d for d in deliveries if not d["ok"]]
     target = tf.find(name)
@@ -424,14 +435,12 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     else:
         log.warning("log", msg=f"task {name} is gone from TASKS.yaml; outcome only recorded", step="execute",
                     task_name=name)
-    remove(_running_file(space))
-    pull_requests, issues = found_urls(result.output if result else "")
-    if report:
-        pull_requests = sorted(set(pull_requests) | set(report.get("pull_requests_created") or []))
-        issues = sorted(set(issues) | set(report.get("issues_created") or []))
+    pull_requests, issues = _urls(result, report)
     _record(ctx, name, entry, final_runtime, result, outcome, started_at, log_path,
             attempt=len(attempts), fallback_used=len(attempts) > 1, message=message,
             pull_requests=pull_requests, issues=issues, reason=reason, deliveries=deliveries, auto_turn=turn)
+    exit_journal.clear()
+    remove(_running_file(space))
     if comms_msg and not ctx.dry_run and updates["status"] in ("completed", "blocked"):
         from keystone_agents.coordination.comms import after_task
 
@@ -488,7 +497,7 @@ def _killed(space, pgid) -> bool:
 
 
 def _invoke(ctx: ExecContext, entry: Entry, runtime: Runtime, prompt: str, env: dict, log_path: Path, on_spawn,
-            session: str | None) -> list[tuple[Runtime, ProviderResult | None, str]]:
+            session: str | None, exit_journal) -> list[tuple[Runtime, ProviderResult | None, str]]:
     """One provider invocation (resuming `session` when given), with one retry on the fallback model after a
     model error; → every attempt as (runtime, result or None, provider error)."""
     config, log, name = ctx.config, ctx.log, entry.name
@@ -509,7 +518,7 @@ def _invoke(ctx: ExecContext, entry: Entry, runtime: Runtime, prompt: str, env: 
             result = provider.run(prompt, current, RunOptions(
                 log_path=log_path, timeout=config.task_timeout_seconds, kill_grace=config.kill_grace_seconds,
                 env=env, cwd=cwd, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds,
-                **_heartbeat(log, name)))
+                on_exit=exit_journal.exited, on_drained=exit_journal.drained, **_heartbeat(log, name)))
             attempts.append((current, result, ""))
         except (ProviderError, McpError, AgentSpaceMissing) as exc:
             with open(log_path, "a", encoding="utf-8") as handle:
@@ -527,10 +536,33 @@ def _invoke(ctx: ExecContext, entry: Entry, runtime: Runtime, prompt: str, env: 
             log.warning("log", msg=f"model error with {current.model or 'default model'}; retrying with {fallback}",
                         step="execute", task_name=name, model=current.model or "", fallback_model=fallback)
             _record(ctx, name, entry, current, result, "model_error", iso_z(), log_path, attempt=1)
+            exit_journal.open()  # the retry is a new execution: killed while it runs, the task is retried
             current = dataclasses.replace(current, model=fallback, fallback_model=None)
             continue
         break
     return attempts
+
+
+def _urls(result: ProviderResult | None, report: dict | None) -> tuple[list[str], list[str]]:
+    pull_requests, issues = found_urls(result.output if result else "")
+    if report:
+        pull_requests = sorted(set(pull_requests) | set(report.get("pull_requests_created") or []))
+        issues = sorted(set(issues) | set(report.get("issues_created") or []))
+    return pull_requests, issues
+
+
+def _unavailable(ctx: ExecContext, tf: TaskFile, entry: Entry, finding, fields: dict) -> TaskFile:
+    """The machine, not the task, is at fault: the task is left exactly as it is (status, attempts), the event
+    names the cause and the fix, and the run goes on with the tasks whose providers work."""
+    ctx.unavailable.append((entry.name, finding))
+    ctx.counters.unavailable += 1
+    fields = {k: v for k, v in fields.items() if k != "task_log_path"}
+    if finding.provider:
+        fields["provider"] = finding.provider
+    ctx.log.error(finding.kind, msg=f"task {entry.name} not started: {finding.cause}; fix: {finding.fix}",
+                  status=entry.get("status") or "pending", cause=finding.cause, fix=finding.fix,
+                  dry_run=ctx.dry_run, **fields)
+    return tf
 
 
 def _agent_says(entry: Entry | None) -> dict | None:
@@ -676,9 +708,11 @@ def _dry_run(ctx, tf, entry, runtime, prompt, log_path, fields) -> TaskFile:
 # ---------------------------------------------------------------- recovery
 
 
-def recover(space, tf: TaskFile, conn, log, kill_grace: float) -> int:
-    """Tasks left in_progress by a run that died go back to pending (the lock is ours, so no other run is
-    alive); the dead run's provider process group, if still running, is killed first."""
+def recover(space, tf: TaskFile, conn, log, kill_grace: float, config=None) -> int:
+    """After a run died (the lock is ours, so no other run is alive): the dead run's provider process group,
+    if still running, is killed; a task whose provider had already exited is finalized from the exit journal
+    (never run again); a task whose provider was still running goes back to pending (its attempt counted), or
+    is blocked if it is marked `once: true`."""
     from keystone_agents.providers.process import group_alive, kill_group
 
     running = read_json(_running_file(space))
@@ -689,22 +723,87 @@ def recover(space, tf: TaskFile, conn, log, kill_grace: float) -> int:
             kill_group(running["pgid"], kill_grace)
     count = 0
     now = iso_z()
+    record = journal.read(space.state_dir)
+    finalized = None
+    if record is not None:
+        finalized = record["task"]
+        count += _finalize(space, tf, conn, log, config, record)
     for entry in list(tf.valid()):
-        if entry.get("status") != "in_progress":
+        if entry.get("status") != "in_progress" or entry.name == finalized:
             continue
-        tf.set_fields(entry, {"status": "pending"})
         dead_run = running.get("run_id") if isinstance(running, dict) and running.get("task") == entry.name else None
         history.add_failure(conn, entry.name, "interrupted: the run executing it died", now)
+        if entry.get("once") is True:
+            reason = ("interrupted while its provider was running; not retried because it is marked once: true "
+                      "(check what it did, then set it to pending to run it again)")
+            tf.set_fields(entry, {"status": "blocked", "blocked_reason": reason})
+            status, message = "blocked", "interrupted: the run executing it died; blocked (once: true)"
+        else:
+            tf.set_fields(entry, {"status": "pending"})
+            status, message = "pending", "interrupted: the run executing it died; recovered to pending"
         history.record_execution(conn, {
             "run_id": dead_run or "unknown", "task": entry.name, "source_ref": entry.get("source_ref"),
             "outcome": "failed", "started_at": entry.get("started_at") or now, "finished_at": now,
-            "message": "interrupted: the run executing it died; recovered to pending",
+            "message": message, "reason": "interrupted",
             "log_path": running.get("log_path") if dead_run else None,
         })
-        log.warning("task_recovered", msg=f"task {entry.name} was left in_progress by a run that died; back to pending",
-                    step="recover", task_name=entry.name, status="pending", dead_run_id=dead_run or "")
+        log.warning("task_recovered", msg=f"task {entry.name} was left in_progress by a run that died; back to {status}",
+                    step="recover", task_name=entry.name, status=status, dead_run_id=dead_run or "")
         count += 1
     if count:
         tf.save()
+    journal.Journal(space.state_dir, {}).clear()
     remove(_running_file(space))
     return count
+
+
+def _finalize(space, tf: TaskFile, conn, log, config, record: dict) -> int:
+    """Apply the outcome of an execution whose provider exited before the run died (from the exit journal)."""
+    import types
+
+    name, run_id, phase = record["task"], record.get("run_id") or "unknown", record["phase"]
+    now = iso_z()
+    report_path = space.state_dir / "results" / f"{run_id}-{name}.json"
+    result = None
+    report = record.get("report")
+    if phase == "decided":
+        outcome, updates = record["outcome"], record["updates"]
+        message, reason = record.get("message") or "", record.get("reason") or ""
+        if record.get("result"):
+            result = journal.result_from_dict(record["result"])
+    else:
+        if phase == "result":
+            result = journal.result_from_dict(record["result"]) if record.get("result") else None
+        else:  # only the exit status made it: parse the provider's output from its task log
+            result = journal.result_from_log(record, config)
+            report = read_report(report_path, log, name)
+        ctx = types.SimpleNamespace(config=config, conn=conn)
+        outcome, updates, message, reason = _decide(ctx, name, result, "", report, now)
+        if (phase == "exited" and report is None and result is not None and result.exit_code == 0
+                and not result.evidence):
+            # it exited 0, but the loop died before reading all it printed: its work cannot be judged, and
+            # running it again could repeat what it did
+            message = ("the provider exited 0 but the loop died before reading all of its output; not run "
+                       "again: check its task log and set the status by hand")
+            outcome, reason = "failed", "interrupted-after-exit"
+            updates = {"status": "blocked", "blocked_reason": message}
+    remove(report_path)
+    entry = tf.find(name)
+    changed = entry is not None and entry.get("status") == "in_progress"
+    if changed:
+        tf.set_fields(entry, updates)
+    already = conn.execute("SELECT COUNT(*) FROM task_executions WHERE run_id = ? AND task = ? AND outcome = ?",
+                           (run_id, name, outcome)).fetchone()[0]
+    if changed or not already:
+        runtime = Runtime(record.get("provider") or "", record.get("profile"), record.get("model"), None, None)
+        pull_requests, issues = _urls(result, report)
+        ctx = types.SimpleNamespace(run_id=run_id, conn=conn)
+        _record(ctx, name, {"source_ref": record.get("source_ref")}, runtime, result, outcome,
+                record.get("started_at") or now, record.get("log_path") or "", attempt=record.get("attempt") or 1,
+                message=message, pull_requests=pull_requests, issues=issues, reason=reason,
+                deliveries=_deliveries(report))
+    log.warning("task_finalized", msg=f"task {name}: its provider had exited (exit code {record.get('exit_code')}) "
+                f"before run {run_id} died; outcome {outcome} taken from the exit journal, not run again",
+                step="recover", task_name=name, status=updates.get("status", ""), outcome=outcome,
+                dead_run_id=run_id, journal_phase=phase)
+    return 1 if changed else 0

@@ -56,7 +56,8 @@ def _text(value: Any, field: str = "item", multiline: bool = False) -> str:
 
 
 def content_ref(source: str, raw: Any) -> str:
-    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+    text = json.dumps(raw, sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{source}-{digest}"
 
 

@@ -1,20 +1,20 @@
-"""Log rotation: keep the newest N run logs; remove task logs (and stale task reports) older than N days."""
+"""Log rotation of the task loop: its own run logs (and the coding subagent's) keep their newest N each
+(kinds.py: one kind never deletes another's); task logs and stale task reports older than N days go."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from keystone_agents import kinds
 
-def rotate(logs_dir: Path, task_logs_dir: Path, keep_run_logs: int, keep_task_log_days: float,
-           extra_dirs: tuple[Path, ...] = ()) -> tuple[int, int]:
-    removed_runs = removed_tasks = 0
-    runs = sorted((p for p in logs_dir.glob("*.log") if p.is_file()), key=lambda p: p.name, reverse=True)
-    for old in runs[keep_run_logs:]:
-        old.unlink(missing_ok=True)
-        removed_runs += 1
+
+def rotate(space, keep_run_logs: int, keep_task_log_days: float, extra_dirs: tuple[Path, ...] = ()) -> tuple[int, int]:
+    removed_runs = kinds.prune(space, kinds.TASK_LOOP, keep_run_logs)
+    removed_runs += kinds.prune(space, kinds.CODING, keep_run_logs)
+    removed_tasks = 0
     cutoff = time.time() - keep_task_log_days * 86400
-    for directory in (task_logs_dir, *extra_dirs):
+    for directory in (space.task_logs_dir, *extra_dirs):
         if not directory.is_dir():
             continue
         for path in directory.iterdir():

@@ -5,6 +5,7 @@ configuration or TASKS.yaml, or an unexpected failure), 3 degraded (a source, a 
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import sys
 import time
 from contextlib import closing
@@ -14,8 +15,9 @@ from pathlib import Path
 from keystone_agents import history
 from keystone_agents import pause as pausefile
 from keystone_agents.events import event_logger, hostname
-from keystone_agents.lock import FileLock, try_lock
+from keystone_agents.lock import FileLock, try_lock, wait_lock
 from keystone_agents.loop import observe
+from keystone_agents.loop.failed_start import CONFIG_VALID_HELP
 from keystone_agents.loop.prefetch import PrefetchResult, build_sources, commit, prefetch
 from keystone_agents.loop.rotate import rotate
 from keystone_agents.loop.settings import env_for_children, load_config_cached, load_projects
@@ -27,7 +29,9 @@ from keystone_agents.timeutil import iso_z, utc_now
 # The stage modules (YAML parsing, providers) are imported only when a run has work to do: an unchanged
 # tick (the common case, every five minutes) skips them, see docs/performance.md.
 
-EXIT_OK, EXIT_ERROR, EXIT_DEGRADED = 0, 1, 3
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DEGRADED = 0, 1, 2, 3
+EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: a human's request could not run now (lock held too long, paused); retry
+DEFAULT_WAIT = 1800.0  # seconds a `--task`/`--prompt` request waits for a running loop
 STATUS_EXIT = {"success": EXIT_OK, "paused": EXIT_OK, "degraded": EXIT_DEGRADED, "error": EXIT_ERROR}
 QUIESCENT_VERSION = 1
 INGEST_EVENTS_MAX = 100  # per-task ingest events per run; a flood of 10,000 lines helps nobody
@@ -48,6 +52,8 @@ class Counters:
     budget_refused: int = 0
     deliveries_failed: int = 0
     tasks_delivery_failed: int = 0
+    # environmental faults (issue 21): tasks not started because their provider or environment was unavailable
+    unavailable: int = 0
     tasks: list = field(default_factory=list)  # the executions of this run: name, outcome, provider, ...
 
 
@@ -67,6 +73,7 @@ class RunState:
     budget_stopped: bool = False  # an agent-wide budget ended the execute stage
     missed_runs: int = 0  # runs the timer should have started since the previous one (this run's finding)
     spend: dict[str, float] = field(default_factory=dict)  # tokens/cost today and this month (budget metrics)
+    invalid_input: bool = False  # the configuration or TASKS.yaml could not be loaded (config_valid 0)
 
     def degrade(self) -> None:
         if self.status == "success":
@@ -75,45 +82,149 @@ class RunState:
 
 def run(home: Path | None, config_path: Path | None, max_tasks: int | None = None, dry_run: bool = False,
         only_task: str | None = None, prompt: str | None = None, report: dict | None = None,
-        trigger: str | None = None, resume: dict | None = None) -> int:
+        wait_timeout: float | None = DEFAULT_WAIT, force: bool = False, trigger: str | None = None,
+        resume: dict | None = None) -> int:
+    """See `_run`; a fault of the machine anywhere (a full disk, a lost directory) ends it with one line."""
+    report = {} if report is None else report
+    try:
+        return _run(home, config_path, max_tasks, dry_run, only_task, prompt, report, wait_timeout, force, trigger,
+                    resume)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"error: {machine_error(exc)}", file=sys.stderr)
+        report.update(status="error", exit_code=EXIT_ERROR, error=machine_error(exc))
+        return EXIT_ERROR
+
+
+def _run(home: Path | None, config_path: Path | None, max_tasks: int | None = None, dry_run: bool = False,
+        only_task: str | None = None, prompt: str | None = None, report: dict | None = None,
+        wait_timeout: float | None = DEFAULT_WAIT, force: bool = False, trigger: str | None = None,
+        resume: dict | None = None) -> int:
     """One run. `only_task` executes just that task; `prompt` first adds an ad-hoc task and executes just it.
     `report`, when given, is filled with the run's summary (what `loop --json` prints). `trigger` think|tick
     runs a proactive think cycle or a tick (modes/cycles.py) instead of the queue; `resume` {"task", "prompt"}
-    continues that task's stored CLI session (modes/continuation.py)."""
+    continues that task's stored CLI session (modes/continuation.py).
+
+    A timer's run skips quietly when another run holds the lock. A human's request (`only_task`/`prompt`) is
+    never dropped: it waits up to `wait_timeout` seconds (0: not at all) for the running loop, else exits 75
+    (EX_TEMPFAIL) without having run; a paused agent refuses it with 75 unless `force`. A `home` that is not
+    an agent home is refused before anything is created in it."""
     report = {} if report is None else report
+    if home is not None:
+        from keystone_agents.home_check import home_problem
+
+        problem = home_problem(AgentSpace.from_home(home).home, config_path)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            report.update(status="error", exit_code=EXIT_ERROR, error=problem)
+            return EXIT_ERROR
     space = AgentSpace.from_home(home)
+    manual = bool(only_task or prompt)
     try:
         space.ensure_state_dirs()
     except OSError as exc:
         print(f"error: cannot create {space.state_root}: {exc.strerror}", file=sys.stderr)
         report.update(status="error", exit_code=EXIT_ERROR, error=f"cannot create {space.state_root}: {exc.strerror}")
         return EXIT_ERROR
-    with try_lock(space.lock_file) as held:
+    if manual and not force:
+        refused = _refuse_paused(space)
+        if refused is not None:
+            return refused
+
+    def say_waiting(holder: str) -> None:
+        limit = "" if wait_timeout is None else f" (at most {wait_timeout:g}s; --no-wait not to wait)"
+        print(f"Waiting for the running task loop{' (pid ' + holder + ')' if holder else ''} to finish{limit}",
+              file=sys.stderr, flush=True)
+
+    lock = wait_lock(space.lock_file, wait_timeout, say_waiting) if manual else try_lock(space.lock_file)
+    with lock as held:
         if not held:
-            print("Task loop already running, skipping", file=sys.stderr)
-            report.update(status="skipped", exit_code=EXIT_OK, reason="another run holds the lock")
-            return EXIT_OK
+            if not manual:
+                print("Task loop already running, skipping", file=sys.stderr)
+                report.update(status="skipped", exit_code=EXIT_OK, reason="another run holds the lock")
+                return EXIT_OK
+            why = "another task-loop run holds the lock" + (
+                f" (waited {wait_timeout:g}s)" if wait_timeout else "")
+            print(f"error: {why}; the request was not run and is not kept: try again later", file=sys.stderr)
+            report.update(status="not_run", exit_code=EXIT_TEMPFAIL, reason=why)
+            return EXIT_TEMPFAIL
+        if manual and not force:  # paused while we waited
+            refused = _refuse_paused(space)
+            if refused is not None:
+                report.update(status="not_run", exit_code=EXIT_TEMPFAIL, reason="paused")
+                return refused
         # a run request (comms drain) is served by this run; one made while it runs starts the next
         remove(space.state_dir / "run-requested")
+        started = time.time()
         try:
             config = load_config_cached(config_path, space.home, space.state_dir / "config-validated.sha256")
         except ValidationFailed as exc:
             for problem in exc.problems:
                 print(f"error: {problem}", file=sys.stderr)
+            if not dry_run:  # monitoring must see a run that cannot start (history, event, metrics)
+                from keystone_agents.loop import failed_start
+
+                failed_start.record(space, exc.problems, started)
             report.update(status="error", exit_code=EXIT_ERROR, error="; ".join(str(p) for p in exc.problems))
             return EXIT_ERROR
         space = AgentSpace.from_home(space.home, config.notes_dir)
-        current = Run(space, config, max_tasks, dry_run, only_task, prompt, trigger, resume)
+        if not dry_run:
+            from keystone_agents.home_check import ensure_queue_files
+
+            try:
+                ensure_queue_files(space.home)  # a home provisioned with only its configuration
+            except OSError as exc:
+                print(f"error: cannot write the empty queue files in {space.home}: {exc.strerror}", file=sys.stderr)
+                return EXIT_ERROR
+        if only_task:
+            problem = _only_task_problem(space, only_task)
+            if problem:  # a usage error, not a run: no history row, no metrics
+                print(f"error: {problem}", file=sys.stderr)
+                report.update(status="usage_error", exit_code=EXIT_USAGE, error=problem)
+                return EXIT_USAGE
+        current = Run(space, config, max_tasks, dry_run, only_task, prompt, force=force, trigger=trigger,
+                      resume=resume)
         code = current.execute()
         report.update(current.summary(code))
         return code
 
 
+def _refuse_paused(space: AgentSpace) -> int | None:
+    pause = pausefile.read(space.pause_file)
+    if not pause.paused:
+        return None
+    details = ", ".join(x for x in (f"since {pause.paused_at}" if pause.paused_at else "",
+                                     f"by {pause.paused_by}" if pause.paused_by else "",
+                                     f"reason: {pause.reason}" if pause.reason else "") if x)
+    print(f"error: the task loop is paused{' (' + details + ')' if details else ''}; the request was not run. "
+          "Resume it (keystone-agent resume) or pass --force to run it anyway", file=sys.stderr)
+    return EXIT_TEMPFAIL
+
+
+def _only_task_problem(space: AgentSpace, name: str) -> str | None:
+    """Why `--task NAME` names no task that can run (unknown name, wrong status), or None."""
+    import difflib
+
+    from keystone_agents.taskfile import TaskFile
+
+    try:
+        tf = TaskFile.load(space.tasks_file)
+    except (ValidationFailed, OSError):
+        return None  # the run reports an unreadable queue itself
+    entry = tf.find(name)
+    if entry is None:
+        names = [e.name for e in tf.valid() if isinstance(e.name, str)]
+        close = difflib.get_close_matches(name, names, n=1)
+        return (f"task {name!r} is not in {space.tasks_file}" + (f"; did you mean {close[0]!r}?" if close else ""))
+    if entry.get("status") not in ("pending", "blocked"):
+        return f"task {name!r} is {entry.get('status')}; only pending or blocked tasks can be run"
+    return None
+
+
 class Run:
     def __init__(self, space: AgentSpace, config, max_tasks: int | None, dry_run: bool,
-                 only_task: str | None = None, prompt: str | None = None, trigger: str | None = None,
-                 resume: dict | None = None):
-        self.space, self.config, self.dry_run = space, config, dry_run
+                 only_task: str | None = None, prompt: str | None = None, force: bool = False,
+                 trigger: str | None = None, resume: dict | None = None):
+        self.space, self.config, self.dry_run, self.force = space, config, dry_run, force
         self.only_task, self.prompt = only_task, prompt
         self.trigger, self.resume = trigger, resume
         self.adhoc = ("adhoc", "manual")  # name prefix and source of the task a prompt becomes
@@ -150,7 +261,10 @@ class Run:
         log.info("run_start", msg="Task loop run started" + (" (dry run)" if self.dry_run else ""),
                  step=self.step, status="started", max_tasks=self.max_tasks, dry_run=self.dry_run)
         pause = pausefile.read(space.pause_file)
-        if pause.paused:
+        if pause.paused and self.force:
+            log.warning("log", msg=f"Task loop is paused ({pause.reason or 'no reason'}); running this request "
+                        "anyway (--force)", step="pause", status="forced")
+        elif pause.paused:
             log.info("run_paused", msg="Task loop is paused; nothing done", step="pause", status="paused",
                      paused_at=pause.paused_at or "", paused_by=pause.paused_by or "", reason=pause.reason or "")
             self.state.status = "paused"
@@ -158,6 +272,11 @@ class Run:
         try:
             with closing(history.connect(space.history_db)) as conn:
                 self.conn = conn
+                for aside, why in history.RECREATED:
+                    log.warning("history_recreated", msg=f"the history database was corrupt ({why}); moved aside "
+                                f"to {aside.name} and recreated", step="setup", status="recreated",
+                                corrupt_file=str(aside))
+                history.RECREATED.clear()
                 if not self.dry_run:
                     # a run still "running" in the history died (we hold the lock): it ended in error
                     conn.execute("UPDATE runs SET status = 'error', exit_code = -9 WHERE kind = 'task-loop' "
@@ -179,11 +298,17 @@ class Run:
             from keystone_agents.taskfile import EditRefused
 
             refused = isinstance(exc, EditRefused)  # the file was left as it was: nothing lost, nothing damaged
+            self.state.invalid_input = not refused
             for problem in exc.problems:
                 log.error("tasks_edit_refused" if refused else "log",
                           msg=f"{'TASKS.yaml edit not written' if refused else 'invalid file'}: {problem}",
                           step=self.step, status="error", file=problem.file, line=problem.line or "",
                           field=problem.field)
+            self.state.status = "error"
+            self.state.stages.setdefault(self.step, ("error", 0.0))
+        except (OSError, sqlite3.Error) as exc:  # the machine (full disk, lost directory): one clear line
+            log.error("log", msg=f"run failed: {machine_error(exc)}", step=self.step, status="error",
+                      error=type(exc).__name__)
             self.state.status = "error"
             self.state.stages.setdefault(self.step, ("error", 0.0))
         except Exception as exc:  # noqa: BLE001 - the run ends with status error, not a traceback only
@@ -251,7 +376,7 @@ class Run:
         if tf.problems:
             self.state.degrade()
         if not self.dry_run:
-            self.state.recovered = recover(space, tf, self.conn, log, config.kill_grace_seconds)
+            self.state.recovered = recover(space, tf, self.conn, log, config.kill_grace_seconds, config)
         if self.prompt:
             self.only_task = self.add_adhoc_task(tf)
 
@@ -351,7 +476,10 @@ class Run:
             space.deepwork_dir.mkdir(parents=True, exist_ok=True)
             import json
 
-            write_text(space.sources_json, json.dumps(fetched.sources_json(), indent=2, ensure_ascii=False))
+            text = json.dumps(fetched.sources_json(), indent=2, ensure_ascii=False)
+            if not text.isascii() and _has_surrogate(text):  # a lone surrogate cannot be UTF-8: escape it
+                text = json.dumps(fetched.sources_json(), indent=2)
+            write_text(space.sources_json, text)
         from keystone_agents.loop import ingest
 
         rejected: list[str] = []
@@ -501,11 +629,12 @@ class Run:
 
     def execute_tasks(self, tf, archived_names: set[str]):
         from keystone_agents.loop.execute import ExecContext, execute_one, next_runnable, unblock_ready
+        from keystone_agents.providers.preflight import Preflight
 
         log = self.log
         ctx = ExecContext(self.space, self.config, self.run_id, log, self.conn, self.provider_env, archived_names,
                           dry_run=self.dry_run, counters=self.state.counters, tasks_lock=self.tasks_lock,
-                          resume=self.resume)
+                          preflight=Preflight(self.config, self.provider_env, self.space), resume=self.resume)
         t0 = time.monotonic()
         log.info("stage_start", msg="Executing tasks", step="execute", stage_name="execute", max_tasks=self.max_tasks)
         unblock_ready(tf, archived_names, log)
@@ -534,6 +663,12 @@ class Run:
         ctx.counters.blocked += blocked_on_needs
         if ctx.counters.failed or ctx.rejected_files:
             self.state.degrade()
+        if ctx.unavailable:
+            # the machine, not the work: degraded while other tasks could run, error when nothing could
+            if ctx.counters.executed == 0:
+                self.state.status = "error"
+            else:
+                self.state.degrade()
         log.info("stage_finish", msg=f"Executed {ctx.counters.executed} task(s)", step="execute",
                  stage_name="execute", status="ok", tasks_executed=ctx.counters.executed,
                  tasks_completed=ctx.counters.completed, tasks_failed=ctx.counters.failed,
@@ -565,7 +700,8 @@ class Run:
                       exit_code=exit_code, duration_seconds=round(duration, 3), tasks_completed=c.completed,
                       tasks_failed=c.failed, tasks_blocked=c.blocked, tasks_created=state.tasks_created,
                       tasks_executed=c.executed, tasks_recovered=state.recovered, sources_failed=state.sources_failed,
-                      token_total=c.tokens, cost_usd=round(c.cost_usd, 6), dry_run=self.dry_run)
+                      token_total=c.tokens, cost_usd=round(c.cost_usd, 6), tasks_unavailable=c.unavailable,
+                      dry_run=self.dry_run)
         if self.dry_run:
             return exit_code
         try:
@@ -574,6 +710,7 @@ class Run:
                 "trigger_at": self.started_iso, "missed_runs": self.state.missed_runs,
                 "tasks_stalled": c.stalled, "tasks_no_evidence": c.no_evidence, "tasks_max_turns": c.max_turns,
                 "tasks_budget_refused": c.budget_refused, "deliveries_failed": c.deliveries_failed,
+                "tasks_unavailable": c.unavailable,
                 "finished_at": iso_z(), "status": state.status, "exit_code": exit_code,
                 "duration_seconds": round(duration, 3), "tasks_completed": c.completed, "tasks_failed": c.failed,
                 "tasks_blocked": c.blocked, "tasks_created": state.tasks_created, "tasks_executed": c.executed,
@@ -583,12 +720,16 @@ class Run:
             })
         except Exception as exc:  # noqa: BLE001 - history must not hide the run's own result
             self.log.error("log", msg=f"cannot record run history: {exc}", step="finish", status="error")
-        if state.status != "paused":
-            self.write_metrics(exit_code, duration)
-        self.write_pause_metric(state.status == "paused")
         try:
-            rotate(self.space.logs_dir, self.space.task_logs_dir, self.config.keep_run_logs,
-                   self.config.keep_task_log_days, (self.space.state_dir / "results",))
+            if state.status != "paused":
+                self.write_metrics(exit_code, duration)
+            self.write_pause_metric(state.status == "paused")
+        except (OSError, sqlite3.Error) as exc:  # a full disk: the metrics stay as they were, the cause is said
+            self.log.error("log", msg=f"cannot write the metrics: {machine_error(exc)}", step="finish",
+                           status="error")
+        try:
+            rotate(self.space, self.config.keep_run_logs, self.config.keep_task_log_days,
+                   (self.space.state_dir / "results",))
         except OSError:
             pass
         if not self.dry_run:
@@ -659,6 +800,7 @@ class Run:
             prefix + "sources_failed_total": ("Sources skipped in the last run.", self.state.sources_failed),
             prefix + "tokens_total": ("Model tokens used in the last run.", c.tokens),
             prefix + "cost_usd_total": ("Reported model cost in USD of the last run.", c.cost_usd),
+            prefix + "config_valid": (CONFIG_VALID_HELP, 0 if self.state.invalid_input else 1),
         }
         samples.update(observe.samples(self.space.state_dir, self.state, exit_code))  # issue 11's block
         samples.update(self.unattended_samples(prefix))
@@ -719,6 +861,10 @@ class Run:
                                                  "last run.", c.deliveries_failed),
             prefix + "tasks_delivery_failed_total": ("Tasks with at least one failed delivery in the last run.",
                                                      c.tasks_delivery_failed),
+            prefix + "tasks_unavailable_total": ("Tasks not started in the last run because their provider or the "
+                                                 "environment was unavailable (provider_unavailable / "
+                                                 "environment_error events); they are left untouched.",
+                                                 c.unavailable),
         }
         if "tokens_today" in spend:
             samples.update({
@@ -732,6 +878,26 @@ class Run:
                 "How often the timer should start a run (alert when time() - last_run_timestamp_seconds exceeds a "
                 "few of these).", self.config.expected_interval_seconds)
         return samples
+
+
+def machine_error(exc: BaseException) -> str:
+    """What went wrong with the machine, for one line: the cause and the file."""
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        if exc.errno == 28:  # ENOSPC
+            return f"no space left on the device{where}: the files written before stay as they were; free space"
+        return f"{exc.strerror or exc}{where}"
+    if "disk is full" in str(exc):
+        return "no space left on the device (history database): free space"
+    return f"history database: {exc}"
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def spend_now(conn) -> dict[str, float]:

@@ -20,7 +20,9 @@ def sha256_file(path: Path) -> str:
 def canonical_hash(value: Any) -> str:
     """sha256 of canonical JSON (sorted keys, no spaces), like the original's `jq -cS .`."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # surrogatepass: a source may print a lone surrogate (JSON "\\ud800"); ingest refuses that item, the hash
+    # of the inputs must still be computed
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def read_text(path: Path) -> str | None:

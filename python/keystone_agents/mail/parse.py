@@ -192,6 +192,14 @@ def parse_message(raw: bytes) -> ParsedMail:
         # undecodable bytes arrive surrogate-escaped: they become U+FFFD, then the one normalisation
         return sanitize.clean_text(sanitize.from_escaped(str(value)), field=name)
 
+    def raw_header(name: str) -> str:
+        """The header as sent, unparsed: the email package's parser cuts a Message-ID with unusual characters
+        short ('<0.$(x)@h>' → '<0.$'), and an id is an opaque token that must round-trip for threading."""
+        for key, value in msg.raw_items():
+            if key.lower() == name.lower():
+                return sanitize.clean_text(sanitize.from_escaped(str(value)), field=name)
+        return ""
+
     from_list = email.utils.getaddresses([header("From")])
     from_name, from_addr = from_list[0] if from_list else ("", "")
     from_name = sanitize.clean_text(from_name, field="From")
@@ -207,9 +215,9 @@ def parse_message(raw: bytes) -> ParsedMail:
         cc=[sanitize.clean_text(sanitize.from_escaped(a), field="Cc") for a in _addresses(msg.get_all("Cc", []))],
         subject=header("Subject"),
         date=iso_date(header("Date")),
-        message_id=(_message_ids(header("Message-ID")) or [""])[0],
-        in_reply_to=(_message_ids(header("In-Reply-To")) or [""])[0],
-        references=_message_ids(header("References")),
+        message_id=(_message_ids(raw_header("Message-ID")) or [""])[0],
+        in_reply_to=(_message_ids(raw_header("In-Reply-To")) or [""])[0],
+        references=_message_ids(raw_header("References")),
         text=text,
         new_text=new_text,
         quoted=quoted,

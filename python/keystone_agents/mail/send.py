@@ -8,6 +8,7 @@ import email.utils
 import json
 import smtplib
 import socket
+import time
 import ssl
 from email.message import EmailMessage
 from pathlib import Path
@@ -78,11 +79,17 @@ def send(settings, msg: EmailMessage, timeout: float = TIMEOUT) -> None:
         except OSError as exc:
             raise MailError(f"cannot read mail.passwordFile {settings.password_file}: {exc.strerror}") from None
     user = settings.user or settings.address
-    try:
+    from keystone_agents import retry
+    from keystone_agents.sources.email_imap import transient_connect_error
+
+    def connect() -> smtplib.SMTP:
         if security == "tls":
-            client = smtplib.SMTP_SSL(host, port, context=context, timeout=timeout)
-        else:
-            client = smtplib.SMTP(host, port, timeout=timeout)
+            return smtplib.SMTP_SSL(host, port, context=context, timeout=timeout)
+        return smtplib.SMTP(host, port, timeout=timeout)
+
+    try:
+        # only the connect is retried (refused, reset, timed out): a message is never sent twice
+        client = retry.call(connect, transient_connect_error, deadline=time.monotonic() + 2 * timeout)
         with client:
             if security == "starttls":
                 client.starttls(context=context)

@@ -14,6 +14,7 @@ Overlapping runs skip (flock); a skipped run writes no record and leaves the met
 from __future__ import annotations
 
 import datetime as dt
+import random
 import re
 import sqlite3
 import time
@@ -24,7 +25,7 @@ from keystone_agents.config import Config
 from keystone_agents.events import event_logger, hostname
 from keystone_agents.lock import try_lock
 from keystone_agents.metrics import metrics_path, textfile_dir
-from keystone_agents.notes_sync import conflict, report
+from keystone_agents.notes_sync import conflict, credentials, report
 from keystone_agents.git import Git, GitError, PushRejected, clone, redact
 from keystone_agents.git_identity import git_environment
 from keystone_agents.problems import ValidationFailed
@@ -33,7 +34,8 @@ from keystone_agents.timeutil import iso_z
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-PUSH_ATTEMPTS = 3  # another clone pushing between our fetch and our push: fetch, rebase, try again
+PUSH_ATTEMPTS = 6  # another clone pushing between our fetch and our push: fetch, rebase, try again
+RETRY_DELAY = (0.2, 1.0)  # seconds, times the attempt number: jittered, so two racing clones fall apart
 
 
 class SyncFailed(Exception):
@@ -91,7 +93,8 @@ def _locked_run(
     try:
         # ssh records accepted host keys there but does not create the directory itself
         (space.home / ".ssh").mkdir(mode=0o700, parents=True, exist_ok=True)
-        _Run(space, config, record, log, git_environment(config, space.home, env)).sync(resolved)
+        git_env = credentials.apply(git_environment(config, space.home, env), space, config)
+        _Run(space, config, record, log, git_env).sync(resolved)
     except (SyncFailed, GitError, OSError) as exc:
         record.status, record.exit_code = "error", EXIT_FAILED
         record.error = redact(str(exc))
@@ -206,6 +209,7 @@ class _Run:
             source = self.config.source_path or "the configuration"
             raise SyncFailed(f"{self.notes} does not exist and notes.repo is not set in {source}; nothing to clone")
         self.notes.parent.mkdir(parents=True, exist_ok=True)
+        url = credentials.clean(url)  # the token reaches git through the credential helper, never .git/config
         try:
             clone(url, self.notes, self.git.env)
         except GitError as exc:
@@ -228,8 +232,15 @@ class _Run:
         return "origin", branch
 
     def check_remote_url(self, remote: str) -> None:
-        configured = self.config.notes.repo
+        configured = credentials.clean(self.config.notes.repo) if self.config.notes.repo else None
         actual = self.git.remote_url(remote)
+        if actual and credentials.clean(actual) != actual:
+            # a clone made before: its .git/config holds a token; keep the URL, drop the secret
+            self.git.run("remote", "set-url", remote, credentials.clean(actual))
+            self.log.warning("sync_credentials_removed", msg=f"Removed the credentials from {remote}'s URL in "
+                             f"{self.notes}/.git/config; the token now comes from the credential helper")
+            self.say(f"removed the credentials from {remote}'s URL in .git/config")
+            actual = credentials.clean(actual)
         if configured and actual and configured != actual:
             self.log.warning(
                 "sync_remote_mismatch",
@@ -269,13 +280,18 @@ class _Run:
             set_upstream = self.git.config_get(f"branch.{self.record.branch}.merge") is None
             try:
                 self.git.push(remote, f"HEAD:refs/heads/{remote_branch}", set_upstream=set_upstream)
-            except PushRejected:
+            except PushRejected as exc:
                 if attempt == PUSH_ATTEMPTS:
                     raise SyncFailed(
-                        f"{upstream} kept moving while pushing ({PUSH_ATTEMPTS} attempts); the local commits are "
-                        f"kept and the next run pushes them"
+                        f"the push to {upstream} lost a race with other pushes {PUSH_ATTEMPTS} times (the remote "
+                        f"branch moved or was locked: {exc.detail}); the local commits are kept and the next run "
+                        "pushes them"
                     ) from None
-                self.log.info("sync_push_retry", msg=f"{upstream} moved on meanwhile; fetching again")
+                delay = random.uniform(*RETRY_DELAY) * attempt
+                self.log.info("sync_push_retry", msg=f"{upstream} moved on or was locked by another push meanwhile "
+                              f"({exc.detail}); fetching, rebasing and pushing again in {delay:.1f}s",
+                              attempt=attempt, delay_seconds=round(delay, 2))
+                time.sleep(delay)
                 try:
                     self.git.fetch(remote)
                 except GitError as exc:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,11 @@ class RunOptions:
     watch: list[Path] = field(default_factory=list)  # transcript files/directories that count as output
     # called with every stdout chunk as it arrives; a returned reason stops the process group (maxIterations)
     on_stdout: Callable[[str], str | None] | None = None
+    # called with the exit code the moment the child is reaped, before its output is parsed or anything else is
+    # done (the loop records it durably there: loop/journal.py); not called for a child we killed
+    on_exit: Callable[[int], None] | None = None
+    # called after `on_exit` once everything the child printed is in the task log (its pipes reached EOF)
+    on_drained: Callable[[int], None] | None = None
     heartbeat: float | None = None  # call on_heartbeat(elapsed seconds, output bytes) this often while running
     on_heartbeat: Callable[[float, int], None] | None = None
 
@@ -173,16 +179,38 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
     deadline = started + options.timeout
     stall = options.stall_timeout
     poll = min(1.0, stall / 10) if stall else 1.0
+    # A blocking waitpid in its own thread sees the exit at once (Popen.wait(timeout) polls every 50 ms): the
+    # gap between the provider's exit and `on_exit` recording it is what a crash of the loop could lose.
+    exited = threading.Event()
+    killing = threading.Event()
+
+    def notify(callback, code) -> None:
+        if callback is not None and not killing.is_set():
+            try:
+                callback(code)
+            except Exception:  # noqa: BLE001 - the caller records the result again after parsing
+                pass
+
+    def reap() -> None:
+        proc.wait()
+        notify(options.on_exit, proc.returncode)
+        exited.set()
+        for thread in threads:  # EOF once the child and whatever it left running have closed the pipes
+            thread.join()
+        notify(options.on_drained, proc.returncode)
+
+    reaper = threading.Thread(target=reap, daemon=True)
+    # the reaper must get the GIL at once when the child exits (default switch interval: 5 ms)
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    reaper.start()
     beat = options.heartbeat if options.on_heartbeat else None
     if beat:
         poll = min(poll, beat)
     next_beat = started + beat if beat else float("inf")
     while True:
-        try:
-            proc.wait(timeout=max(0.0, min(poll, deadline - time.monotonic())))
+        if exited.wait(timeout=max(0.0, min(poll, deadline - time.monotonic()))):
             break
-        except subprocess.TimeoutExpired:
-            pass
         now = time.monotonic()
         if now >= next_beat:
             next_beat += beat
@@ -206,8 +234,9 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
             with lock:
                 log.write(f"\n[keystone-agent] {why}: killing process group {pgid}\n")
                 log.flush()
+            killing.set()
             kill_group(pgid, options.kill_grace)
-            proc.wait()
+            exited.wait()
             break
     # Whatever the provider left running in its group is done too (it holds our pipes open otherwise).
     if group_alive(pgid):
@@ -217,6 +246,8 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
             pass
     for thread in threads:
         thread.join(timeout=5)
+    reaper.join(timeout=5)
+    sys.setswitchinterval(switch_interval)
     log.close()
     return ProcessResult(
         exit_code=proc.returncode,

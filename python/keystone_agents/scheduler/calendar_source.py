@@ -88,8 +88,12 @@ def events_from_ical(texts: Iterable[str | bytes], start: dt.datetime, end: dt.d
 
     found: dict[str, CalendarEvent] = {}
     for text in texts:
-        calendar = icalendar.Calendar.from_ical(text)
-        for component in recurring_ical_events.of(calendar).between(start, end):
+        try:
+            calendar = icalendar.Calendar.from_ical(text)
+            components = recurring_ical_events.of(calendar).between(start, end)
+        except Exception:  # noqa: BLE001 - one unreadable document stays one (the others are still read)
+            continue
+        for component in components:
             if component.name != "VEVENT":
                 continue
             if str(component.get("STATUS", "")).upper() == "CANCELLED":
@@ -148,13 +152,30 @@ def fetch_caldav(
     password = read_password(password_file)
     try:
         with caldav.DAVClient(url=url, username=user, password=password, timeout=HTTP_TIMEOUT_SECONDS) as client:
-            texts = [obj.data for calendar in _calendars(client, url) for obj in calendar.search(start=start, end=end, event=True)]
+            texts = [text for calendar in _calendars(client, url) for text in _event_texts(client, calendar, start, end)]
     except CalendarError:
         raise
     except Exception as exc:  # noqa: BLE001 - any client/server failure is this source's failure
         message = _redact(f"{type(exc).__name__}: {exc}".strip(), password)
         raise CalendarError(f"CalDAV {_safe_url(url)}: {message[:300]}") from None
     return events_from_ical(texts, start, end, zone)
+
+
+def _event_texts(client: Any, calendar: Any, start: dt.datetime, end: dt.datetime) -> list[str | bytes]:
+    """The iCalendar texts of the calendar's events in [start, end): a time-range REPORT, or — when the server's
+    answer cannot be parsed (an event holding a control character makes Radicale send XML no parser accepts) —
+    every object of the calendar fetched one by one (the window is applied when they are expanded)."""
+    try:
+        return [obj.data for obj in calendar.search(start=start, end=end, event=True)]
+    except Exception as exc:  # noqa: BLE001 - one hostile event must not hide the whole calendar
+        if "XMLSyntaxError" not in type(exc).__name__ and "XML" not in str(exc)[:200]:
+            raise
+    texts = []
+    for obj in calendar.objects(load_objects=False):
+        response = client.request(str(obj.url))
+        if response.status == 200 and response.raw:
+            texts.append(response.raw)
+    return texts
 
 
 def _calendars(client: Any, url: str) -> list[Any]:

@@ -84,7 +84,7 @@ class _Queue:
             return None
         name, n = task["name"], 2
         while name in self.names:  # another task already has the name: keep names unique
-            name, n = f"{task['name']}-{n}", n + 1
+            name, n = sanitize.bounded_name(task["name"], f"-{n}"), n + 1
         task = {**task, "name": name}
         self.refs.add(task["source_ref"])
         self.names.add(name)
@@ -130,7 +130,7 @@ def _save_queue(space: AgentSpace, queue: _Queue) -> list[dict[str, Any]]:
                 continue
             name, n = task["name"], 2
             while name in names:
-                name, n = f"{task['name']}-{n}", n + 1
+                name, n = sanitize.bounded_name(task["name"], f"-{n}"), n + 1
             task = {**task, "name": name}
             tf.append(task)
             refs.add(task["source_ref"])
@@ -319,9 +319,9 @@ def _missed_samples(config: Config, space: AgentSpace) -> dict:
 
 
 def _prune_logs(space: AgentSpace, keep: int) -> None:
-    logs = sorted(space.logs_dir.glob("scheduler-*.log"))
-    for old in logs[: max(len(logs) - keep, 0)]:
-        old.unlink(missing_ok=True)
+    from keystone_agents import kinds
+
+    kinds.prune(space, kinds.SCHEDULER, keep)
 
 
 def run(

@@ -139,7 +139,31 @@ def zone_named(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError("timezone", f"unknown time zone {name!r} (expected an IANA name like Europe/Berlin)") from None
+        import difflib
+        from zoneinfo import available_timezones
+
+        close = difflib.get_close_matches(name, sorted(available_timezones()), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ";"
+        raise ScheduleError("timezone", f"unknown time zone {name!r}{hint} fix: use an IANA name such as "
+                            "Europe/Berlin or UTC") from None
+
+
+CRON_FIELDS = (("minute", "0-59"), ("hour", "0-23"), ("day-of-month", "1-31"), ("month", "1-12"),
+               ("day-of-week", "0-6"))
+
+
+def cron_problem(spec: str) -> str:
+    """What is wrong with a cron expression croniter refuses, naming the field (minute, hour, …)."""
+    fields = spec.split()
+    if len(fields) != 5:
+        return (f"{spec!r} has {len(fields)} fields; a cron expression has 5 (minute hour day-of-month month "
+                "day-of-week)")
+    for index, (name, allowed) in enumerate(CRON_FIELDS):
+        probe = ["*"] * 5
+        probe[index] = fields[index]
+        if not croniter.is_valid(" ".join(probe)):
+            return f"cron field {name} {fields[index]!r} is out of range or malformed (allowed: {allowed})"
+    return f"{spec!r} is not a valid 5-field cron expression"
 
 
 def never_fires(spec: str) -> bool:
@@ -157,12 +181,14 @@ def parse_schedule(entry: Any, default_zone: ZoneInfo) -> Schedule:
     spec = str(entry["schedule"]).strip()
     if " " in spec:
         if len(spec.split()) != 5 or not croniter.is_valid(spec):
-            raise ScheduleError("schedule", f"{spec!r} is not a valid 5-field cron expression")
+            raise ScheduleError("schedule", f"{cron_problem(spec)}; fix: correct the cron expression "
+                                "(minute hour day-of-month month day-of-week, see `man 5 crontab`)")
         if never_fires(spec):
             raise ScheduleError("schedule", f"{spec!r} never fires (no such date, e.g. 30 February); "
                                 "fix the day or month")
         if "time" in entry:
-            raise ScheduleError("time", "`time` applies to daily/weekly/monthly schedules; a cron expression has its own")
+            raise ScheduleError("time", "`time` applies to daily/weekly/monthly schedules; a cron expression has its "
+                                "own; fix: remove `time` and put the hour and minute into the cron expression")
     zone = zone_named(str(entry["timezone"])) if entry.get("timezone") else default_zone
     time = dt.time(0, 0)
     if entry.get("time"):

@@ -33,6 +33,14 @@ DEFAULT_PORTS = {"tls": 993, "starttls": 143, "none": 143}
 TIMEOUT = 60
 
 
+def transient_connect_error(exc: BaseException) -> bool:
+    """A connect worth repeating: refused, reset, unreachable or timed out — not a TLS certificate problem."""
+    if isinstance(exc, (ssl.SSLCertVerificationError, ssl.CertificateError)):
+        return False
+    return isinstance(exc, (ConnectionError, TimeoutError, socket.timeout)) or (
+        isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError) and exc.errno is not None)
+
+
 def read_secret(path: str) -> str:
     with open(Path(path).expanduser(), encoding="utf-8") as handle:
         return handle.read().rstrip("\r\n")
@@ -87,13 +95,20 @@ class ImapSource:
     def connect(self) -> imaplib.IMAP4:
         host, port, security = self._endpoint()
         context = tls_context(self.settings.ca_file)
-        try:
+        from keystone_agents import retry
+
+        def open_connection() -> imaplib.IMAP4:
             if security == "tls":
-                imap = imaplib.IMAP4_SSL(host, port, ssl_context=context, timeout=self.timeout)
-            else:
-                imap = imaplib.IMAP4(host, port, timeout=self.timeout)
-                if security == "starttls":
-                    imap.starttls(ssl_context=context)
+                return imaplib.IMAP4_SSL(host, port, ssl_context=context, timeout=self.timeout)
+            connection = imaplib.IMAP4(host, port, timeout=self.timeout)
+            if security == "starttls":
+                connection.starttls(ssl_context=context)
+            return connection
+
+        try:  # refused, reset or timed-out connects are retried (retry.py); certificate and login errors are not
+            imap = retry.call(open_connection, transient_connect_error, deadline=time.monotonic() + 2 * self.timeout,
+                              on_retry=lambda n, exc, delay: self._event(
+                                  f"IMAP {host}:{port}: {exc}; retrying in {delay:.1f}s (attempt {n + 1})"))
         except (OSError, imaplib.IMAP4.error, ssl.SSLError) as exc:
             raise SourceFailed(f"cannot connect to IMAP {host}:{port} ({security}): {exc}") from None
         user = self.settings.user or self.settings.address

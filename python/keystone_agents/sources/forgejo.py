@@ -9,17 +9,15 @@ the token from forgejo.tokenFile in the `Authorization: token …` header (and n
    → reviews (GET /repos/{owner}/{repo}/pulls/{index}/reviews) by others in REQUEST_CHANGES or COMMENT,
      with their comments (GET …/reviews/{id}/comments)
 Lists follow the `Link: <…>; rel="next"` header. Items: forgejo-issue, forgejo-pr, forgejo-pr-review
-(forge_items.py). 401, or 403/429 with X-RateLimit-Remaining: 0, skips the source with an event.
+(forge_items.py). HTTP goes through httpclient.py: timeouts, connection errors, 429 and 5xx are retried
+(backoff with jitter, Retry-After) within the source's timeout; 401, or 403/429 with X-RateLimit-Remaining: 0,
+skips the source with an event (not retried).
 """
 
 from __future__ import annotations
 
-import json
-import re
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +29,6 @@ from keystone_agents.sources.forge_items import (
 REVIEW_STATES = ("REQUEST_CHANGES", "COMMENT")
 PAGES_MAX = 20
 DETAILS_MAX = 100
-NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
 @dataclass
@@ -41,54 +38,73 @@ class ForgejoSource(WarnsAsSource):
     timeout: float = 60.0
     name: str = "forgejo"
     project: str | None = None
-    requests: list[str] = field(default_factory=list)  # every URL requested, in order
+    requests: list = field(default_factory=list)  # (method, URL) of every request, in order
     _details: int = 0
     _token: str | None = None
+    _http: Any = None
+    _deadline: float | None = None
 
     @property
     def base(self) -> str:
         return self.settings.url.rstrip("/") + "/api/v1"
 
-    def _get(self, url: str) -> tuple[Any, dict]:
-        self.requests.append(url)
-        headers = {"Accept": "application/json", "User-Agent": "keystone-agent"}
-        if self._token:
-            headers["Authorization"] = f"token {self._token}"
-        request = urllib.request.Request(url, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                status, raw, head = response.status, response.read(), dict(response.headers)
-        except urllib.error.HTTPError as exc:
-            status, raw, head = exc.code, exc.read(), dict(exc.headers or {})
-        except (urllib.error.URLError, OSError) as exc:
-            raise SourceFailed(f"cannot connect to {self.settings.url}: {getattr(exc, 'reason', exc)}") from None
-        path = urllib.parse.urlsplit(url).path
+    def _client(self):
+        from keystone_agents.httpclient import Client
+
+        if self._http is None:
+            headers = {"Accept": "application/json"}
+            if self._token:
+                headers["Authorization"] = f"token {self._token}"
+            self._http = Client(timeout=self.timeout, deadline=self._deadline, headers=headers,
+                                on_retry=self._retrying, requests=self.requests)
+        return self._http
+
+    def _retrying(self, url: str, attempt: int, why: str, delay: float) -> None:
+        if self.log is not None:
+            self.log.info("log", msg=f"forgejo: {why} from {urllib.parse.urlsplit(url).path}; retrying in "
+                          f"{delay:.1f}s (attempt {attempt + 1})", source=self.name, step="prefetch")
+
+    def _check(self, response) -> Any:
+        from keystone_agents.sources.forge_items import Malformed
+
+        status, head = response.status_code, response.headers
+        path = urllib.parse.urlsplit(response.url).path
         if status == 401:
             raise ForgeDenied(f"Forgejo authentication failed (HTTP 401) at {self.settings.url}: "
                               "check forgejo.tokenFile")
-        if status in (403, 429) and str(head.get("X-RateLimit-Remaining", head.get("x-ratelimit-remaining", ""))) == "0":
+        if status in (403, 429) and str(head.get("X-RateLimit-Remaining", "")) == "0":
             raise ForgeDenied(f"Forgejo API rate limit exceeded (HTTP {status}) at {self.settings.url}")
         try:
-            payload = json.loads(raw) if raw else None
+            payload = response.json() if response.content else None
         except ValueError:
             raise Malformed(f"GET {path}: HTTP {status}, malformed JSON") from None
         if status != 200:
             message = payload.get("message") if isinstance(payload, dict) else None
             raise Malformed(f"GET {path}: HTTP {status}" + (f": {message}" if message else ""))
-        return payload, head
+        return payload
+
+    def _get(self, url: str) -> Any:
+        from keystone_agents.httpclient import Unreachable
+
+        try:
+            return self._check(self._client().request("GET", url))
+        except Unreachable as exc:
+            raise SourceFailed(f"cannot connect to {self.settings.url}: {exc}") from None
 
     def _list(self, path: str) -> list[dict]:
-        url, out = self.base + path, []
-        for _ in range(PAGES_MAX):
-            payload, head = self._get(url)
-            if not isinstance(payload, list):
-                raise Malformed(f"GET {path}: expected a JSON array")
-            out.extend(p for p in payload if isinstance(p, dict))
-            link = head.get("Link") or head.get("link") or ""
-            match = NEXT.search(link)
-            if not match or not payload:
-                break
-            url = urllib.parse.urljoin(url, match.group(1))
+        from keystone_agents.httpclient import Unreachable
+
+        out = []
+        try:
+            for response in self._client().get_pages(self.base + path, PAGES_MAX):
+                payload = self._check(response)
+                if not isinstance(payload, list):
+                    raise Malformed(f"GET {path}: expected a JSON array")
+                out.extend(p for p in payload if isinstance(p, dict))
+                if not payload:
+                    break
+        except Unreachable as exc:
+            raise SourceFailed(f"cannot connect to {self.settings.url}: {exc}") from None
         return out
 
     def _detail(self, path_or_url: str, many: bool = False):
@@ -99,7 +115,7 @@ class ForgejoSource(WarnsAsSource):
         try:
             if many:
                 return self._list(url[len(self.base):]) if url.startswith(self.base) else None
-            payload, _ = self._get(url)
+            payload = self._get(url)
             return payload if isinstance(payload, dict) else None
         except Malformed as exc:
             self._warn(str(exc))
@@ -107,7 +123,8 @@ class ForgejoSource(WarnsAsSource):
 
     def fetch(self) -> FetchResult:
         started = time.monotonic()
-        self.requests, self._details, self._token = [], 0, None
+        self.requests, self._details, self._token, self._http = [], 0, None, None
+        self._deadline = started + self.timeout  # retries stay within the source's timeout
         if self.settings.token_file:
             from keystone_agents.sources.email_imap import read_secret
 

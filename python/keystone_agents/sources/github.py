@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.parse
@@ -29,6 +30,17 @@ from keystone_agents.sources.forge_items import (
 ACCEPT = "Accept: application/vnd.github+json"
 REVIEW_STATES = ("CHANGES_REQUESTED", "COMMENTED")
 DETAILS_MAX = 100  # detail calls (issue, comments, reviews) per fetch: one run stays well inside the rate limit
+
+
+# gh exits 1 for any failure and 4 when authentication is required (`gh help exit-codes`); a failure is
+# transient when gh says the server answered 5xx or 429, or it could not connect: retried (retry.py)
+GH_AUTH_EXIT = 4
+TRANSIENT_GH = re.compile(r"HTTP (5\d\d|429)\b|error connecting to|connection reset|connection refused|"
+                          r"i/o timeout|TLS handshake timeout|timeout awaiting|EOF", re.I)
+
+
+class _Transient(Exception):
+    """A gh call that may well succeed if repeated."""
 
 
 def json_values(text: str) -> list[Any]:
@@ -67,6 +79,7 @@ class GithubSource(WarnsAsSource):
     project: str | None = None
     argvs: list[list[str]] = field(default_factory=list)  # every gh argv, in order
     _details: int = 0
+    _deadline: float | None = None
 
     def _env(self) -> dict:
         env = dict(self.env if self.env is not None else os.environ)
@@ -88,18 +101,37 @@ class GithubSource(WarnsAsSource):
         if paginate:
             argv.append("--paginate")
         argv.append(endpoint)
-        self.argvs.append(argv)
+        from keystone_agents import retry
+
+        def once() -> subprocess.CompletedProcess:
+            self.argvs.append(argv)
+            budget = retry.remaining(self._deadline)
+            try:
+                proc = subprocess.run(argv, env=self._env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                      timeout=max(1.0, min(self.timeout, budget)))
+            except FileNotFoundError:
+                raise SourceFailed("gh (GitHub CLI) is not installed or not on PATH") from None
+            except subprocess.TimeoutExpired:
+                raise _Transient(f"gh api {endpoint} timed out after {min(self.timeout, budget):g}s") from None
+            if proc.returncode != 0 and proc.returncode != GH_AUTH_EXIT and TRANSIENT_GH.search(proc.stderr):
+                err = proc.stderr.strip()
+                raise _Transient(f"gh api {endpoint} failed: {err.splitlines()[-1] if err else proc.returncode}")
+            return proc
+
+        def retrying(attempt: int, exc: BaseException, delay: float) -> None:
+            if self.log is not None:
+                self.log.info("log", msg=f"{exc}; retrying in {delay:.1f}s (attempt {attempt + 1})", source=self.name,
+                              step="prefetch")
+
         try:
-            proc = subprocess.run(argv, env=self._env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  timeout=self.timeout)
-        except FileNotFoundError:
-            raise SourceFailed("gh (GitHub CLI) is not installed or not on PATH") from None
-        except subprocess.TimeoutExpired:
-            raise SourceFailed(f"gh api {endpoint} timed out after {self.timeout:g}s") from None
+            proc = retry.call(once, lambda exc: isinstance(exc, _Transient), deadline=self._deadline,
+                              on_retry=retrying)
+        except _Transient as exc:
+            raise SourceFailed(str(exc)) from None
         if proc.returncode != 0:
             err = proc.stderr.strip()
             last = err.splitlines()[-1] if err else f"exit code {proc.returncode}"
-            if "HTTP 401" in err:
+            if "HTTP 401" in err or proc.returncode == GH_AUTH_EXIT:
                 raise ForgeDenied(f"GitHub authentication failed (HTTP 401) — run gh auth login or set "
                                   f"github.tokenFile: {last}")
             if ("HTTP 403" in err or "HTTP 429" in err) and "rate limit" in err.lower():
@@ -123,6 +155,7 @@ class GithubSource(WarnsAsSource):
     def fetch(self) -> FetchResult:
         started = time.monotonic()
         self.argvs, self._details = [], 0
+        self._deadline = started + self.timeout  # retries stay within the source's timeout
         try:
             items = self._collect()
         except ForgeDenied as exc:
