@@ -8,6 +8,8 @@ let
     let name = builtins.head (builtins.match "[[:space:]]*([A-Za-z0-9][A-Za-z0-9._-]*).*" requirement);
     in lib.toLower (builtins.replaceStrings [ "." "_" ] [ "-" "-" ] name);
   dependencyNames = map attrOf pyproject.project.dependencies;
+  # the extras the NixOS package always includes: the PostgreSQL bus backend and `keystone-agent mcp serve`
+  extraNames = map attrOf (pyproject.project.optional-dependencies.postgres ++ pyproject.project.optional-dependencies.mcp);
 in
 python3Packages.buildPythonApplication {
   pname = pyproject.project.name;
@@ -20,7 +22,7 @@ python3Packages.buildPythonApplication {
   };
 
   build-system = [ python3Packages.hatchling ];
-  dependencies = map (name: python3Packages.${name}) dependencyNames;
+  dependencies = map (name: python3Packages.${name}) (dependencyNames ++ extraNames);
   # build-time only: completion scripts and manual pages generated from the click commands
   nativeBuildInputs = [ installShellFiles python3Packages.click-man ];
 
@@ -41,7 +43,7 @@ python3Packages.buildPythonApplication {
   doCheck = false;
   pythonImportsCheck = [ "keystone_agents" "keystone_agents.cli.agent" "keystone_agents.cli.ctl" ];
 
-  passthru = { inherit dependencyNames; };
+  passthru = { inherit dependencyNames extraNames; };
 
   meta = {
     description = pyproject.project.description;

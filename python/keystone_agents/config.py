@@ -252,6 +252,7 @@ class CoordinationSettings:
     wake_file: str | None = None
     max_deliveries: int = 5
     lease_seconds: float = 300
+    wake_grace_seconds: float = 60
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pytest
 
 from keystone_agents import compose, scaffold
 
-from tests.conftest import installed_script
+from tests.conftest import FAKEBIN, installed_script
 
 
 @pytest.fixture
@@ -124,7 +124,8 @@ def test_cronjob_setup_installs_units_that_systemd_accepts(space, tmp_path):
 
 
 def test_cronjob_run_logs_and_reports_invalid_queue(space, tmp_path):
-    env = _cron_env(space, tmp_path)
+    # the agent's provider CLI is installed (the stand-in): validate checks that the default provider can run
+    env = _cron_env(space, tmp_path, extra_path=str(FAKEBIN))
     run = space / "notes/.cronjobs/validate-queue/run.sh"
     ok = subprocess.run([str(run)], env=env, capture_output=True, text=True, cwd=space / "notes")
     assert ok.returncode == 0, ok.stderr

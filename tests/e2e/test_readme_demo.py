@@ -21,6 +21,11 @@ def test_demo_runs_a_real_loop_cycle(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "DRY RUN" in result.stdout
     assert "0 running, 0 pending, 0 blocked, 2 done" in result.stdout
+    if os.geteuid() == 0:  # the comms part: two demo agents (throwaway users), ask --wait, the reply printed
+        assert "=== helper's reply, printed by `comms ask --wait`: ===\n(demo answer, no model asked) you asked " \
+               "'How many words are in this question?': that is 7 words." in result.stdout
+    else:
+        assert "comms demo skipped" in result.stdout
     db = home / ".local/state/agent-task-loop/state/history.sqlite3"
     with sqlite3.connect(db) as conn:
         runs = conn.execute("SELECT status, tasks_created, tasks_completed FROM runs WHERE kind='task-loop'").fetchall()

@@ -190,10 +190,16 @@ def test_hostile_items_tasks_and_projects_through_the_real_loop(tmp_path):
             status: active
             priority: 1
             updated: 2025-01-01
-            repos: [{", ".join(yaml_str(p) for k, p in payloads.items() if k != "long")}]
             sources:
               - name: hostile
                 command: [cat, {yaml_str(str(items_file))}]
+          - name: Code
+            slug: code
+            description: Where the hostile repositories are
+            status: active
+            priority: 3
+            updated: 2025-01-01
+            repos: [{", ".join(yaml_str(p) for k, p in payloads.items() if k != "long")}]
           - name: {yaml_str(payloads["dollar"])}
             slug: {yaml_str(payloads["option-rf"])}
             description: {yaml_str(payloads["semicolon"])}
@@ -229,9 +235,9 @@ def test_hostile_items_tasks_and_projects_through_the_real_loop(tmp_path):
               coding={"workflows": ["sweng/sweng"], "forge": "github",
                       "cloneUrl": str(tmp_path / "remotes" / "{owner}" / "{repo}.git")},
               environment={"FAKE_RUN_COMMANDS": "1"})
-    # a code task of project main: its repository comes from PROJECTS.yaml's hostile repos
+    # a code task of project code: its repository comes from PROJECTS.yaml's hostile repos
     with open(lh.tasks, "a") as handle:
-        handle.write("  - {name: code-it, description: Fix it, status: pending, project: main, workflow: sweng/sweng}\n")
+        handle.write("  - {name: code-it, description: Fix it, status: pending, project: code, workflow: sweng/sweng}\n")
 
     watch = Watch(tmp_path, lh.home, (lh.fake_log, lh.prom_dir, items_file))
     result = lh.loop(timeout=900)

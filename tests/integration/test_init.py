@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import installed_script
+from tests.conftest import FAKEBIN, installed_script
 
 
 def agent(*args, env=None, cwd=None):
@@ -20,7 +20,8 @@ def agent(*args, env=None, cwd=None):
 @pytest.fixture
 def env(tmp_path):
     base = {k: v for k, v in os.environ.items() if not k.startswith(("KEYSTONE_AGENT", "GIT_"))}
-    return {**base, "HOME": str(tmp_path / "operator")}
+    # the default provider's CLI is "installed" (the stand-in): validate checks that it can run
+    return {**base, "HOME": str(tmp_path / "operator"), "PATH": f"{FAKEBIN}{os.pathsep}{base.get('PATH', '')}"}
 
 
 def git(*args, cwd=None):

@@ -29,6 +29,8 @@ in
   userServices = c.systemd.user.services;
   userTimers = c.systemd.user.timers;
   userPaths = c.systemd.user.paths;
+  sockets = c.systemd.sockets;
+  postgresql = c.services.postgresql;
   tmpfiles = c.systemd.tmpfiles.rules;
   sudoRules = c.security.sudo.extraRules;
   etc = lib.mapAttrs (_: e: pick e [ "text" "mode" "user" "group" "uid" "gid" ]) c.environment.etc;

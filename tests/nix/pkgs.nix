@@ -15,7 +15,7 @@ let
     "ruamel-yaml" "pyyaml" "jsonschema" "click" "jinja2" "structlog" "prometheus-client" "croniter" "caldav"
     "icalendar" "recurring-ical-events" "vobject" "python-dateutil" "psycopg" "gitpython" "requests" "httpx"
     "imapclient" "aiosmtpd" "tomli" "pydantic" "rich" "tabulate" "pexpect" "platformdirs" "filelock"
-    "click-man"
+    "click-man" "mcp"
   ];
 
   python3Packages = lib.genAttrs pythonNames (name: drv "python3-${name}" { }) // {

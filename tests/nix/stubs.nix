@@ -36,21 +36,31 @@ let
     };
   };
 
-  timerType = types.submodule {
-    options = {
-      description = mkOption { type = types.str; default = ""; };
-      wantedBy = unitNames;
-      timerConfig = mkOption { type = types.attrsOf unitValue; default = { }; };
-      unitConfig = mkOption { type = types.attrsOf unitValue; default = { }; };
-    };
-  };
-
   # NixOS's systemd.user.paths: pathConfig → [Path] (nixos/modules/system/boot/systemd/user.nix)
   pathType = types.submodule {
     options = {
       description = mkOption { type = types.str; default = ""; };
       wantedBy = unitNames;
       pathConfig = mkOption { type = types.attrsOf unitValue; default = { }; };
+      unitConfig = mkOption { type = types.attrsOf unitValue; default = { }; };
+    };
+  };
+
+  socketType = types.submodule {
+    options = {
+      description = mkOption { type = types.str; default = ""; };
+      wantedBy = unitNames;
+      listenStreams = mkOption { type = types.listOf types.str; default = [ ]; };
+      socketConfig = mkOption { type = types.attrsOf unitValue; default = { }; };
+      unitConfig = mkOption { type = types.attrsOf unitValue; default = { }; };
+    };
+  };
+
+  timerType = types.submodule {
+    options = {
+      description = mkOption { type = types.str; default = ""; };
+      wantedBy = unitNames;
+      timerConfig = mkOption { type = types.attrsOf unitValue; default = { }; };
       unitConfig = mkOption { type = types.attrsOf unitValue; default = { }; };
     };
   };
@@ -136,6 +146,16 @@ in
     systemd.user.services = mkOption { type = types.attrsOf serviceType; default = { }; };
     systemd.user.timers = mkOption { type = types.attrsOf timerType; default = { }; };
     systemd.user.paths = mkOption { type = types.attrsOf pathType; default = { }; };
+    systemd.sockets = mkOption { type = types.attrsOf socketType; default = { }; };
+    # services.postgresql (nixos/modules/services/databases/postgresql.nix), the options the module sets
+    services.postgresql = {
+      enable = mkOption { type = types.bool; default = false; };
+      enableTCPIP = mkOption { type = types.bool; default = false; };
+      ensureDatabases = mkOption { type = types.listOf types.str; default = [ ]; };
+      ensureUsers = mkOption { type = types.listOf (types.submodule { options.name = mkOption { type = types.str; }; }); default = [ ]; };
+      authentication = mkOption { type = types.lines; default = ""; };
+      settings = mkOption { type = types.attrsOf unitValue; default = { }; };
+    };
     systemd.tmpfiles.rules = mkOption { type = types.listOf types.str; default = [ ]; };
     security.sudo.enable = mkOption { type = types.bool; default = true; };
     security.sudo.execWheelOnly = mkOption { type = types.bool; default = false; };

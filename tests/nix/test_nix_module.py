@@ -5,6 +5,7 @@ loaded by the runtime's own config loader)."""
 from __future__ import annotations
 
 import os
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -302,7 +303,8 @@ def test_the_package_is_built_from_pyproject(evaluate):
     package = evaluate('{ keystone.os.agents.drago = { }; }')["package"]
     assert (package["pname"], package["version"]) == (pyproject["name"], pyproject["version"])
     expected = []
-    for requirement in pyproject["dependencies"]:
+    extras = pyproject["optional-dependencies"]
+    for requirement in pyproject["dependencies"] + extras["postgres"] + extras["mcp"]:
         name = requirement.split(";")[0].strip()
         for sep in "<>=!~[ ":
             name = name.split(sep)[0]
@@ -315,13 +317,27 @@ def test_the_documented_example_evaluates_and_the_runtime_accepts_its_config(nix
     ev = nixeval.evaluate(nixeval.HERE / "eval.nix", nixpkgsLib=nixpkgs_lib,
                           scenario=nixeval.HERE / "scenarios/example.nix")
     assert ev["failedAssertions"] == [] and ev["warnings"] == []
-    config_file = tmp_path / "drago.json"
-    config_file.write_text(ev["etc"]["keystone-agents/agents/drago.json"]["text"])
     home = tmp_path / "home"
-    home.mkdir()
+    (home / "notes").mkdir(parents=True)
+    config = json.loads(ev["etc"]["keystone-agents/agents/drago.json"]["text"])
+    config["notesDir"] = str(home / "notes")  # /home/agent-drago is not this test's to create
+    config_file = tmp_path / "drago.json"
+    config_file.write_text(json.dumps(config))
+    # validate also checks that the commands the config names can run: the example's source and MCP server
+    # commands as do-nothing executables, the provider CLIs as the stand-ins
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    commands = [s["command"] for s in config["sources"]] + [m["command"] for m in config["mcpServers"].values()]
+    for command in [c[0] if isinstance(c, list) else c for c in commands]:
+        if "/" not in command:
+            (tools / command).write_text("#!/bin/sh\nexit 0\n")
+            (tools / command).chmod(0o755)
+    from tests.conftest import FAKEBIN
+
     script = Path(sys.executable).parent / "keystone-agent"
+    env = {**os.environ, "PATH": os.pathsep.join([str(tools), str(FAKEBIN), str(script.parent), "/usr/bin", "/bin"])}
     result = subprocess.run([str(script), "validate", "--home", str(home), "--config", str(config_file)],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

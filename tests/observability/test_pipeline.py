@@ -46,8 +46,54 @@ def documented_metrics() -> set[str]:
     return set(re.findall(r"^\| `(keystone_agent_[a-z_]+)`", text, re.M))
 
 
+def start_comms(root: Path, lh, request) -> None:
+    """The healthy agent on a real local bus (the broker listening itself; this test's user is the agent): one
+    message dead-lettered, and one the wake path never drained, which the next loop's sweep finds late."""
+    import getpass
+    import os
+    import time
+
+    from keystone_agents.coordination.local import LocalBus
+
+    run = root / "bus"
+    run.mkdir()
+    sock, host_config = run / "bus.sock", run / "agentctl.json"
+    host_config.write_text(json.dumps({"coordination": {"backend": "local", "adminGroup": None}, "agents": [
+        {"name": HEALTHY, "user": getpass.getuser(), "home": str(lh.home)}]}))
+    broker = subprocess.Popen([installed_script("keystone-agent"), "bus", "serve", "--host-config", str(host_config),
+                               "--database", str(run / "bus.sqlite3"), "--socket", str(sock), "--wake-dir",
+                               str(run / "wake")], stderr=subprocess.DEVNULL)
+    request.addfinalizer(lambda: (broker.kill(), broker.wait()))
+    for _ in range(100):
+        if sock.exists():
+            break
+        time.sleep(0.05)
+    config_file = lh.home / ".config/keystone-agent/config.json"
+    config = json.loads(config_file.read_text())
+    config["coordination"] = {"backend": "local", "local": {"socket": str(sock), "wakeDir": str(run / "wake")},
+                              "wakeGraceSeconds": 0.5, "maxDeliveries": 1}
+    config_file.write_text(json.dumps(config))
+    comms = [installed_script("keystone-agent"), "comms"]
+    home = ["--home", str(lh.home)]
+    env = lh.env()
+    sent = subprocess.run([*comms, "send", *home, "--to", HEALTHY, "--body", "poison"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert sent.returncode == 0, sent.stderr
+    bus = LocalBus(sock)
+    assert [m.id for m in bus.claim(1, 0.1, 1).messages] == [sent.stdout.strip()]  # delivered, never acked
+    bus.close()
+    time.sleep(0.2)
+    drained = subprocess.run([*comms, "drain", *home, "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert json.loads(drained.stdout)["dead_lettered"] == [sent.stdout.strip()], drained.stderr
+    late = subprocess.run([*comms, "send", *home, "--to", HEALTHY, "--body", "nobody woke me"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert late.returncode == 0, late.stderr
+    time.sleep(0.7)  # older than wakeGraceSeconds when the next loop's sweep finds it
+    del os
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, textfile_dir, prometheus):
+def world(tmp_path_factory, textfile_dir, prometheus, request):
     """Real runs of three agents writing into node_exporter's textfile directory."""
     root = tmp_path_factory.mktemp("world")
     failing = loop_home(root, FAILING, textfile_dir,
@@ -83,6 +129,8 @@ def world(tmp_path_factory, textfile_dir, prometheus):
     (home_b / "notes/TODO.md").write_text("B\n")
     assert subprocess.run([*sync, str(home_a)], env=env, capture_output=True, timeout=60).returncode == 0
     assert subprocess.run([*sync, str(home_b)], env=env, capture_output=True, timeout=60).returncode == 1
+
+    start_comms(root, healthy, request)
 
     # counters must rise between scrapes for increase(): let Prometheus see the first values, run again
     prometheus.wait_for('count(keystone_agent_task_loop_tokens_cumulative_total) >= 2')
@@ -123,12 +171,19 @@ def test_values_reflect_what_the_runs_did(world, prometheus):
     assert value(f'keystone_agent_task_loop_config_valid{{agent="{FAILING}"}}') == 1
     assert value(f'keystone_agent_task_loop_last_success_timestamp_seconds{{agent="{FAILING}"}}') == 0
     assert value(f'keystone_agent_task_loop_queue_tasks{{agent="{FAILING}",status="blocked"}}') == 6
-    assert value(f'keystone_agent_task_loop_queue_tasks{{agent="{HEALTHY}",status="completed"}}') == 2
+    # write-report, write-more, and the comms message the sweep turned into a task
+    assert value(f'keystone_agent_task_loop_queue_tasks{{agent="{HEALTHY}",status="completed"}}') == 3
+    assert value(f'keystone_agent_comms_dead_letters{{agent="{HEALTHY}"}}') == 1
+    assert value(f'keystone_agent_comms_swept_late_messages{{agent="{HEALTHY}"}}') == 1
+    assert value(f'keystone_agent_comms_messages{{agent="{HEALTHY}",state="delivered"}}') == 1
+    assert value(f'keystone_agent_comms_wake_latency_seconds{{agent="{HEALTHY}"}}') >= 0.5
     assert value(f'keystone_agent_task_loop_runs_cumulative_total{{agent="{HEALTHY}",status="success"}}') == 2
     assert value(f'keystone_agent_task_loop_runs_cumulative_total{{agent="{FAILING}",status="degraded"}}') == 2
-    assert value(f'keystone_agent_task_loop_tasks_completed_cumulative_total{{agent="{HEALTHY}"}}') == 2
+    assert value(f'keystone_agent_task_loop_tasks_completed_cumulative_total{{agent="{HEALTHY}"}}') == 3
     assert value(f'keystone_agent_task_loop_stage_outcome{{agent="{FAILING}",stage="execute",outcome="degraded"}}') == 1
-    assert value(f'keystone_agent_task_loop_stage_outcome{{agent="{HEALTHY}",stage="ingest",outcome="skipped"}}') == 1
+    # the healthy agent's last run ingested the comms message; the failing agent has no sources: skipped
+    assert value(f'keystone_agent_task_loop_stage_outcome{{agent="{HEALTHY}",stage="ingest",outcome="ok"}}') == 1
+    assert value(f'keystone_agent_task_loop_stage_outcome{{agent="{FAILING}",stage="ingest",outcome="skipped"}}') == 1
     assert value(f'keystone_agent_notes_sync_conflict_pending{{agent="{WRITER}"}}') == 1
     assert value(f'keystone_agent_scheduler_last_exit_code{{agent="{HEALTHY}"}}') == 0
     assert value(f'keystone_agent_task_loop_tokens_cumulative_total{{agent="{HEALTHY}"}}') > \
@@ -161,6 +216,8 @@ def test_every_dashboard_expression_returns_data(world, prometheus):
             series = prometheus.query(substitute(match.group(1)))
             assert {s["metric"][match.group(2)] for s in series}, title
             continue
+        if "notify_queue_usage" in expr:  # PostgreSQL backend only; this world's bus is the local broker
+            continue
         result = prometheus.query(substitute(expr))
         assert result, f"panel {title!r}: no data for {substitute(expr)}"
 
@@ -177,14 +234,16 @@ def test_every_rule_expression_returns_data_and_each_alert_is_active(world, prom
     assert {name for name, _ in rules} == {"KeystoneAgentStalled", "KeystoneAgentTaskLoopFailing",
                                            "KeystoneAgentBlockedSurge", "KeystoneAgentNotesSyncConflict",
                                            "KeystoneAgentTokenSpend", "KeystoneAgentMissedRuns",
-                                           "KeystoneAgentTaskLoopCannotStart"}
+                                           "KeystoneAgentTaskLoopCannotStart",
+                                           "KeystoneAgentCommsDeadLetters", "KeystoneAgentCommsWakeFailing"}
     for name, expr in rules:
         assert prometheus.query(expr), f"{name}: no data for {expr}"
     # the agent that cannot start is also failing and stalled
     expected = {"KeystoneAgentStalled": (FAILING, BROKEN), "KeystoneAgentTaskLoopFailing": (FAILING, BROKEN),
                 "KeystoneAgentBlockedSurge": FAILING, "KeystoneAgentNotesSyncConflict": WRITER,
                 "KeystoneAgentTokenSpend": None, "KeystoneAgentMissedRuns": FAILING,
-                "KeystoneAgentTaskLoopCannotStart": BROKEN}
+                "KeystoneAgentTaskLoopCannotStart": BROKEN,
+                "KeystoneAgentCommsDeadLetters": HEALTHY, "KeystoneAgentCommsWakeFailing": HEALTHY}
     def want(agent) -> set:
         return {FAILING, HEALTHY} if agent is None else set(agent) if isinstance(agent, tuple) else {agent}
 
@@ -204,7 +263,7 @@ def test_every_rule_expression_returns_data_and_each_alert_is_active(world, prom
 
         time.sleep(0.5)
     rules_loaded = [r for g in groups for r in g["rules"]]
-    assert len(rules_loaded) == 7 and all(r["health"] == "ok" for r in rules_loaded), rules_loaded
+    assert len(rules_loaded) == 9 and all(r["health"] == "ok" for r in rules_loaded), rules_loaded
     for name, agent in expected.items():
         alerts = active[name]["alerts"]
         agents = {a["labels"]["agent"] for a in alerts}

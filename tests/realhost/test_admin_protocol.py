@@ -26,7 +26,7 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "paused": (["--json"], (0, 1), '"state"'),  # like systemctl is-active: 0 active, 1 paused
     "task": (["show", "no-such-task"], 1, "no task 'no-such-task' in TASKS.yaml"),
     "runs": (["--json"], 0, "["),
-    "logs": ([], 1, "no log of any run"),
+    "logs": ([], 1, "no log of any task-loop run"),
     "info": (["--json"], 0, '"taskCounts"'),
     "kill": (["--json"], 1, '"killed": false'),
     "watch": (["--types", "nothing_such"], 0, ""),
@@ -103,7 +103,7 @@ def test_the_helper_refuses_what_agentctl_refuses(host, a):
         (["journalctl", "--vacuum-size=1K"], "'journalctl --vacuum-size=1K' is not allowed"),
         (["status", "--system"], "'systemctl --system' is not allowed"),
         (["exec"], "exec needs a command"),
-        (["run", "--task"], "run takes nothing, --task NAME or --prompt TEXT"),
+        (["run", "--task"], "run takes nothing, or --task NAME / --prompt TEXT"),
     ]:
         direct = host.sudo_as(host.admin, ["-u", a.user.name, "--", str(host.helper), *args])
         assert direct.returncode == 2 and says in direct.stderr, (args, output(direct))

@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,45 +26,37 @@ KEYS = (*AGENTS, "human", "outsider", "bus")
 
 
 class SocketActivator:
-    """systemd's Accept=yes socket, in a thread: one `bus serve --stdio` process per connection."""
+    """systemd's Accept=yes socket (tests/support/activator.py, a process of its own): one `bus serve --stdio`
+    per connection, as the broker's user. `database` selects the SQLite file the next brokers use."""
 
     def __init__(self, socket_path: Path, argv: list[str], user: str | None):
-        self.socket_path, self.argv, self.user = socket_path, argv, user
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        socket_path.unlink(missing_ok=True)
-        self.server.bind(str(socket_path))
-        os.chmod(socket_path, 0o666)
-        self.server.listen(64)
-        self.server.settimeout(0.2)
-        self.stop = threading.Event()
-        self.procs: list[subprocess.Popen] = []
-        self.database: Path | None = None
-        self.stderr = open(socket_path.parent / "broker.log", "ab")  # the broker's journal
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
+        import sys
 
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.server.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            argv = list(self.argv) + (["--database", str(self.database)] if self.database else [])
-            proc = subprocess.Popen(argv, stdin=conn, stdout=conn, stderr=self.stderr, user=self.user,
-                                    cwd="/", env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
-            conn.close()
-            self.procs = [p for p in self.procs if p.poll() is None] + [proc]
+        self.socket_path = socket_path
+        self.db_file = socket_path.parent / "database"
+        self.db_file.write_text("")
+        repo = Path(__file__).resolve().parents[2]
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.support.activator", str(socket_path), user or "root",
+                                      str(self.db_file), str(socket_path.parent / "broker.log"), *argv],
+                                     cwd=repo, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
+
+    @property
+    def database(self) -> Path | None:
+        text = self.db_file.read_text().strip()
+        return Path(text) if text else None
+
+    @database.setter
+    def database(self, path: Path | None) -> None:
+        self.db_file.write_text(str(path or ""))
 
     def close(self) -> None:
-        self.stop.set()
-        self.server.close()
-        self.thread.join(timeout=2)
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         self.socket_path.unlink(missing_ok=True)
 
 

@@ -111,6 +111,7 @@ class CommsAgents:
         path = home / ".config/keystone-agent/config.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(data, indent=2))
+        (home / "notes").mkdir()  # the agent space: providers run there
         for item in [home, *home.rglob("*")]:
             shutil.chown(item, users[key])
         home.chmod(0o700)

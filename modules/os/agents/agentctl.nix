@@ -30,6 +30,7 @@ let
       chromeDebugPort = L.chromePortOf name;
       units = L.unitNames name;
       inherit (a.exec) mode;
+      comms = { inherit (a.comms) acceptFrom maxDepth sendsPerHour; };
       inherit (a) triggers;
     };
 
@@ -38,6 +39,12 @@ let
     hostName = config.networking.hostName;
     systemctl = L.systemctlPath;
     agents = map agentEntry L.names;
+    coordination = {
+      inherit (L.coordinationOf) backend postgresql maxDeliveries leaseSeconds;
+      local = L.coordinationOf.local // { database = "/var/lib/keystone-bus/bus.sqlite3"; };
+      inherit (rt) admins;
+      adminGroup = "agent-admins";
+    };
   };
 in
 {

@@ -25,6 +25,14 @@ let
         env = { };
       };
     }
+    // lib.optionalAttrs (config.keystone.os.agentRuntime.coordination.backend != "none") {
+      # comms for provider sessions: comms_send, comms_ask, comms_reply, comms_inbox (as the agent)
+      keystone = {
+        command = "${config.keystone.os.agentRuntime.package}/bin/keystone-agent";
+        args = [ "mcp" "serve" "--config" (L.configPath name) ];
+        env = { };
+      };
+    }
     // mapAttrs (_: s: { inherit (s) command args env; } // lib.optionalAttrs (s.envFiles != { }) { inherit (s) envFiles; })
       a.mcp.servers;
 
@@ -87,6 +95,7 @@ let
       };
       environment = a.notes.taskLoop.environment;
       mcpServers = mcpServers name;
+      coordination = L.coordinationOf;
     };
 in
 {

@@ -14,6 +14,7 @@
     ./agentctl.nix
     ./tmpfiles.nix
     ./observability.nix
+    ./coordination.nix
     ./tools.nix
   ];
 }

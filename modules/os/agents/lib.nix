@@ -97,6 +97,24 @@ rec {
 
   dropNulls = filterAttrs (_: v: v != null);
 
+  # The coordination bus as an agent's runtime reaches it (config.nix writes it; agentctl.nix for humans).
+  coordinationOf = let co = rt.coordination; pg = co.postgresql; in {
+    inherit (co) backend maxDeliveries leaseSeconds;
+    postgresql = {
+      host = if pg.createLocally && pg.host == null then "/run/postgresql" else pg.host;
+      inherit (pg) port database;
+    };
+    local = { socket = "/run/keystone-bus/bus.sock"; wakeDir = "/run/keystone-bus/wake"; };
+  };
+  # libpq's TLS settings for an agent whose bus database is on another host (client certificate, CN = its role)
+  pgClientEnv = name:
+    let co = rt.coordination; a = cfg.${name}; in
+    lib.optionalAttrs (co.backend == "postgresql" && !co.postgresql.createLocally && a.postgres.clientCertFile != null) ({
+      PGSSLCERT = a.postgres.clientCertFile;
+      PGSSLKEY = a.postgres.clientKeyFile;
+      PGSSLMODE = "verify-full";
+    } // lib.optionalAttrs (co.postgresql.caFile != null) { PGSSLROOTCERT = co.postgresql.caFile; });
+
   # Hardening of the units the module creates, as far as each unit's job allows; the scores
   # `systemd-analyze security --offline=true` gives the rendered system units are tested (<= 5.0) and
   # published in docs/nixos.md.

@@ -1,5 +1,6 @@
 # Execution modes (keystone.os.agents.<name>.exec, docs/exec-modes.md): the think timer of a proactive agent,
-# the tick timer of a tick agent, and the assertions that keep a mode's requirements. systemd stays the
+# the tick timer of a tick agent, and the assertions that keep a mode's requirements. A reactive agent is woken
+# by the comms path units of coordination.nix ("comms" in triggers). systemd stays the
 # daemon: each cycle is one short-lived `keystone-agent loop --trigger think|tick`.
 { config, lib, pkgs, ... }:
 let
@@ -52,7 +53,7 @@ let
       TimeoutStartSec = cfg.${name}.notes.taskLoop.timeout + 900;
       SyslogIdentifier = "agent-${name}-${trigger}";
       LogRateLimitIntervalSec = 0;
-    };
+    } // L.hardening.userUnit;
   };
 
   cycleTimer = name: trigger: {
@@ -68,47 +69,6 @@ let
     } // (if trigger == "think"
       then { OnUnitInactiveSec = cfg.${name}.exec.thinkInterval; }  # from the end of the last cycle: no overlap
       else { OnUnitActiveSec = cfg.${name}.exec.thinkInterval; });
-  };
-
-  # comms (exec.mode reactive, or "comms" in triggers): the wake file's path unit drains the inbox into TASKS.yaml,
-  # the drain touches state/run-requested, whose path unit starts the task loop. The wake file is the one
-  # keystone_agents.coordination.factory.wake_file names (coordination.wakeFile, else the local broker's
-  # <wakeDir>/<name>, else $XDG_RUNTIME_DIR/keystone/wake).
-  commsOn = name: builtins.elem "comms" cfg.${name}.triggers;
-  coordinationOf = name: (runtimeOf name).coordination or { };
-  wakeFileOf = name:
-    let co = coordinationOf name; in
-    if (co.wakeFile or null) != null then co.wakeFile
-    else if (co.backend or "none") == "local" then "${(co.local or { }).wakeDir or "/run/keystone-bus/wake"}/${name}"
-    else "%t/keystone/wake";
-  commsAgents = builtins.filter commsOn localNames;
-  commsUnits = name: {
-    paths = {
-      "agent-${name}-comms" = {
-        description = "Wake agent ${name} when a message arrives (${wakeFileOf name})";
-        wantedBy = [ "paths.target" ];
-        unitConfig.ConditionUser = userOf name;
-        pathConfig = { PathChanged = wakeFileOf name; Unit = "agent-${name}-comms.service"; TriggerLimitBurst = 0; };
-      };
-      "agent-${name}-loop-rerun" = {
-        description = "Run agent ${name}'s task loop when a drain asked for it";
-        wantedBy = [ "paths.target" ];
-        unitConfig.ConditionUser = userOf name;
-        pathConfig = { PathExists = "${statePath}/run-requested"; Unit = "agent-${name}-task-loop.service"; };
-      };
-    };
-    service = {
-      description = "Comms drain of agent ${name}: claim messages, make them tasks, acknowledge";
-      unitConfig.ConditionUser = userOf name;
-      environment = environmentOf name;
-      serviceConfig = {
-        Type = "oneshot";
-        ExecStart = "${rt.package}/bin/keystone-agent comms drain --config ${L.configPath name}";
-        TimeoutStartSec = 300;
-        SyslogIdentifier = "agent-${name}-comms";
-        LogRateLimitIntervalSec = 0;
-      };
-    };
   };
 
   triggerOf = name: if modeOf name == "proactive" then "think" else if modeOf name == "tick" then "tick" else null;
@@ -128,18 +88,12 @@ in
           message = "keystone.os.agents.${name}.exec.mode = \"tick\" needs a local execute provider: ${toString (localProblem (runtimeOf name))}; set keystone.os.agents.${name}.notes.taskLoop.execute.provider = \"command\" (with settings.commandProvider.argv = [ \"ollama\" \"run\" \"{model}\" ]) or \"openai\" with settings.openaiProvider.baseUrl = \"http://127.0.0.1:11434/v1\".";
         }
         {
-          assertion = !(commsOn name) || ((coordinationOf name).backend or "none") != "none";
-          message = "keystone.os.agents.${name}.triggers has \"comms\", but its runtime config's coordination.backend is \"none\": set keystone.os.agents.${name}.settings.coordination.backend to \"local\" or \"postgresql\" (docs/exec-modes.md), or remove \"comms\" from triggers.";
-        }
-        {
-          assertion = mode != "reactive" || builtins.elem "comms" (a.triggers or [ ]);
-          message = "keystone.os.agents.${name}.exec.mode = \"reactive\" is woken by messages: add \"comms\" to keystone.os.agents.${name}.triggers (and set keystone.os.agentRuntime.coordination.backend), or use mode \"timer\".";
+          assertion = mode != "reactive" || (builtins.elem "comms" a.triggers && rt.coordination.backend != "none");
+          message = "keystone.os.agents.${name}.exec.mode = \"reactive\" is woken by messages: add \"comms\" to keystone.os.agents.${name}.triggers and set keystone.os.agentRuntime.coordination.backend (\"local\" or \"postgresql\"), or use mode \"timer\".";
         }
       ]) localNames;
 
-    systemd.user.services = forCycled cycleService
-      // listToAttrs (map (n: nameValuePair "agent-${n}-comms" (commsUnits n).service) commsAgents);
+    systemd.user.services = forCycled cycleService;
     systemd.user.timers = forCycled cycleTimer;
-    systemd.user.paths = lib.foldl' (acc: n: acc // (commsUnits n).paths) { } commsAgents;
   };
 }

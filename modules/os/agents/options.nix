@@ -439,11 +439,44 @@ let
       triggers = mkOption {
         type = types.listOf (types.enum [ "schedule" "comms" "manual" ]);
         default = [ "schedule" "manual" ];
+        example = [ "comms" "manual" ];
         description = ''
-          What starts the agent's task loop: `schedule` (its timer), `comms` (a message arrives: the comms path
-          unit drains the inbox, then the loop runs), `manual` (agentctl). Without `schedule` the task-loop timer
-          is not installed (a purely reactive agent).
+          What starts the agent's task loop: `schedule` (its timer), `comms` (a message from another agent or a
+          human wakes it within a second: the comms path units; needs agentRuntime.coordination.backend), `manual`
+          (agentctl run). An agent without `schedule` has no task-loop timer: it is purely reactive.
         '';
+      };
+
+      comms = {
+        acceptFrom = mkOption {
+          type = types.listOf types.str;
+          default = [ "*" ];
+          example = [ "luce" "admins" ];
+          description = "Who may send this agent messages: agent names, `admins` (the humans of agentRuntime.admins), or `*` (any agent or admin of the bus).";
+        };
+        maxDepth = mkOption {
+          type = types.ints.unsigned;
+          default = 3;
+          description = "Deepest delegation this agent accepts: a message sent by a task made from a message is one level deeper; deeper sends are refused.";
+        };
+        sendsPerHour = mkOption {
+          type = types.ints.positive;
+          default = 120;
+          description = "Messages and asks this agent may send per hour (replies are not counted); more are refused.";
+        };
+      };
+
+      postgres = {
+        clientCertFile = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          description = "TLS client certificate (CN = agent-<name>) for a PostgreSQL bus on another host. A path read at runtime, never copied to the store.";
+        };
+        clientKeyFile = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          description = "The client certificate's private key (readable by agent-<name> only).";
+        };
       };
 
       exec = {
@@ -565,6 +598,61 @@ in
         default = { };
         internal = true;
         description = "Scripts the module generates for units, by name (for the evaluation tests, which run them).";
+      };
+      coordination = {
+        backend = mkOption {
+          type = types.enum [ "none" "local" "postgresql" ];
+          default = "none";
+          description = ''
+            The bus agents coordinate over (comms: messages, ask and reply). `local`: one host, a small broker
+            (keystone-bus.socket) that alone owns an SQLite file and knows callers by their uid. `postgresql`:
+            agents on several hosts (or one host with PostgreSQL); each agent user is its database role.
+          '';
+        };
+        maxDeliveries = mkOption {
+          type = types.ints.positive;
+          default = 5;
+          description = "A message delivered this many times without becoming a task is dead-lettered (event message_dead_lettered, metric, alert).";
+        };
+        leaseSeconds = mkOption {
+          type = types.ints.positive;
+          default = 300;
+          description = "How long a claimed message is invisible to other drains before it is redelivered.";
+        };
+        postgresql = {
+          createLocally = mkOption {
+            type = types.bool;
+            default = true;
+            description = "This host runs the bus database (services.postgresql, the keystone database, a role per agent and admin).";
+          };
+          database = mkOption {
+            type = types.str;
+            default = "keystone";
+            description = "Database name.";
+          };
+          host = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            example = "db.example.org";
+            description = "The database host for agents of this host (null: the local socket /run/postgresql with peer authentication).";
+          };
+          port = mkOption {
+            type = types.port;
+            default = 5432;
+            description = "The database port.";
+          };
+          allowedNetworks = mkOption {
+            type = types.listOf types.str;
+            default = [ ];
+            example = [ "10.0.0.0/24" ];
+            description = "Networks from which agents of other hosts connect (TLS with client certificates: `hostssl … cert`).";
+          };
+          caFile = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            description = "CA that signed the server's and the agents' client certificates (remote agents).";
+          };
+        };
       };
       configDir = mkOption {
         type = types.strMatching "/etc/.+";

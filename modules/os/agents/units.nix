@@ -15,7 +15,7 @@ let
     GIT_SSH_COMMAND = "ssh -o StrictHostKeyChecking=accept-new";
   } // lib.optionalAttrs (cfg.${name}.ssh.keyFile != null) {
     SSH_AUTH_SOCK = L.sshSocketOf name;
-  };
+  } // L.pgClientEnv name;
 
   # job: { unit, command, description, onCalendar, timeoutSec }
   jobsOf = name:
@@ -80,13 +80,14 @@ let
   };
 
   forAll = f: listToAttrs (concatMap (name: map (f name) (jobsOf name)) localNames);
+  # an agent without "schedule" in its triggers is purely reactive: no task-loop timer (comms and agentctl
+  # run still start the service)
+  timed = name: job: job.unit != (unitNames name).taskLoop || lib.elem "schedule" cfg.${name}.triggers;
+  forTimers = f: listToAttrs (concatMap (name: map (f name) (builtins.filter (timed name) (jobsOf name))) localNames);
 in
 {
   config = mkIf (cfg != { }) {
     systemd.user.services = forAll serviceOf;
-    # triggers without "schedule": no task-loop timer (a purely reactive agent, woken by comms; modes.nix)
-    systemd.user.timers = lib.filterAttrs (unit: _: !(builtins.any
-      (n: unit == (unitNames n).taskLoop && !(builtins.elem "schedule" cfg.${n}.triggers)) localNames))
-      (forAll timerOf);
+    systemd.user.timers = forTimers timerOf;
   };
 }

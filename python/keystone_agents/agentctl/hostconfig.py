@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keystone_agents.problems import Problem, ValidationFailed
-from keystone_agents.queuefile import _line_of, schema_problems
 
 CONFIG_ENV = "AGENTCTL_CONFIG"
 DEFAULT_PATH = Path("/etc/keystone-agents/agentctl.json")
@@ -33,7 +32,7 @@ class AgentEntry:
     desktop: bool = False
     helper: str | None = None
     uid: int | None = None
-    comms: dict = field(default_factory=dict)  # acceptFrom, maxDepth, sendsPerHour (schema defaults applied)
+    comms: dict = field(default_factory=dict, hash=False)  # acceptFrom, maxDepth, sendsPerHour
     triggers: tuple[str, ...] = ("schedule", "manual")
     mode: str = "timer"  # exec.mode (docs/exec-modes.md)
     # system units of this agent (ssh-agent, desktop, browser) that `status|start|stop|restart UNIT` reach
@@ -66,7 +65,7 @@ class HostConfig:
     ssh_command: list[str] = field(default_factory=lambda: ["ssh"])
     source_path: Path | None = None
     systemctl: str = "systemctl"
-    coordination: dict = field(default_factory=dict)  # the raw `coordination` object (coordination/registry.py)
+    coordination: dict = field(default_factory=dict, hash=False)  # the raw `coordination` object (registry.py)
 
     @property
     def this_host(self) -> str:
@@ -101,6 +100,8 @@ def find_path(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def parse(data: object, file: str = "<host config>", text: str | None = None) -> HostConfig:
+    from keystone_agents.queuefile import _line_of, schema_problems  # lazy: the broker skips validation when cached
+
     def locate(path: list) -> int | None:
         if text is None:
             return None
@@ -123,6 +124,12 @@ def parse(data: object, file: str = "<host config>", text: str | None = None) ->
             seen.setdefault(agent["name"], index)
     if problems:
         raise ValidationFailed(problems)
+    return build(data)
+
+
+def build(data: dict) -> HostConfig:
+    """The typed host configuration from JSON that passed `parse`'s validation (the broker keeps the hash of
+    the last validated file and skips re-validating an unchanged one on each connection)."""
     agents = [
         AgentEntry(
             name=a["name"], user=a["user"], home=a["home"], host=a.get("host"), notes_dir=a.get("notesDir"),

@@ -273,8 +273,11 @@ def drain_command(ctx: AgentContext, limit, as_json):
     from keystone_agents.coordination.comms import drain
 
     config = ctx.config
+    from keystone_agents.coordination.observe import record
+
     with bus_for(ctx, as_json) as bus:
         result = drain(bus, ctx.space, config.coordination, log=event_log(ctx), limit=limit)
+        record(bus, config, ctx.space.state_dir, result.received)
     if as_json:
         echo_json(result.to_json())
     else:

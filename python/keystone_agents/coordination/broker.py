@@ -14,6 +14,7 @@ the receiver's comms path unit watches.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -43,10 +44,39 @@ class BrokerSettings:
     def load(cls, host_config: str | None = None, database: str | None = None, sock: str | None = None,
              wake_dir: str | None = None) -> "BrokerSettings":
         path = hostconfig.find_path(host_config)
-        local = (hostconfig.load(path).coordination or {}).get("local") or {}
-        return cls(path, Path(database or local.get("database") or "/var/lib/keystone-bus/bus.sqlite3"),
+        db = Path(database) if database else None
+        local = (load_host_config(path, db.parent if db else None).coordination or {}).get("local") or {}
+        return cls(path, db or Path(local.get("database") or "/var/lib/keystone-bus/bus.sqlite3"),
                    Path(sock or local.get("socket") or "/run/keystone-bus/bus.sock"),
                    Path(wake_dir or local.get("wakeDir") or "/run/keystone-bus/wake"))
+
+
+VALIDATED = "host-config-validated.sha256"
+
+
+def load_host_config(path: Path, state_dir: Path | None) -> hostconfig.HostConfig:
+    """The host configuration, validated against its schema when it changed since the last validation (its
+    hash is kept in the broker's state dir): a broker starts once per connection and must start fast."""
+    import hashlib
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return hostconfig.load(path)  # the loader's own clear error
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    stamp = state_dir / VALIDATED if state_dir else None
+    try:
+        if stamp is not None and stamp.read_text(encoding="utf-8").strip() == digest:
+            return dataclasses.replace(hostconfig.build(json.loads(text)), source_path=path)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    config = hostconfig.load(path)
+    if stamp is not None:
+        try:
+            stamp.write_text(digest + "\n", encoding="utf-8")
+        except OSError:
+            pass
+    return config
 
 
 def peer_uid(sock: socket.socket) -> int:
@@ -97,7 +127,7 @@ def serve_stream(reader: BinaryIO, writer: BinaryIO, uid: int, settings: BrokerS
         writer.flush()
 
     try:
-        reg = registry.from_host_config(hostconfig.load(settings.host_config))
+        reg = registry.from_host_config(load_host_config(settings.host_config, settings.database.parent))
         me = identify(uid, reg)
         conn = store.connect(settings.database)
     except BusError as exc:

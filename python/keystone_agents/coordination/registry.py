@@ -75,7 +75,7 @@ def from_host_config(host: HostConfig, *, include_root: bool = True) -> Registry
         ))
         agent_users.add(agent.user)
     admins = [u for u in admin_users(host) if u not in agent_users]
-    if include_root and "root" not in admins:
+    if include_root and "root" not in admins and "root" not in agent_users:
         admins.append("root")
     principals += [Principal(role=user, name=user, kind="admin") for user in admins]
     return Registry(tuple(principals))

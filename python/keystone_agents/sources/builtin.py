@@ -28,5 +28,5 @@ def builtin_sources(config: Config, state_dir: Path, env: dict, log=None) -> lis
     if config.coordination.backend != "none":
         from keystone_agents.sources.comms import CommsSource
 
-        sources.append(CommsSource(config.coordination, state_dir, log=log))
+        sources.append(CommsSource(config.coordination, state_dir, config=config, log=log))
     return sources

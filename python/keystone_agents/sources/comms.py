@@ -20,6 +20,7 @@ from keystone_agents.sources.base import FetchResult, SourceFailed
 class CommsSource:
     settings: Any  # config.CoordinationSettings
     state_dir: Path
+    config: Any = None  # the agent's Config (metrics)
     log: Any = None
     limit: int = 100
     name: str = "comms"
@@ -45,6 +46,15 @@ class CommsSource:
                                  message_id=message.id, sender=message.sender, kind=message.kind,
                                  deliveries=message.delivery_count)
         messages = claimed.messages
+        if self.config is not None:
+            from keystone_agents.coordination.observe import age_seconds, write_sweep
+
+            late = [m for m in messages if age_seconds(m.created_at) > self.settings.wake_grace_seconds]
+            write_sweep(self.config, self.state_dir, len(late))
+            if late and self.log:
+                self.log.warning("log", msg=f"comms: the sweep found {len(late)} message(s) the wake path missed "
+                                 f"(older than {self.settings.wake_grace_seconds:g}s): is agent-"
+                                 f"{self.config.agent_name}-comms.path failed?", status="error", messages=len(late))
 
         def commit() -> None:
             try:
@@ -55,10 +65,18 @@ class CommsSource:
                                       status="delivered", message_id=message.id, sender=message.sender,
                                       kind=message.kind, depth=message.depth, deliveries=message.delivery_count,
                                       source_ref=source_ref(message.id))
+                if self.config is not None:
+                    from keystone_agents.coordination.observe import record
+
+                    record(bus, self.config, self.state_dir, messages)
             finally:
                 bus.close()
 
         if not messages:
+            if self.config is not None:
+                from keystone_agents.coordination.observe import record
+
+                record(bus, self.config, self.state_dir, [])
             bus.close()
         return FetchResult(self.name, None, [task_item(m) for m in messages], time.monotonic() - started,
                            commit=commit if messages else None)
