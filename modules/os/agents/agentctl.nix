@@ -31,6 +31,7 @@ let
       units = L.unitNames name;
       inherit (a.exec) mode;
       comms = { inherit (a.comms) acceptFrom maxDepth sendsPerHour; };
+      shared = { inherit (a.shared) writePrefixes; };
       inherit (a) triggers;
     };
 
@@ -41,6 +42,7 @@ let
     agents = map agentEntry L.names;
     coordination = {
       inherit (L.coordinationOf) backend postgresql maxDeliveries leaseSeconds;
+      shared = { inherit (rt.coordination.shared) maxValueBytes quotaBytes; };
       local = L.coordinationOf.local // { database = "/var/lib/keystone-bus/bus.sqlite3"; };
       inherit (rt) admins;
       adminGroup = "agent-admins";

@@ -30,9 +30,7 @@ def wake_file(settings: CoordinationSettings, agent_name: str, state_dir: Path) 
         return Path(os.path.expanduser(settings.wake_file))
     if settings.backend == "local":
         return Path(settings.local.wake_dir) / agent_name
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return Path(runtime) / "keystone" / "wake"
+    # the path the NixOS module's agent-<name>-comms.path watches (coordination.nix: wakeFile)
     return state_dir / "comms-wake"
 
 

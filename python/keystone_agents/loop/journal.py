@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from keystone_agents.atomic import fsync_dir
 from keystone_agents.loop.state import remove
 
 PHASES = ("exited", "drained", "result", "decided")
@@ -51,7 +52,7 @@ class Journal:
         self.close()
         self.record = {}
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return self
 
     def _write(self, **fields: Any) -> None:
@@ -103,19 +104,6 @@ def read(state_dir: Path) -> dict[str, Any] | None:
         if isinstance(data, dict) and data.get("phase") in PHASES and data.get("task"):
             return data
     return None
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 OUTPUT_KEEP = 200_000  # characters of the provider's output kept for URL detection after a crash
