@@ -225,7 +225,7 @@ def test_humans_use_comms_as_themselves_through_agentctl(fleet):
     assert (reply["to"], reply["in_reply_to"], reply["body"]) == (human, ask_id, expected_answer("status?"))
     tree = json.loads(ok(fleet.agentctl("human", "hierarchy", ask_id, "--json")))
     assert [(m["kind"], m["from"], m["depth"]) for m in tree] == [("ask", human, 0), ("reply", "beta", 0)]
-    assert "reply beta -> " in ok(fleet.agentctl("human", "hierarchy", ask_id))
+    assert "reply beta[timer] -> " in ok(fleet.agentctl("human", "hierarchy", ask_id))  # with its mode
     # the configuration does not know this user: the bus refuses it, whatever it claims
     refused = fleet.agentctl("outsider", "alpha", "send", "--body", "let me in")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr

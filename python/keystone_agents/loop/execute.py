@@ -675,7 +675,7 @@ def _record(ctx, name, entry, runtime, result, outcome, started_at, log_path, at
         "turns": result.turns if result else None,
         "deliveries": list(deliveries), "delivery_failed": any(not d["ok"] for d in deliveries),
         "session_id": (result.session_id or None) if result else None, "auto_turn": auto_turn,
-        "tool_calls": result.tool_calls if result else None, "mode": ctx.config.exec.mode,
+        "tool_calls": result.tool_calls if result else None, "mode": ctx.config.exec.mode if ctx.config is not None else None,
     })
 
 
@@ -797,7 +797,7 @@ def _finalize(space, tf: TaskFile, conn, log, config, record: dict) -> int:
     if changed or not already:
         runtime = Runtime(record.get("provider") or "", record.get("profile"), record.get("model"), None, None)
         pull_requests, issues = _urls(result, report)
-        ctx = types.SimpleNamespace(run_id=run_id, conn=conn)
+        ctx = types.SimpleNamespace(run_id=run_id, conn=conn, config=config)
         _record(ctx, name, {"source_ref": record.get("source_ref")}, runtime, result, outcome,
                 record.get("started_at") or now, record.get("log_path") or "", attempt=record.get("attempt") or 1,
                 message=message, pull_requests=pull_requests, issues=issues, reason=reason,
