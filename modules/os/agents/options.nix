@@ -537,7 +537,7 @@ let
         watchPrefixes = mkOption {
           type = types.listOf types.str;
           default = [ ];
-          description = "Shared-state key prefixes whose changes go into the proactive briefing.";
+          description = "Shared-state key prefixes this agent watches: a write under one by another agent wakes it like a message (its comms path unit; a reactive/timer agent gets a task per changed key) and goes into the proactive briefing.";
         };
       };
 

@@ -546,7 +546,7 @@ class Run:
             cycles.stop_timer(self.agent, trigger, space, log)
             return
         if trigger == "think":
-            brief, state = cycles.briefing(space, config)
+            brief, state = self.think_briefing(cycles)
             if brief.empty:
                 cycles.save_think(space, state, thought=False)
                 self.state.stages["think"] = ("skipped", 0.0)
@@ -565,9 +565,31 @@ class Run:
         self.stages()
         if trigger == "think":
             _, after = cycles.briefing(space, config)  # the think's own changes are not news next time
+            # the bus sections keep the cursors read before the think: what others did meanwhile is news
+            after.update({key: state[key] for key in cycles.BUS_STATE if key in state})
             cycles.save_think(space, after, thought=True)
         elif self.tick_ended:
             cycles.stop_timer(self.agent, "tick", space, log)
+
+    def think_briefing(self, cycles):
+        """The think cycle's briefing; with a coordination bus, its messages, watched shared keys and decided
+        approvals too (a bus that cannot be reached is a warning: the rest of the briefing still counts)."""
+        from keystone_agents.coordination.base import BusError
+
+        bus = None
+        if self.config.coordination.backend != "none":
+            from keystone_agents.coordination.factory import open_bus
+
+            try:
+                bus = open_bus(self.config.coordination)
+            except BusError as exc:
+                self.log.warning("log", msg=f"think: the coordination bus is unavailable ({exc.message}); "
+                                 "briefing without messages, shared keys and approvals", step="think", status="error")
+        try:
+            return cycles.briefing(self.space, self.config, bus=bus, log=self.log)
+        finally:
+            if bus is not None:
+                bus.close()
 
     def add_adhoc_task(self, tf) -> str:
         """`loop --prompt TEXT`: the prompt becomes a task (so it is bookkept like any other) and runs now.
