@@ -3,6 +3,9 @@ one JSON object per line: {"v": 1, "id", "ts", "agent", "event", …the event's 
 names}. The id is the cursor: SQLite assigns and commits ids under its single write lock, so reading
 `id > last` never skips a row another writer commits later (gap-free across concurrent writers).
 
+The PostgreSQL backend's fleet table (bus migration 004, keystone.events) holds the same events of every
+agent of every host; `read_bus` reads it for `agentctl watch --all`.
+
 `--journal` merges the agent's unit output from `journalctl --user -o json` as
 {"v": 1, "source": "journal", "ts", "agent", "unit", "message", "cursor"}.
 """
@@ -98,6 +101,30 @@ def read(path: Path, agent: str, cursor: Cursor, follow: bool = False, interval:
     finally:
         if conn is not None:
             conn.close()
+
+
+def bus_line(row: dict) -> dict:
+    """A row of the PostgreSQL bus's event table (sql/004) as the same NDJSON line, with its host."""
+    data = dict(row.get("data") or {})
+    return {"v": VERSION, "id": row["id"], "ts": row["ts"], "host": row.get("host") or None, "agent": row["agent"],
+            "event": row["event"], **data}
+
+
+def read_bus(bus, cursor: Cursor, agents: list[str] | None = None, follow: bool = False, wait: float = 2.0,
+             stop: Callable[[], bool] = lambda: False) -> Iterator[dict]:
+    """Events of the bus's fleet table after the cursor (gap-free: see sql/004); with `follow`, keep waiting
+    (LISTEN keystone_events, re-read at least every `wait` seconds) until `stop()`."""
+    if cursor.since_time is not None:
+        cursor.after_id, cursor.since_time = bus.events_cursor(cursor.since_time), None
+    while True:
+        rows = bus.events_after(cursor.after_id, agents, cursor.types, BATCH, wait if follow else 0.0)
+        for row in rows:
+            cursor.after_id = row["id"]
+            yield bus_line(row)
+        if len(rows) == BATCH:
+            continue
+        if not follow or stop():
+            return
 
 
 def journal_lines(agent: str, follow: bool, emit: Callable[[dict], None], argv_prefix: list[str] | None = None

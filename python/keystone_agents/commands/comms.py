@@ -82,7 +82,8 @@ def event_log(ctx: AgentContext, what: str = "comms", stream=None):
         pass
     event_db = ctx.space.history_db if state.is_dir() and os.access(state, os.W_OK) else None
     return event_logger(agent=name, unit=f"agent-{name}-{what}", run_id=f"{name}-{what}-{os.getpid()}",
-                        stream=stream or sys.stderr, event_db=event_db)
+                        stream=stream or sys.stderr, event_db=event_db,
+                        event_bus=ctx.config.coordination if event_db is not None else None)
 
 
 def plain_line(m: Message) -> str:

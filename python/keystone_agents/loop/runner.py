@@ -241,7 +241,8 @@ class Run:
         self.run_id = f"{self.agent}-task-loop-{stamp}"
         self.run_log = space.logs_dir / f"{stamp}.log"
         self.log = event_logger(agent=self.agent, unit=self.unit, run_id=self.run_id, log_file=self.run_log,
-                                event_db=None if dry_run else space.history_db)
+                                event_db=None if dry_run else space.history_db,
+                                event_bus=None if dry_run else config.coordination)
         self.state = RunState()
         self.step = "setup"
         self.env = env_for_children(config)
@@ -774,6 +775,20 @@ class Run:
             marker.touch()
         except (OSError, sqlite3.Error):
             pass
+        else:
+            if self.config.coordination.backend == "postgresql":  # the agent's rows of the fleet table too
+                from keystone_agents.coordination.base import BusError
+                from keystone_agents.coordination.factory import open_bus
+
+                try:
+                    bus = open_bus(self.config.coordination)
+                    try:
+                        bus.events_prune(self.config.keep_event_days)
+                    finally:
+                        bus.close()
+                except BusError as exc:
+                    self.log.warning("log", msg=f"cannot prune the bus's events: {exc.message}", step="finish",
+                                     status="error")
 
     def summary(self, exit_code: int) -> dict:
         """The run as `loop --json` prints it (the keys of `runs --json`)."""

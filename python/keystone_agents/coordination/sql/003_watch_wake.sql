@@ -18,3 +18,4 @@ END $$;
 
 CREATE TRIGGER shared_state_history_wake AFTER INSERT ON keystone.shared_state_history
   FOR EACH ROW EXECUTE FUNCTION keystone.wake_watchers();
+REVOKE ALL ON FUNCTION keystone.wake_watchers() FROM PUBLIC;
