@@ -185,3 +185,20 @@ def test_host_config_carries_each_agents_mode(evaluate):
     host = ev.host_config()
     assert {a["name"]: a["mode"] for a in host["agents"]} == {"drago": "autonomous", "luce": "timer"}
     assert parse(host).get("drago").mode == "autonomous"  # agentctl's own loader reads it
+
+
+def test_host_config_carries_watch_prefixes_for_the_bus(evaluate):
+    """exec.watchPrefixes reaches the host configuration, from which the broker and `bus migrate` know whom a
+    shared-state write wakes (coordination.registry.watchers)."""
+    from keystone_agents.agentctl.hostconfig import parse
+    from keystone_agents.coordination.registry import from_host_config
+
+    ev = evaluate('{ networking.hostName = "ocean"; keystone.os.agents.drago = { exec.watchPrefixes = [ "jobs/" ]; }; '
+                  'keystone.os.agents.luce = { }; }')
+    host = ev.host_config()
+    assert {a["name"]: a["watchPrefixes"] for a in host["agents"]} == {"drago": ["jobs/"], "luce": []}
+    registry = from_host_config(parse(host), include_root=False)
+    luce = registry.agent("luce")
+    assert [p.name for p in registry.watchers("jobs/build", luce)] == ["drago"]
+    assert registry.watchers("jobs/build", registry.agent("drago")) == []  # its own write wakes nobody
+    assert registry.watchers("other/x", luce) == []
