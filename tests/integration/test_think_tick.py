@@ -135,6 +135,12 @@ def test_tick_with_a_hosted_provider_is_refused_by_validate_and_by_the_run(lh):
     assert bad.returncode == 1 and "thinkInterval" in bad.stdout
 
 
+def test_watch_prefixes_without_a_bus_are_refused_by_validate(lh):
+    lh.config(exec={"mode": "proactive", "thinkInterval": 60, "watchPrefixes": ["jobs/"]})
+    bad = lh.agent("validate")
+    assert bad.returncode == 1 and "exec.watchPrefixes needs the coordination bus" in bad.stdout
+
+
 def test_tick_with_codex_on_a_local_model_server(lh):
     lh.config(exec={"mode": "tick", "thinkInterval": 5, "instructions": "Tick."},
               defaults={"provider": "codex", "model": "gpt-oss:20b"}, codexProvider={"localProvider": "ollama"})

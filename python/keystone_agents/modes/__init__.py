@@ -46,4 +46,8 @@ def config_problems(config, file: str) -> list[Problem]:
         why = local_provider_problem(config)
         if why:
             problems.append(Problem(file, None, "execute.provider", f"exec.mode tick needs a local provider: {why}"))
+    if config.exec.watch_prefixes and config.coordination.backend == "none":
+        problems.append(Problem(file, None, "exec.watchPrefixes",
+                                "exec.watchPrefixes needs the coordination bus, where shared state lives: set "
+                                "coordination.backend to local or postgresql, or remove exec.watchPrefixes"))
     return problems
