@@ -382,7 +382,7 @@ class EventTable:
 
 class BusEvents:
     """A structlog processor that also appends every event to the coordination bus's event table (PostgreSQL
-    backend: keystone.events, sql/004), for `agentctl watch --all` across hosts. Connected on the first event;
+    backend: keystone.events, sql/005), for `agentctl watch --all` across hosts. Connected on the first event;
     a bus that cannot be reached is one warning, and the run goes on (the local table and logfmt still have
     every event)."""
 

@@ -3,7 +3,7 @@ one JSON object per line: {"v": 1, "id", "ts", "agent", "event", …the event's 
 names}. The id is the cursor: SQLite assigns and commits ids under its single write lock, so reading
 `id > last` never skips a row another writer commits later (gap-free across concurrent writers).
 
-The PostgreSQL backend's fleet table (bus migration 004, keystone.events) holds the same events of every
+The PostgreSQL backend's fleet table (bus migration 005, keystone.events) holds the same events of every
 agent of every host; `read_bus` reads it for `agentctl watch --all`.
 
 `--journal` merges the agent's unit output from `journalctl --user -o json` as
@@ -104,7 +104,7 @@ def read(path: Path, agent: str, cursor: Cursor, follow: bool = False, interval:
 
 
 def bus_line(row: dict) -> dict:
-    """A row of the PostgreSQL bus's event table (sql/004) as the same NDJSON line, with its host."""
+    """A row of the PostgreSQL bus's event table (sql/005) as the same NDJSON line, with its host."""
     data = dict(row.get("data") or {})
     return {"v": VERSION, "id": row["id"], "ts": row["ts"], "host": row.get("host") or None, "agent": row["agent"],
             "event": row["event"], **data}
@@ -112,7 +112,7 @@ def bus_line(row: dict) -> dict:
 
 def read_bus(bus, cursor: Cursor, agents: list[str] | None = None, follow: bool = False, wait: float = 2.0,
              stop: Callable[[], bool] = lambda: False) -> Iterator[dict]:
-    """Events of the bus's fleet table after the cursor (gap-free: see sql/004); with `follow`, keep waiting
+    """Events of the bus's fleet table after the cursor (gap-free: see sql/005); with `follow`, keep waiting
     (LISTEN keystone_events, re-read at least every `wait` seconds) until `stop()`."""
     if cursor.since_time is not None:
         cursor.after_id, cursor.since_time = bus.events_cursor(cursor.since_time), None

@@ -1,4 +1,4 @@
-"""Issue 19: the PostgreSQL bus's fleet event table (bus migration 004) for `watch` across hosts. Agents' runs
+"""Issue 19: the PostgreSQL bus's fleet event table (bus migration 005) for `watch` across hosts. Agents' runs
 and commands append their events (as themselves: the agent is the caller's role); `agentctl watch --all` reads
 every agent's as an admin; an agent reads only its own; the cursor is gap-free under a transaction that holds
 an id and commits late (the xmin horizon). Real users and a real PostgreSQL 15 cluster."""

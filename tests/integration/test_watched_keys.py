@@ -1,5 +1,5 @@
 """Issue 19 × shared state: a write under an agent's exec.watchPrefixes wakes it like a message (the broker's
-wake file; on PostgreSQL sql/003's NOTIFY through `comms listen`), its drain makes one task per changed key
+wake file; on PostgreSQL sql/004's NOTIFY through `comms listen`), its drain makes one task per changed key
 (a proactive agent: starts its think cycle, whose briefing lists the change and its unread messages), and the
 writes and changes are events of `keystone-agent watch`. Real users, both backends.
 

@@ -15,6 +15,7 @@
     ./tmpfiles.nix
     ./observability.nix
     ./coordination.nix
+    ./policy.nix
     ./tools.nix
   ];
 }

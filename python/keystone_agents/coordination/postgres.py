@@ -257,7 +257,7 @@ class PgBus:
 
         return self._call("audit_append", action, Jsonb(detail))
 
-    # ---------------------------------------------------------------- the fleet's event table (sql/004)
+    # ---------------------------------------------------------------- the fleet's event table (sql/005)
 
     def event_append(self, host, at, run_id, task, event, data) -> int:
         from psycopg.types.json import Jsonb
@@ -265,7 +265,7 @@ class PgBus:
         return int(self._call("event_append", host, at, run_id, task, event, Jsonb(data)))
 
     def events_after(self, after_id=0, agents=None, types=None, limit=500, timeout=0.0) -> list[dict]:
-        """Events after `after_id` (gap-free: sql/004's horizon), oldest first; with `timeout`, LISTEN
+        """Events after `after_id` (gap-free: sql/005's horizon), oldest first; with `timeout`, LISTEN
         keystone_events and re-read after each notification (and every 2 s: a row that was held back by an
         older transaction in flight is read once that one ends) until there are some."""
         rows = self._call("events_after", int(after_id), list(agents or []), list(types or []), int(limit))
@@ -291,6 +291,40 @@ class PgBus:
 
     def events_prune(self, days: int) -> int:
         return int(self._call("events_prune", int(days)))
+
+    # ---------------------------------------------------------- policy decisions and approvals
+
+    def policy_notify(self, detail) -> dict:
+        from psycopg.types.json import Jsonb
+
+        return self._call("policy_notify", Jsonb(detail))
+
+    def approval_request(self, id, task, run_id, action, capability, action_sha256, rule) -> dict:
+        from psycopg.types.json import Jsonb
+
+        from keystone_agents.coordination.base import check_uuid
+
+        return self._call("approval_request", check_uuid(id, "approval id"), task or "", run_id or "", Jsonb(action),
+                          capability, action_sha256, rule)
+
+    def approval_consume(self, action_sha256, task) -> str | None:
+        found = self._call("approval_consume", action_sha256, task or "")
+        return str(found) if found else None
+
+    def approval_get(self, id) -> dict:
+        from keystone_agents.coordination.base import check_uuid
+
+        return self._call("approval_get", check_uuid(id, "approval id"))
+
+    def approvals_list(self, state=None, agent=None, limit=500) -> list[dict]:
+        return self._call("approvals_list", state, agent, int(limit))
+
+    def approval_decide(self, id, approve, note=None) -> dict:
+        from keystone_agents.coordination.base import check_uuid
+
+        result = self._answer(self._call("approval_decide", check_uuid(id, "approval id"), bool(approve), note))
+        result.pop("ok", None)
+        return result
 
     def close(self) -> None:
         try:

@@ -100,7 +100,7 @@ def may_write(principal: Principal, key: str) -> bool:
 
 
 def watches(principal: Principal, key: str) -> bool:
-    """Whether `key` is under one of the agent's exec.watchPrefixes (the rule sql/003's trigger also applies)."""
+    """Whether `key` is under one of the agent's exec.watchPrefixes (the rule sql/004's trigger also applies)."""
     return any(key.startswith(prefix) for prefix in principal.watch_prefixes)
 
 

@@ -1,6 +1,6 @@
 """Watched shared keys (exec.watchPrefixes): what an agent does with a shared-state write under one of them.
 
-The bus wakes the agent (the broker touches its wake file; on PostgreSQL sql/003's trigger NOTIFYs its wake
+The bus wakes the agent (the broker touches its wake file; on PostgreSQL sql/004's trigger NOTIFYs its wake
 channel and `comms listen` touches the file), exactly as a message does. Then, on the agent's side:
 - proactive: the change is news for the next think cycle's briefing (modes/cycles.py keeps its own cursor);
   the drain starts the think cycle at once (`systemctl --user start --no-block agent-<name>-think.service`)

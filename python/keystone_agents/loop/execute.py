@@ -17,6 +17,9 @@
   a model error → one retry with the fallback model; failure or timeout → pending with the failure counted,
   blocked after maxAttempts. Status `error` is never written. Deliveries the report lists are recorded
   apart from the status.
+* With a policy (policy/outcome.py, docs/policy.md), what the CLI's pre-tool hook decided overrides all of
+  that: an action waiting for a human's approval → outcome "blocked" with `blocked_reason: approval:<id>`;
+  every attempted action refused → outcome "policy" (the task blocked).
 * TASKS.yaml as the provider left it is kept when valid, rejected and restored when not (loop/guard.py).
 """
 
@@ -38,6 +41,7 @@ from keystone_agents.profiles import Runtime, resolve
 from keystone_agents.providers.coding import route as coding_route
 from keystone_agents.providers import ProviderError, ProviderResult, get
 from keystone_agents.providers.base import found_urls
+from keystone_agents.policy.model import PolicyError
 from keystone_agents.providers.mcp import McpError
 from keystone_agents.providers.mcp import plan_for as mcp_plan
 from keystone_agents.providers.process import RunOptions
@@ -359,6 +363,9 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
 
     from keystone_agents.modes import continuation
 
+    from keystone_agents.policy import outcome as policy_outcome
+
+    policy = {"run": None}  # the policy the CLI hooks read and the run's decision log (policy/outcome.py)
     if ctx.tasks_lock:  # a provider may run for half an hour: TASKS.yaml is free for others meanwhile
         ctx.tasks_lock.release()
     session, turn = None, 0
@@ -371,7 +378,8 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
             prompt = continuation.reprompt(prompt, "", continuation.guidance(None, ctx.resume["prompt"]))
     killed = False
     while True:
-        attempts = _invoke(ctx, entry, runtime, prompt, env, log_path, on_spawn, session, exit_journal)
+        attempts = _invoke(ctx, entry, runtime, prompt, env, log_path, on_spawn, session, exit_journal,
+                           policy)
         final_runtime, result, error = attempts[-1]
         report = read_report(report_path, log, name)
         exit_journal.result(result, report, len(attempts))  # durable before the report file goes
@@ -415,11 +423,18 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
             ctx.rejected_files.append(rejection)
         else:
             said = _agent_says(tf.find(name))
+    policy_run = policy["run"]
     if killed:  # an operator's kill: the attempt is recorded, the task is not held against maxAttempts
         outcome, updates, reason = "failed", {"status": "pending"}, "killed"
         message = "killed by an operator (keystone-agent kill / agentctl AGENT kill)"
     else:
         outcome, updates, message, reason = _decide(ctx, name, result, error, report, now, said)
+        if policy_run is not None:  # an action waiting for approval, or every action refused, decides the outcome
+            verdict = policy_outcome.read(policy_run.log_path)
+            policy_outcome.emit_events(verdict, log, name)
+            outcome, updates, message, reason = verdict.override() or (outcome, updates, message, reason)
+    if policy_run is not None:
+        policy_run.cleanup()
     if outcome == "blocked" and (updates.get("blocked_reason") or "").startswith(continuation.MAX_AUTO_TURNS_REASON):
         reason = continuation.MAX_AUTO_TURNS_REASON
     if report and report.get("status") == "end_tick":
@@ -497,10 +512,15 @@ def _killed(space, pgid) -> bool:
 
 
 def _invoke(ctx: ExecContext, entry: Entry, runtime: Runtime, prompt: str, env: dict, log_path: Path, on_spawn,
-            session: str | None, exit_journal) -> list[tuple[Runtime, ProviderResult | None, str]]:
+            session: str | None, exit_journal, policy: dict | None = None
+            ) -> list[tuple[Runtime, ProviderResult | None, str]]:
     """One provider invocation (resuming `session` when given), with one retry on the fallback model after a
-    model error; → every attempt as (runtime, result or None, provider error)."""
+    model error; → every attempt as (runtime, result or None, provider error). `policy["run"]`: the execution's
+    policy run, prepared at its first CLI invocation and kept for its continuations."""
+    from keystone_agents.policy import outcome as policy_outcome
+
     config, log, name = ctx.config, ctx.log, entry.name
+    policy = policy if policy is not None else {"run": None}
     attempts: list[tuple[Runtime, ProviderResult | None, str]] = []
     current = runtime
     while True:
@@ -510,6 +530,10 @@ def _invoke(ctx: ExecContext, entry: Entry, runtime: Runtime, prompt: str, env: 
             provider.resume_session = session
             if provider.mcp is None and provider.name in MCP_PROVIDERS:
                 provider.mcp = mcp_plan(config, ctx.space, f"{ctx.run_id}-{name}")
+            if policy["run"] is None and provider.name in (*MCP_PROVIDERS, "coding"):  # coding: its CLI run
+                policy["run"] = policy_outcome.prepare(config, ctx.space, ctx.run_id, name)
+                env.update(policy_outcome.env(policy["run"], entry.get("project")))
+            provider.policy_file = policy["run"].policy_file if policy["run"] else None
             with open(log_path, "a", encoding="utf-8") as handle:
                 handle.write(f"[keystone-agent] task={name} provider={current.provider} "
                              f"profile={current.profile or 'none'} model={current.model or 'provider-default'} "
@@ -520,7 +544,7 @@ def _invoke(ctx: ExecContext, entry: Entry, runtime: Runtime, prompt: str, env: 
                 env=env, cwd=cwd, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds,
                 on_exit=exit_journal.exited, on_drained=exit_journal.drained, **_heartbeat(log, name)))
             attempts.append((current, result, ""))
-        except (ProviderError, McpError, AgentSpaceMissing) as exc:
+        except (ProviderError, McpError, AgentSpaceMissing, PolicyError) as exc:
             with open(log_path, "a", encoding="utf-8") as handle:
                 handle.write(f"[keystone-agent] provider error: {exc}\n")
             attempts.append((current, None, str(exc)))

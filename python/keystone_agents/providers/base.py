@@ -130,6 +130,7 @@ class Provider:
     stream: bool = False  # print it (set when tool calls are limited or a session must be resumed)
     resume_session: str | None = None  # continue this CLI session instead of starting one (modes/continuation.py)
     mcp: "McpPlan | None" = None  # the MCP servers of this run (providers/mcp.py); None: none configured
+    policy_file: str | None = None  # the policy.json its pre-tool hook reads (policy/render.py); None: no policy
 
     def transcript_paths(self, cwd: "Path", home: "Path") -> list["Path"]:
         """Files or directories the CLI writes its session transcript to while it works (the stall watchdog

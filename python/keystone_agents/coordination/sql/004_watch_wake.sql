@@ -1,4 +1,4 @@
--- 003: shared-state writes wake the agents that watch the key (exec.watchPrefixes, issue 19).
+-- 004: shared-state writes wake the agents that watch the key (exec.watchPrefixes, issue 19).
 -- The twin of store.Store._wake_watchers: after a committed write (set or delete), every agent other than the
 -- writer whose watch_prefixes match the key gets a NOTIFY on its wake channel (wake(), 001), like a message
 -- to it; its `comms listen` touches the wake file and its drain reads the change. Payload: the change's seq.

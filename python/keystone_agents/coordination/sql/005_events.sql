@@ -1,4 +1,4 @@
--- 004: the fleet's event table, for `watch` across hosts (issue 19; docs/watch.md). Every event an agent's
+-- 005: the fleet's event table, for `watch` across hosts (issue 19; docs/watch.md). Every event an agent's
 -- runtime writes to its own history database's events table is also appended here (events.BusEvents), through
 -- event_append(): the agent is the caller's role (never a claimed name). Agents read their own events, admins
 -- everyone's, through events_after(), whose cursor is gap-free: identity values are handed out before commit,
