@@ -200,3 +200,48 @@ def test_proactive_briefing_lists_watched_keys_and_unread_messages_once(fleet):
     assert len(think_tasks()) == 1
     skipped = events(beta, "think_skipped")
     assert len(skipped) == 6
+
+
+def test_proactive_briefing_lists_decided_approvals_once(fleet):
+    """The approval queue (policy tiers) feeds the briefing's approvals section: a decision a human made since
+    the last think is news once."""
+    import uuid
+
+    beta = fleet.agent("beta", exec={"mode": "proactive", "thinkInterval": 60})
+    settings = fleet.bus_env.settings
+
+    def think_tasks():
+        return [t for t in beta.tasks() if str(t.get("name", "")).startswith("think-")]
+
+    ok(beta.run("loop", "--trigger", "think"))  # baseline
+    approval_id = str(uuid.uuid4())
+
+    def request():
+        from keystone_agents.coordination.factory import open_bus
+
+        bus = open_bus(settings)
+        try:
+            bus.approval_request(approval_id, "deploy", "run-1", {"command": "make deploy"}, "shell: make deploy",
+                                 "0" * 64, "shell make deploy: approval_required")
+        finally:
+            bus.close()
+
+    def decide():
+        from keystone_agents.coordination.factory import open_bus
+
+        bus = open_bus(settings)
+        try:
+            bus.approval_decide(approval_id, True, "go ahead")
+        finally:
+            bus.close()
+
+    fleet.bus_env.users.as_user("beta", request)
+    ok(beta.run("loop", "--trigger", "think"))  # pending: not news yet
+    assert think_tasks() == []
+    fleet.bus_env.users.as_user("human", decide)
+    ok(beta.run("loop", "--trigger", "think"))
+    [task] = think_tasks()
+    human = fleet.bus_env.users["human"]
+    assert f"Approval {approval_id} (shell: make deploy, task deploy) was approved by {human}." in task["description"]
+    ok(beta.run("loop", "--trigger", "think"))
+    assert len(think_tasks()) == 1
