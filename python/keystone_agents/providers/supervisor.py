@@ -1,0 +1,164 @@
+"""The provider's supervisor: a tiny process between the loop and the provider that records the provider's exit.
+
+Started by the process runner (providers/process.py) as `python -I -S supervisor.py CTL STATUS` when the caller
+asks for an exit record (the task loop's exit journal, loop/journal.py). It is a separate process so that the
+fact "the provider finished" survives the loop being killed at any moment: the loop may die between the
+provider's exit and its own journal line (a thread it cannot make run in time on a busy machine), the
+supervisor does not die with it.
+
+What it does, in order:
+
+1. reads its instructions (JSON) from the CTL pipe: the provider's argv, env, cwd, the loop's pid, the journal's
+   file descriptor (inherited, opened O_APPEND and flock'd by the loop) and the fields of the journal line;
+2. starts the provider with the very `subprocess.Popen` call the runner makes without a supervisor (same argv
+   and PATH lookup, same env, same cwd, its own session, PR_SET_PDEATHSIG=SIGKILL tied to the supervisor). The
+   provider inherits the supervisor's stdin, stdout and stderr — the loop's pipes — unchanged, so a prompt on
+   stdin (over 100 KiB, docs/untrusted-input.md) goes straight from the loop to the provider; the supervisor
+   then closes its own copies (a provider that stops reading its stdin still gives the loop EPIPE, and the
+   loop's readers see EOF when the provider and what it left running close theirs);
+3. reports `{"pid": N}` (or `{"error": …}` when the provider cannot start) on the STATUS pipe;
+4. waits, with every signal that concerns it blocked and taken synchronously (`sigtimedwait`), for one of:
+   - SIGCHLD: the provider exited — it appends `{…fields, "phase": "exited", "exit_code": N}` to the journal
+     and fsyncs it, reports `{"exit": N, "recorded": true}` and exits;
+   - SIGUSR1 from the loop: the loop is killing the provider itself (timeout, stall); its end is then not a
+     finished execution and is not recorded;
+   - SIGUSR2, its PR_SET_PDEATHSIG: the loop died. A provider that had already exited is recorded (that is
+     the point); one still running is killed (SIGKILL to its process group, as the provider's own
+     PDEATHSIG did before the supervisor existed) and not recorded, so the next run retries the task;
+   - its hard deadline (the runner's timeout + kill grace + 60 s): the provider group is killed, not recorded.
+   SIGTERM, SIGINT and SIGHUP are blocked, not acted on: `systemctl stop` signals the whole unit, the provider
+   gets its own SIGTERM and may finish gracefully, and the supervisor stays to record how it ended.
+
+The supervisor never writes to stdout or stderr (they are the provider's output, teed to the task log); any
+problem of its own goes to the STATUS pipe. It uses the standard library only (`-I -S`: no site-packages, no
+PYTHON* variables), and the provider's environment is passed explicitly, so the interpreter's start-up (e.g.
+C-locale coercion) cannot change what the provider sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+# signals blocked in the supervisor from its first instruction on (the runner blocks them in the child before
+# exec, so there is no moment at which the loop's death would kill the supervisor instead of informing it)
+KILLING = signal.SIGUSR1  # from the loop: it kills the provider (timeout/stall); do not record that end
+ORPHANED = signal.SIGUSR2  # PR_SET_PDEATHSIG: the loop died
+WAITED = (signal.SIGCHLD, KILLING, ORPHANED)
+BLOCKED = (*WAITED, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+PARENT_CHECK = 5.0  # seconds between checks that the loop still lives (PDEATHSIG is the fast path)
+
+
+def _child_setup() -> None:
+    """In the provider, before exec: the signal mask it would have had without us, and death with us."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not glibc: the runner's recorded pgid still lets recovery clean up
+        pass
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _reap(pid: int) -> int | None:
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return -signal.SIGKILL  # cannot happen (only we reap it); treat as killed, never as finished
+    return os.waitstatus_to_exitcode(status) if done else None
+
+
+def supervise(config: dict, report) -> int:
+    parent = config["parent"]
+    signal.pthread_sigmask(signal.SIG_BLOCK, BLOCKED)
+    if os.getppid() != parent:  # the loop died before we were started: run nothing
+        report({"error": "the task loop exited before the provider could be started"})
+        return 1
+    try:
+        child = subprocess.Popen(config["argv"], env=config["env"], cwd=config["cwd"], start_new_session=True,
+                                 preexec_fn=_child_setup)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in argv or the environment
+        report({"error": getattr(exc, "strerror", None) or str(exc), "not_started": True})
+        return 1
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    report({"pid": child.pid})
+    deadline = time.monotonic() + config["deadline"] if config.get("deadline") else None
+    stopped_by = None  # "loop" (SIGUSR1), "orphaned" (the loop died), "deadline"
+    orphaned = False
+    while True:
+        code = _reap(child.pid)
+        if code is not None:
+            break
+        wait = PARENT_CHECK
+        if deadline is not None and stopped_by is None:
+            wait = max(0.0, min(wait, deadline - time.monotonic()))
+        info = signal.sigtimedwait(WAITED, wait)
+        signo = info.si_signo if info is not None else None
+        if signo == signal.SIGCHLD:
+            continue
+        if signo == KILLING:
+            stopped_by = stopped_by or "loop"
+        elif not orphaned and (signo == ORPHANED or os.getppid() != parent):
+            orphaned = True
+            code = _reap(child.pid)  # it may have finished just before the loop died: record that
+            if code is not None:
+                break
+            stopped_by = stopped_by or "orphaned"
+            _kill_group(child.pid)
+        elif deadline is not None and stopped_by is None and time.monotonic() >= deadline:
+            stopped_by = "deadline"
+            _kill_group(child.pid)
+    finished = stopped_by is None or (stopped_by != "loop" and code != -signal.SIGKILL)
+    if orphaned or os.getppid() != parent:
+        _kill_group(child.pid)  # what it left running: nobody is left to wait for it
+    recorded, error = False, None
+    journal_fd = config.get("journal_fd")
+    if finished and journal_fd is not None:
+        line = json.dumps({**config.get("fields", {}), "phase": "exited", "exit_code": code}, sort_keys=True,
+                          default=str) + "\n"
+        try:
+            os.write(journal_fd, line.encode("utf-8"))  # one append: a later run sees it from here on
+            os.fsync(journal_fd)
+            recorded = True
+        except OSError as exc:
+            error = f"cannot record the provider's exit: {exc.strerror or exc}"
+    report({"exit": code, "recorded": recorded, "stopped_by": stopped_by, **({"error": error} if error else {})})
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    ctl, status = int(argv[1]), int(argv[2])
+    out = os.fdopen(status, "w", encoding="utf-8", buffering=1)
+
+    def report(message: dict) -> None:
+        try:
+            out.write(json.dumps(message) + "\n")
+            out.flush()
+        except (OSError, ValueError):
+            pass  # the loop is gone: the journal is what counts
+
+    try:
+        with os.fdopen(ctl, "rb") as handle:
+            config = json.loads(handle.read())
+        return supervise(config, report)
+    except Exception as exc:  # noqa: BLE001 - never a traceback into the provider's output
+        report({"error": f"supervisor: {type(exc).__name__}: {exc}"})
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
