@@ -77,13 +77,24 @@ class ProcessResult:
     extra: dict = field(default_factory=dict)
 
 
-def _pdeathsig() -> None:
-    try:
-        import ctypes
+_PRCTL: list = []  # [libc prctl] or [None]: looked up in the parent, never imported in a forked child
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - not Linux/glibc: the recorded pgid still lets recovery clean up
-        pass
+
+def _prctl():
+    """libc's prctl, loaded before any fork (importing in the child of a threaded process could deadlock)."""
+    if not _PRCTL:
+        try:
+            import ctypes
+
+            _PRCTL.append(ctypes.CDLL("libc.so.6", use_errno=True).prctl)
+        except Exception:  # noqa: BLE001 - not Linux/glibc: the recorded pgid still lets recovery clean up
+            _PRCTL.append(None)
+    return _PRCTL[0]
+
+
+def _pdeathsig() -> None:
+    if _PRCTL and _PRCTL[0] is not None:
+        _PRCTL[0](1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def kill_group(pgid: int, grace: float) -> None:
@@ -114,20 +125,16 @@ def group_alive(pgid: int) -> bool:
 
 
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
+_SUPERVISOR_BLOCKED = _SUPERVISOR_ORPHANED = None  # set from providers/supervisor.py before the first start
 
 
 def _supervisor_setup() -> None:
     """In the supervisor, before exec: its signals blocked from the first instant (it takes them with
-    sigtimedwait), and SIGUSR2 when the loop dies (PR_SET_PDEATHSIG) — informed, not killed."""
-    from keystone_agents.providers import supervisor
-
-    signal.pthread_sigmask(signal.SIG_BLOCK, supervisor.BLOCKED)
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, supervisor.ORPHANED)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - not glibc: the supervisor checks its parent every few seconds
-        pass
+    sigtimedwait), and SIGUSR2 when the loop dies (PR_SET_PDEATHSIG) — informed, not killed. Without prctl
+    the supervisor notices within seconds (it checks its parent)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SUPERVISOR_BLOCKED)
+    if _PRCTL and _PRCTL[0] is not None:
+        _PRCTL[0](1, _SUPERVISOR_ORPHANED)  # PR_SET_PDEATHSIG
 
 
 class _Supervisor:
@@ -143,6 +150,9 @@ class _Supervisor:
 
         from keystone_agents.providers import supervisor
 
+        global _SUPERVISOR_BLOCKED, _SUPERVISOR_ORPHANED
+        _SUPERVISOR_BLOCKED, _SUPERVISOR_ORPHANED = supervisor.BLOCKED, supervisor.ORPHANED
+        _prctl()
         record = options.exit_record
         ctl_r, ctl_w = os.pipe()
         status_r, status_w = os.pipe()
@@ -193,7 +203,9 @@ class _Supervisor:
             pass
 
     def ended(self) -> tuple[int | None, bool]:
-        """After the supervisor exited: the provider's exit code and whether the supervisor recorded it."""
+        """After the supervisor exited: the provider's exit code, and whether the exit is settled — recorded by
+        the supervisor, or not a finished execution (it was killed: by us, at its deadline, or orphaned). Not
+        settled (the supervisor could not write, or died itself): the caller's `on_exit` records it."""
         final: dict = {}
         try:
             for line in self.status.read().splitlines():
@@ -202,7 +214,7 @@ class _Supervisor:
             pass
         self.status.close()
         if "exit" in final:
-            return final["exit"], bool(final.get("recorded"))
+            return final["exit"], bool(final.get("recorded") or final.get("stopped_by"))
         return self.proc.returncode, False
 
 
@@ -231,6 +243,7 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
             return ProcessResult(exit_code=127, timed_out=False, duration_seconds=0.0, stderr=spawned + "\n")
         proc, pgid = supervised.proc, spawned  # the provider leads its own group (its own session)
     else:
+        _prctl()
         try:
             proc = subprocess.Popen(
                 argv,
@@ -293,8 +306,9 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
     deadline = started + options.timeout
     stall = options.stall_timeout
     poll = min(1.0, stall / 10) if stall else 1.0
-    # A blocking waitpid in its own thread sees the exit at once (Popen.wait(timeout) polls every 50 ms): the
-    # gap between the provider's exit and `on_exit` recording it is what a crash of the loop could lose.
+    # A blocking waitpid in its own thread sees the exit at once (Popen.wait(timeout) polls every 50 ms). With a
+    # supervisor, what it reaps is the supervisor, which has already recorded the provider's exit; without one,
+    # the gap between the provider's exit and `on_exit` is what a crash of this process could lose.
     exited = threading.Event()
     killing = threading.Event()
 
@@ -309,8 +323,8 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
 
     def reap() -> None:
         proc.wait()
-        exit_code[0], recorded = supervised.ended() if supervised else (proc.returncode, False)
-        if not recorded:
+        exit_code[0], settled = supervised.ended() if supervised else (proc.returncode, False)
+        if not settled:
             notify(options.on_exit, exit_code[0])
         exited.set()
         for thread in threads:  # EOF once the child and whatever it left running have closed the pipes
@@ -318,9 +332,10 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
         notify(options.on_drained, exit_code[0])
 
     reaper = threading.Thread(target=reap, daemon=True)
-    # the reaper must get the GIL at once when the child exits (default switch interval: 5 ms)
+    # unsupervised, the reaper must get the GIL at once when the child exits (default switch interval: 5 ms)
     switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)
+    if supervised is None and options.on_exit is not None:
+        sys.setswitchinterval(0.0005)
     reaper.start()
     beat = options.heartbeat if options.on_heartbeat else None
     if beat:

@@ -53,15 +53,20 @@ BLOCKED = (*WAITED, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PARENT_CHECK = 5.0  # seconds between checks that the loop still lives (PDEATHSIG is the fast path)
 
 
-def _child_setup() -> None:
-    """In the provider, before exec: the signal mask it would have had without us, and death with us."""
-    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+def _libc_prctl():
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
     except Exception:  # noqa: BLE001 - not glibc: the runner's recorded pgid still lets recovery clean up
-        pass
+        return None
+
+
+def _child_setup(prctl) -> None:
+    """In the provider, before exec: the signal mask it would have had without us, and death with us."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    if prctl is not None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _kill_group(pgid: int) -> None:
@@ -85,9 +90,10 @@ def supervise(config: dict, report) -> int:
     if os.getppid() != parent:  # the loop died before we were started: run nothing
         report({"error": "the task loop exited before the provider could be started"})
         return 1
+    prctl = _libc_prctl()
     try:
         child = subprocess.Popen(config["argv"], env=config["env"], cwd=config["cwd"], start_new_session=True,
-                                 preexec_fn=_child_setup)
+                                 preexec_fn=lambda: _child_setup(prctl))
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in argv or the environment
         report({"error": getattr(exc, "strerror", None) or str(exc), "not_started": True})
         return 1
