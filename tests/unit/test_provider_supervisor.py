@@ -125,7 +125,7 @@ print(json.dumps({"argv": sys.argv, "env": dict(os.environ), "cwd": os.getcwd(),
 def test_the_provider_sees_the_same_argv_env_cwd_and_stdin_with_and_without_the_supervisor(tmp_path):
     # a prompt over 100 KiB goes on stdin (docs/untrusted-input.md); argv with what a shell would interpret
     prompt = "Prüfe $(rm -rf /) `id` \"quoted\" 'single' ; | & \n" * 4000
-    argv = [sys.executable, "-c", PROBE, "--flag", "a b", "$HOME", "line\nbreak", ""]
+    argv = [sys.executable, "-c", PROBE, "--flag", "a b", "$HOME", "line\nbreak", "", tmp_path / "a path"]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C", "KEYSTONE_TASK_NAME": "t 1",
            "EMPTY": "", "UNICODE": "ü€"}
     fd = os.open(tmp_path / "journal", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -139,7 +139,7 @@ def test_the_provider_sees_the_same_argv_env_cwd_and_stdin_with_and_without_the_
     assert supervised == plain
     assert supervised["stdin"] == len(prompt.encode()) > 100 * 1024
     assert supervised["sha"] == hashlib.sha256(prompt.encode()).hexdigest()
-    assert supervised["argv"][1:] == argv[3:] and supervised["cwd"] == str(tmp_path)
+    assert supervised["argv"][1:] == [str(a) for a in argv[3:]] and supervised["cwd"] == str(tmp_path)
     assert supervised["blocked"] == "0" * 16  # the supervisor's blocked signals are not inherited
     assert len(_records(tmp_path / "journal")) == 1
 

@@ -175,12 +175,15 @@ class _Supervisor:
             os.close(ctl_r)
             os.close(status_w)
         status = os.fdopen(status_r, "rb")
-        config = {"argv": argv, "env": env, "cwd": str(options.cwd) if options.cwd is not None else None,
+        # str, bytes and paths as Popen takes them; lone surrogates (undecodable bytes) survive JSON both ways
+        config = {"argv": [os.fsdecode(a) for a in argv],
+                  "env": {os.fsdecode(k): os.fsdecode(v) for k, v in env.items()},
+                  "cwd": os.fsdecode(options.cwd) if options.cwd is not None else None,
                   "parent": os.getpid(), "deadline": options.timeout + options.kill_grace + 60,
                   "journal_fd": record.fd, "fields": record.fields}
         try:
             with os.fdopen(ctl_w, "wb") as handle:
-                handle.write(json.dumps(config).encode("utf-8"))
+                handle.write(json.dumps(config, default=str).encode("utf-8"))
         except OSError:
             pass  # it died at once: its status says nothing, handled below
         first = _status_line(status.readline())
@@ -235,7 +238,7 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
     started = time.monotonic()
     env = options.env if options.env is not None else clean_env()
     supervised = None
-    if options.exit_record is not None:
+    if options.exit_record is not None and sys.executable:  # no interpreter path: `on_exit` records it
         supervised, spawned = _Supervisor.start(argv, stdin, env, options)
         if supervised is None:
             log.write(spawned + "\n")
