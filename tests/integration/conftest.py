@@ -64,6 +64,53 @@ class BusEnv:
 
             assert direct_write_refused(self, key, msg_id)
 
+    def edit_audit_entry(self, seq: int, old: str, new: str) -> None:
+        """Tamper as the database's owner (root for the broker's file, the superuser for PostgreSQL): one row's
+        stored entry text, nothing else."""
+        if self.backend == "local":
+            with sqlite3.connect(self.database) as conn:
+                changed = conn.execute("UPDATE audit_log SET entry = replace(entry, ?, ?) WHERE seq = ?"
+                                       " AND instr(entry, ?) > 0", (old, new, seq, old)).rowcount
+        else:
+            old, new = old.replace(":", ": "), new.replace(":", ": ")  # jsonb's text form
+            changed = self.world.postgres.superuser(self.database, lambda conn: conn.execute(
+                "UPDATE keystone.audit_log SET entry = replace(entry, %s, %s) WHERE seq = %s"
+                " AND strpos(entry, %s) > 0", (old, new, seq, old)).rowcount)
+        assert changed == 1, "the tampering edit matched no row"
+
+    def rehash_audit_from(self, seq: int, old: str, new: str) -> None:
+        """The owner's better forgery: edit entry `seq` and recompute every hash from there (and the head), so
+        the chain verifies on its own; only an anchor taken before shows it."""
+        from keystone_agents.coordination.audit import chain_hash
+
+        if self.backend == "local":
+            with sqlite3.connect(self.database) as conn:
+                rows = conn.execute("SELECT seq, entry, prev_hash FROM audit_log WHERE seq >= ? ORDER BY seq",
+                                    (seq,)).fetchall()
+                prev = bytes.fromhex(rows[0][2])
+                for number, entry, _ in rows:
+                    entry = entry.replace(old, new) if number == seq else entry
+                    digest = chain_hash(prev, entry)
+                    conn.execute("UPDATE audit_log SET entry = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                                 (entry, prev.hex(), digest.hex(), number))
+                    prev = digest
+            return
+        old, new = old.replace(":", ": "), new.replace(":", ": ")
+
+        def forge(conn):
+            rows = conn.execute("SELECT seq, entry, prev_hash FROM keystone.audit_log WHERE seq >= %s ORDER BY seq",
+                                (seq,)).fetchall()
+            prev = bytes(rows[0][2])
+            for number, entry, _ in rows:
+                entry = entry.replace(old, new) if number == seq else entry
+                digest = chain_hash(prev, entry)
+                conn.execute("UPDATE keystone.audit_log SET entry = %s, prev_hash = %s, hash = %s WHERE seq = %s",
+                             (entry, prev, digest, number))
+                prev = digest
+            conn.execute("UPDATE keystone.audit_head SET hash = %s", (prev,))
+
+        self.world.postgres.superuser(self.database, forge)
+
     def refusals(self) -> int:
         if self.backend == "local":
             with sqlite3.connect(self.database) as conn:

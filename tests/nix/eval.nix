@@ -28,6 +28,7 @@ in
   services = c.systemd.services;
   userServices = c.systemd.user.services;
   userTimers = c.systemd.user.timers;
+  timers = c.systemd.timers;
   userPaths = c.systemd.user.paths;
   sockets = c.systemd.sockets;
   postgresql = c.services.postgresql;

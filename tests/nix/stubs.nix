@@ -144,6 +144,7 @@ in
     systemd.services = mkOption { type = types.attrsOf serviceType; default = { }; };
     systemd.user.services = mkOption { type = types.attrsOf serviceType; default = { }; };
     systemd.user.timers = mkOption { type = types.attrsOf timerType; default = { }; };
+    systemd.timers = mkOption { type = types.attrsOf timerType; default = { }; };
     systemd.user.paths = mkOption { type = types.attrsOf pathType; default = { }; };
     systemd.sockets = mkOption { type = types.attrsOf socketType; default = { }; };
     # services.postgresql (nixos/modules/services/databases/postgresql.nix), the options the module sets

@@ -227,3 +227,28 @@ def test_generated_units_pass_systemd_analyze_verify(evaluate, tmp_path, scenari
     verify = subprocess.run(["systemd-analyze", "--user", "verify", str(broken)], capture_output=True, text=True,
                             env=env, cwd=user)
     assert "relative" in verify.stderr or verify.returncode != 0
+
+
+SHARED = '''{
+  networking.hostName = "ocean";
+  keystone.os.agentRuntime = { admins = [ "alice" ]; coordination = { backend = "BACKEND";
+    shared = { maxValueBytes = 4096; quotaBytes = 1048576; }; auditAnchor.onCalendar = "*:0/30"; }; };
+  keystone.os.agents.drago = { shared.writePrefixes = [ "deploy/" ]; };
+  keystone.os.agents.luce = { };
+}'''
+
+
+@pytest.mark.parametrize("backend, user", [("local", "root"), ("postgresql", "alice")])
+def test_shared_state_limits_and_the_audit_anchor_timer(evaluate, backend, user):
+    ev = evaluate(SHARED.replace("BACKEND", backend))
+    assert ev["failedAssertions"] == []
+    anchor = ev["services"]["keystone-audit-anchor"]["serviceConfig"]
+    assert anchor["User"] == user and anchor["Type"] == "oneshot"
+    assert "bin/keystone-agent audit anchor --host-config /etc/keystone-agents/agentctl.json --textfile-dir " in \
+        anchor["ExecStart"]
+    assert ev["timers"]["keystone-audit-anchor"]["timerConfig"]["OnCalendar"] == "*:0/30"
+    host = hostconfig.parse(ev.host_config(), "agentctl.json")  # the runtime's own loader and schema
+    registry = from_host_config(host, include_root=False)
+    assert registry.agent("drago").write_prefixes == ("deploy/",)
+    assert registry.agent("luce").write_prefixes == ("",)
+    assert (registry.max_value_bytes, registry.quota_bytes) == (4096, 1048576)

@@ -134,6 +134,7 @@ def host_config_data(users: Fleet, run_dir: Path, bus_dir: Path, pg: dict | None
                      backend: str = "local") -> dict:
     comms = {"alpha": {"sendsPerHour": 100000}, "gamma": {"acceptFrom": ["alpha"], "maxDepth": 1},
              "delta": {"sendsPerHour": 3}}
+    shared = {"delta": {"writePrefixes": ["delta/"]}}  # the others write every key
     return {
         "version": 1,
         "coordination": {
@@ -142,11 +143,12 @@ def host_config_data(users: Fleet, run_dir: Path, bus_dir: Path, pg: dict | None
             "adminGroup": None,
             "local": {"socket": str(run_dir / "bus.sock"), "database": str(bus_dir / "bus.sqlite3"),
                       "wakeDir": str(run_dir / "wake")},
+            "shared": {"quotaBytes": 200 * 1024},
             **({"postgresql": pg} if pg else {}),
         },
         "agents": [
             {"name": key, "user": users[key], "home": str(users.home(key)), "comms": comms.get(key, {}),
-             "triggers": ["comms", "manual"]}
+             "triggers": ["comms", "manual"], **({"shared": shared[key]} if key in shared else {})}
             for key in AGENTS
         ],
     }

@@ -30,6 +30,7 @@ let
       chromeDebugPort = L.chromePortOf name;
       units = L.unitNames name;
       comms = { inherit (a.comms) acceptFrom maxDepth sendsPerHour; };
+      shared = { inherit (a.shared) writePrefixes; };
       inherit (a) triggers;
     };
 
@@ -40,6 +41,7 @@ let
     agents = map agentEntry L.names;
     coordination = {
       inherit (L.coordinationOf) backend postgresql maxDeliveries leaseSeconds;
+      shared = { inherit (rt.coordination.shared) maxValueBytes quotaBytes; };
       local = L.coordinationOf.local // { database = "/var/lib/keystone-bus/bus.sqlite3"; };
       inherit (rt) admins;
       adminGroup = "agent-admins";

@@ -153,6 +153,29 @@ in
       };
     })
 
+    # ------------------------------------------------------------ audit anchor (docs/audit.md)
+    # on the host that holds the log (the broker's, or the local PostgreSQL), as an admin of the bus
+    (mkIf (co.backend == "local" || (co.backend == "postgresql" && pg.createLocally
+                                      && (co.auditAnchor.user != null || rt.admins != [ ]))) {
+      systemd.services.keystone-audit-anchor = {
+        description = "keystone-agents bus: record the audit log's head (journal event, metric)";
+        after = optionals (co.backend == "postgresql" && pg.createLocally) [ "keystone-db-migrate.service" ];
+        serviceConfig = L.hardening.base // {
+          Type = "oneshot";
+          User = if co.auditAnchor.user != null then co.auditAnchor.user
+                 else if co.backend == "local" || rt.admins == [ ] then "root" else lib.head rt.admins;
+          ExecStart = "${bin} audit anchor --host-config ${L.hostConfigPath} --textfile-dir ${L.textfileDir}";
+          SyslogIdentifier = "keystone-audit-anchor";
+          ReadWritePaths = [ L.textfileDir ];
+        };
+      };
+      systemd.timers.keystone-audit-anchor = {
+        description = "Anchor the keystone-agents audit log";
+        wantedBy = [ "timers.target" ];
+        timerConfig = { OnCalendar = co.auditAnchor.onCalendar; Persistent = true; };
+      };
+    })
+
     # ------------------------------------------------------------ postgresql
     (mkIf (co.backend == "postgresql" && pg.createLocally) {
       services.postgresql = {

@@ -466,6 +466,13 @@ let
         };
       };
 
+      shared.writePrefixes = mkOption {
+        type = types.listOf types.str;
+        default = [ "" ];
+        example = [ "deploy/" "status/luce/" ];
+        description = "Shared-state keys this agent may write or delete (`keystone-agent shared set|delete`): key prefixes, `\"\"` meaning every key. Every agent reads every key (docs/shared-state.md).";
+      };
+
       postgres = {
         clientCertFile = mkOption {
           type = types.nullOr types.str;
@@ -563,6 +570,30 @@ in
           type = types.ints.positive;
           default = 300;
           description = "How long a claimed message is invisible to other drains before it is redelivered.";
+        };
+        shared = {
+          maxValueBytes = mkOption {
+            type = types.ints.positive;
+            default = 65536;
+            description = "The largest shared-state value (its JSON text, UTF-8); larger writes are refused.";
+          };
+          quotaBytes = mkOption {
+            type = types.ints.positive;
+            default = 524288000;
+            description = "The total size of all current shared-state keys and values; a write that would exceed it is refused.";
+          };
+        };
+        auditAnchor = {
+          onCalendar = mkOption {
+            type = types.str;
+            default = "hourly";
+            description = "When keystone-audit-anchor.timer records the audit log's head in the journal and as the metric keystone_audit_head_seq (`keystone-agent audit anchor`; docs/audit.md).";
+          };
+          user = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            description = "The admin the anchor runs as (null: root for the local broker, the first of agentRuntime.admins for PostgreSQL; with neither, a PostgreSQL host gets no anchor timer).";
+          };
         };
         postgresql = {
           createLocally = mkOption {

@@ -32,7 +32,8 @@ class AgentEntry:
     desktop: bool = False
     helper: str | None = None
     uid: int | None = None
-    comms: dict = field(default_factory=dict, hash=False)  # acceptFrom, maxDepth, sendsPerHour
+    comms: dict = field(default_factory=dict, hash=False)  # acceptFrom, maxDepth, sendsPerHour (schema defaults applied)
+    shared: dict = field(default_factory=dict, hash=False)  # writePrefixes (shared state)
     triggers: tuple[str, ...] = ("schedule", "manual")
     # system units of this agent (ssh-agent, desktop, browser) that `status|start|stop|restart UNIT` reach
     system_units: tuple[str, ...] = ()
@@ -135,6 +136,7 @@ def build(data: dict) -> HostConfig:
             config_path=a.get("configPath"), vnc_port=a.get("vncPort"), desktop=a.get("desktop", False),
             helper=a.get("helper"), uid=a.get("uid"), system_units=tuple(a.get("systemUnits") or ()),
             path=a.get("path"), ssh_auth_sock=a.get("sshAuthSock"), comms=dict(a.get("comms") or {}),
+            shared=dict(a.get("shared") or {}),
             triggers=tuple(a.get("triggers") or ("schedule", "manual")),
         )
         for a in data["agents"]  # type: ignore[index]

@@ -38,6 +38,9 @@ COMMANDS = {
     "comms": "keystone_agents.commands.comms:comms_command",
     "bus": "keystone_agents.commands.bus:bus_command",
     "mcp": "keystone_agents.commands.mcp:mcp_command",
+    "state": "keystone_agents.commands.kv:state_command",
+    "audit": "keystone_agents.commands.audit:audit_command",
+    "shared": "keystone_agents.commands.shared:shared_command",
     "monitoring": "keystone_agents.commands.monitoring:monitoring_group",
 }
 

@@ -1,11 +1,13 @@
 """`keystone-agent mcp serve`: a stdio MCP server (the official MCP Python SDK) giving a provider session the
-agent's comms: comms_send, comms_ask, comms_reply, comms_inbox. It runs as the agent, so the bus knows the
+agent's comms: comms_send, comms_ask, comms_reply, comms_inbox; and its state: shared_get, shared_set,
+shared_list, state_get, state_set. It runs as the agent, so the bus knows the
 sender by its Linux user like the CLI; every rule (acceptFrom, depth, rate, reply forgery) is the bus's."""
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -68,7 +70,57 @@ def build_server(ctx: AgentContext):
     def comms_inbox(limit: int = 50) -> list:
         return with_bus(lambda bus: [m.to_json() for m in bus.inbox(None, limit)])
 
+    add_state_tools(server, ctx, settings)
     return server
+
+
+def add_state_tools(server, ctx: AgentContext, settings) -> None:
+    """shared_get, shared_set, shared_list (the bus) and state_get, state_set (the agent's private state).
+    A VersionConflict comes back as a tool error naming the current version: re-read and retry."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from keystone_agents.coordination.base import BusError
+    from keystone_agents.coordination.factory import open_bus
+    from keystone_agents.kv.model import VersionConflict
+    from keystone_agents.kv.private import PrivateState
+    from keystone_agents.kv.shared import SharedState
+
+    def run(open_store, call):
+        store = open_store()
+        try:
+            return call(store)
+        except VersionConflict as exc:
+            raise ToolError(f"{exc.message}. Re-read the key (its value may have changed) and retry with "
+                            f"expected_version={exc.current_version}.") from None
+        except BusError as exc:
+            raise ToolError(f"{exc.code}: {exc.message}") from None
+        finally:
+            (store.bus if isinstance(store, SharedState) else store).close()
+
+    shared = lambda: SharedState(open_bus(settings))  # noqa: E731
+    private = lambda: PrivateState.for_space(ctx.space, ctx.config.agent_name)  # noqa: E731
+
+    @server.tool(description="Read a shared-state key (visible to every agent): {key, value, version, owner_agent, "
+                             "updated_at}. Pass its version as expected_version when you write it.")
+    def shared_get(key: str) -> dict:
+        return run(shared, lambda s: s.get(key).to_json())
+
+    @server.tool(description="Write a shared-state key (value: any JSON) if it is still at expected_version (0 "
+                             "creates it). A VersionConflict error means another writer was first: re-read, retry.")
+    def shared_set(key: str, value: Any, expected_version: int) -> dict:
+        return run(shared, lambda s: {"key": key, "version": s.set(key, value, expected_version)})
+
+    @server.tool(description="Shared-state keys starting with prefix, with their values and versions.")
+    def shared_list(prefix: str = "") -> list:
+        return run(shared, lambda s: [e.to_json() for e in s.list(prefix)])
+
+    @server.tool(description="Read a key of your own private state: {key, value, version, owner_agent, updated_at}.")
+    def state_get(key: str) -> dict:
+        return run(private, lambda s: s.get(key).to_json())
+
+    @server.tool(description="Write a key of your own private state if it is at expected_version (0 creates it).")
+    def state_set(key: str, value: Any, expected_version: int) -> dict:
+        return run(private, lambda s: {"key": key, "version": s.set(key, value, expected_version)})
 
 
 @mcp_command.command("serve")

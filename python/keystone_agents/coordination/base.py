@@ -100,7 +100,10 @@ ERRORS = {cls.code: cls for cls in (BusError, NotAllowed, RateLimited, DepthExce
 def error_from_json(data: dict) -> BusError:
     cls = ERRORS.get(str(data.get("error")), BusError)
     detail = {k: v for k, v in data.items() if k not in ("error", "message", "ok")}
-    return cls(str(data.get("message") or data.get("error") or "bus error"), **detail)
+    error = cls(str(data.get("message") or data.get("error") or "bus error"), **detail)
+    if cls is BusError and data.get("error"):
+        error.code = str(data["error"])  # a capability's own error (kv.model): its code survives the wire
+    return error
 
 
 @dataclass
@@ -215,6 +218,46 @@ class Bus(Protocol):
 
     def stats(self) -> dict:
         """The caller's inbox by state, its dead letters, and backend figures (notify_queue_usage)."""
+        ...
+
+    # ---- shared state (kv/shared.py wraps these in Entry/Version and VersionConflict)
+
+    def shared_get(self, key: str) -> dict | None:
+        """{key, value, version, owner_agent, updated_at}, or None. Every caller may read every key."""
+        ...
+
+    def shared_set(self, key: str, value: Any, expected_version: int) -> dict:
+        """{"ok": True, "version": N} or {"ok": False, "current_version": M} (a conflict is returned, not
+        raised, so its audit entry commits). Raises KeyRefused (prefix, size, quota), InvalidRequest."""
+        ...
+
+    def shared_delete(self, key: str, expected_version: int) -> dict:
+        ...
+
+    def shared_list(self, prefix: str = "") -> list[dict]:
+        ...
+
+    def shared_history(self, key: str) -> list[dict]:
+        """Every version of `key` (deletes included): {seq, key, version, value, deleted, owner_agent, at}."""
+        ...
+
+    def shared_changes(self, prefix: str = "", after_seq: int = 0, limit: int = 1000,
+                       timeout: float = 0.0) -> list[dict]:
+        """The changes after `after_seq` in commit order (waits up to `timeout` for the first)."""
+        ...
+
+    # ---- audit log (admins only)
+
+    def audit_rows(self, after_seq: int = 0, limit: int = 1000, actor: str | None = None,
+                   action: str | None = None, since: str | None = None) -> list[dict]:
+        """{seq, at, actor, action, entry, prev_hash, hash} in seq order."""
+        ...
+
+    def audit_head(self) -> dict:
+        """{seq, hash} of the newest entry (seq 0 and the zero hash when empty)."""
+        ...
+
+    def audit_append(self, action: str, detail: dict) -> dict:
         ...
 
     def close(self) -> None:

@@ -99,6 +99,36 @@ class LocalBus:
     def stats(self) -> dict:
         return self._call("stats")
 
+    # shared state and audit log: plain JSON both ways (kv/shared.py gives them their types)
+
+    def shared_get(self, key) -> dict | None:
+        return self._call("shared_get", key=key)
+
+    def shared_set(self, key, value, expected_version) -> dict:
+        return self._call("shared_set", key=key, value=value, expected_version=expected_version)
+
+    def shared_delete(self, key, expected_version) -> dict:
+        return self._call("shared_delete", key=key, expected_version=expected_version)
+
+    def shared_list(self, prefix="") -> list[dict]:
+        return self._call("shared_list", prefix=prefix)
+
+    def shared_history(self, key) -> list[dict]:
+        return self._call("shared_history", key=key)
+
+    def shared_changes(self, prefix="", after_seq=0, limit=1000, timeout=0.0) -> list[dict]:
+        return self._call("shared_changes", _io_timeout=float(timeout) + 30, prefix=prefix, after_seq=after_seq,
+                          limit=limit, timeout=timeout)
+
+    def audit_rows(self, after_seq=0, limit=1000, actor=None, action=None, since=None) -> list[dict]:
+        return self._call("audit_rows", after_seq=after_seq, limit=limit, actor=actor, action=action, since=since)
+
+    def audit_head(self) -> dict:
+        return self._call("audit_head")
+
+    def audit_append(self, action, detail) -> dict:
+        return self._call("audit_append", action=action, detail=detail)
+
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()

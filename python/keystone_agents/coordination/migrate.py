@@ -7,7 +7,8 @@
    authentication the Linux user is the role, no password anywhere;
 3. the numbered SQL files in sql/ not yet applied (recorded in public.keystone_migrations), each in one
    transaction as keystone_owner;
-4. keystone.principals = the agents and admins of the host configuration (acceptFrom, maxDepth, sendsPerHour).
+4. keystone.principals = the agents and admins of the host configuration (acceptFrom, maxDepth, sendsPerHour,
+   shared.writePrefixes), keystone.shared_limits = coordination.shared (maxValueBytes, quotaBytes).
 """
 
 from __future__ import annotations
@@ -74,11 +75,15 @@ def migrate(host_config, host=None, port=None, database: str = "keystone") -> di
             conn.execute("DELETE FROM keystone.principals WHERE NOT (role = ANY (%s))", (roles,))
             for p in registry.principals:
                 conn.execute(
-                    "INSERT INTO keystone.principals (role, name, kind, accept_from, max_depth, sends_per_hour)"
-                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (role) DO UPDATE SET name = EXCLUDED.name,"
-                    " kind = EXCLUDED.kind, accept_from = EXCLUDED.accept_from, max_depth = EXCLUDED.max_depth,"
-                    " sends_per_hour = EXCLUDED.sends_per_hour",
-                    (p.role, p.name, p.kind, list(p.accept_from), p.max_depth, p.sends_per_hour))
+                    "INSERT INTO keystone.principals (role, name, kind, accept_from, max_depth, sends_per_hour,"
+                    " write_prefixes) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (role) DO UPDATE SET"
+                    " name = EXCLUDED.name, kind = EXCLUDED.kind, accept_from = EXCLUDED.accept_from,"
+                    " max_depth = EXCLUDED.max_depth, sends_per_hour = EXCLUDED.sends_per_hour,"
+                    " write_prefixes = EXCLUDED.write_prefixes",
+                    (p.role, p.name, p.kind, list(p.accept_from), p.max_depth, p.sends_per_hour,
+                     list(p.write_prefixes)))
+            conn.execute("UPDATE keystone.shared_limits SET max_value_bytes = %s, quota_bytes = %s",
+                         (registry.max_value_bytes, registry.quota_bytes))
         version = conn.execute("SELECT max(version) FROM public.keystone_migrations").fetchone()[0]
     return {"database": database, "version": version, "applied": applied,
             "agents": [p.name for p in registry.agents], "admins": [p.name for p in registry.admins]}

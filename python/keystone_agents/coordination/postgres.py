@@ -173,6 +173,90 @@ class PgBus:
     def stats(self) -> dict:
         return self._call("stats")
 
+    # ---------------------------------------------------------- shared state and audit log
+
+    def _answer(self, result):
+        if isinstance(result, dict) and result.get("ok") is False and result.get("error"):
+            raise error_from_json(result)
+        return result
+
+    def shared_get(self, key) -> dict | None:
+        return self._call("shared_get", key)
+
+    def shared_set(self, key, value, expected_version) -> dict:
+        from keystone_agents.kv.model import check_expected, check_key, value_text
+
+        text = value_text(value, max_bytes=2**31)  # the server applies maxValueBytes to this text
+        return self._answer(self._call("shared_set", check_key(key), text, check_expected(expected_version)))
+
+    def shared_delete(self, key, expected_version) -> dict:
+        from keystone_agents.kv.model import check_expected, check_key
+
+        return self._answer(self._call("shared_delete", check_key(key), check_expected(expected_version)))
+
+    def shared_list(self, prefix="") -> list[dict]:
+        return self._call("shared_list", prefix or "")
+
+    def shared_history(self, key) -> list[dict]:
+        return self._call("shared_history", key)
+
+    def shared_changes(self, prefix="", after_seq=0, limit=1000, timeout=0.0) -> list[dict]:
+        """LISTEN keystone_state, then re-query after each notification until a change or `timeout`."""
+        changes = self._call("shared_changes", prefix or "", int(after_seq), int(limit))
+        if changes or timeout <= 0:
+            return changes
+        self.conn.execute("LISTEN keystone_state")
+        deadline = time.monotonic() + float(timeout)
+        try:
+            while True:
+                changes = self._call("shared_changes", prefix or "", int(after_seq), int(limit))
+                remaining = deadline - time.monotonic()
+                if changes or remaining <= 0:
+                    return changes
+                list(self.conn.notifies(timeout=min(remaining, 5.0), stop_after=1))
+        finally:
+            self.conn.execute("UNLISTEN keystone_state")
+
+    def audit_rows(self, after_seq=0, limit=1000, actor=None, action=None, since=None) -> list[dict]:
+        import psycopg
+
+        where, args = ["seq > %s"], [int(after_seq)]
+        if actor:
+            where.append("actor = coalesce((SELECT role FROM keystone.principals WHERE name = %s"
+                         " ORDER BY kind LIMIT 1), %s)")
+            args += [actor, actor]
+        if action:
+            where.append("(action = %s OR action LIKE %s)")
+            args += [action, f"{action}.%"]
+        if since:
+            where.append("at >= %s::timestamptz")
+            args.append(since)
+        try:
+            rows = self.conn.execute(
+                "SELECT seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), actor, action,"
+                " entry, encode(prev_hash, 'hex'), encode(hash, 'hex') FROM keystone.audit_log"
+                f" WHERE {' AND '.join(where)} ORDER BY seq LIMIT %s", (*args, int(limit))).fetchall()
+        except psycopg.errors.InsufficientPrivilege:
+            raise NotAllowed("only admins (root, agent-admins) can read the audit log") from None
+        except psycopg.Error as exc:
+            raise InvalidRequest(exc.diag.message_primary or str(exc)) from None
+        return [{"seq": r[0], "at": r[1], "actor": r[2], "action": r[3], "entry": r[4], "prev_hash": r[5],
+                 "hash": r[6]} for r in rows]
+
+    def audit_head(self) -> dict:
+        import psycopg
+
+        try:
+            row = self.conn.execute("SELECT seq, encode(hash, 'hex') FROM keystone.audit_head").fetchone()
+        except psycopg.errors.InsufficientPrivilege:
+            raise NotAllowed("only admins (root, agent-admins) can read the audit log") from None
+        return {"seq": row[0], "hash": row[1]}
+
+    def audit_append(self, action, detail) -> dict:
+        from psycopg.types.json import Jsonb
+
+        return self._call("audit_append", action, Jsonb(detail))
+
     def close(self) -> None:
         try:
             self.conn.close()

@@ -13,7 +13,8 @@ from typing import Any
 from keystone_agents.coordination.base import Claimed, Message
 
 OPS = ("identity", "send", "claim", "ack", "get", "thread", "inbox", "outbox", "wait_reply", "stop_waiting",
-       "hierarchy", "stats")
+       "hierarchy", "stats", "shared_get", "shared_set", "shared_delete", "shared_list", "shared_history",
+       "shared_changes", "audit_rows", "audit_head", "audit_append")
 LINE_MAX = 1024 * 1024  # a request line longer than this is refused (bodies are at most 256 KiB)
 
 

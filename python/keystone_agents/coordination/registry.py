@@ -25,11 +25,14 @@ class Principal:
     accept_from: tuple[str, ...] = ("*",)
     max_depth: int = DEFAULT_MAX_DEPTH
     sends_per_hour: int = DEFAULT_SENDS_PER_HOUR
+    write_prefixes: tuple[str, ...] = ("",)  # shared state: keys it may write ("" = all; admins: all)
 
 
 @dataclass(frozen=True)
 class Registry:
     principals: tuple[Principal, ...]
+    max_value_bytes: int = 64 * 1024  # shared state: coordination.shared.maxValueBytes
+    quota_bytes: int = 500 * 1024 * 1024  # shared state: coordination.shared.quotaBytes (keys + values)
 
     def by_role(self, role: str) -> Principal | None:
         return next((p for p in self.principals if p.role == role), None)
@@ -72,13 +75,21 @@ def from_host_config(host: HostConfig, *, include_root: bool = True) -> Registry
             accept_from=tuple(comms.get("acceptFrom") or ("*",)),
             max_depth=int(comms.get("maxDepth", DEFAULT_MAX_DEPTH)),
             sends_per_hour=int(comms.get("sendsPerHour", DEFAULT_SENDS_PER_HOUR)),
+            write_prefixes=tuple((agent.shared or {}).get("writePrefixes", [""])),
         ))
         agent_users.add(agent.user)
     admins = [u for u in admin_users(host) if u not in agent_users]
     if include_root and "root" not in admins and "root" not in agent_users:
         admins.append("root")
     principals += [Principal(role=user, name=user, kind="admin") for user in admins]
-    return Registry(tuple(principals))
+    limits = (host.coordination or {}).get("shared") or {}
+    return Registry(tuple(principals), int(limits.get("maxValueBytes", 64 * 1024)),
+                    int(limits.get("quotaBytes", 500 * 1024 * 1024)))
+
+
+def may_write(principal: Principal, key: str) -> bool:
+    """Shared state: an admin writes anywhere; an agent under one of its writePrefixes."""
+    return principal.kind == "admin" or any(key.startswith(prefix) for prefix in principal.write_prefixes)
 
 
 def accepts(recipient: Principal, sender: Principal) -> bool:

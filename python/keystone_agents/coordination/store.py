@@ -10,6 +10,7 @@ Every write is one `BEGIN IMMEDIATE` transaction; timestamps are this host's clo
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import sqlite3
@@ -22,7 +23,8 @@ from keystone_agents.coordination.base import (
     BODY_MAX_BYTES, KINDS, PRIORITY_NAMES, REPLY_STATUSES, STATES, SUBJECT_MAX, Claimed, DepthExceeded,
     InvalidRequest, Message, NotAllowed, NotFound, RateLimited, check_uuid, reply_id,
 )
-from keystone_agents.coordination.registry import Principal, Registry, accepts
+from keystone_agents.coordination import audit as audit_chain
+from keystone_agents.coordination.registry import Principal, Registry, accepts, may_write
 
 # Numbered like history.py: PRAGMA user_version records what is applied. A later capability (shared state,
 # a tamper-evident audit chain, events) adds a migration here and its twin in sql/.
@@ -64,6 +66,39 @@ MIGRATIONS: list[str] = [
         action TEXT NOT NULL,                -- comms.send | comms.reply | comms.refused
         detail TEXT NOT NULL                 -- JSON
     );
+    """,
+    # 2: shared state (every version in shared_state_history, whose id orders `watch`) and the hash-chained
+    # audit log (coordination/audit.py); the twin of sql/002_shared_state_audit.sql
+    """
+    CREATE TABLE shared_state (
+        key TEXT PRIMARY KEY CHECK (length(key) BETWEEN 1 AND 512),
+        value TEXT NOT NULL,                 -- compact JSON
+        version INTEGER NOT NULL CHECK (version >= 1),
+        owner_agent TEXT NOT NULL,           -- the last writer: short name, or human:<user>
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE shared_state_history (
+        seq INTEGER PRIMARY KEY,             -- global order of changes (watch)
+        key TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        value TEXT,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        owner_agent TEXT NOT NULL,
+        at REAL NOT NULL,
+        UNIQUE (key, version)
+    );
+    CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        entry TEXT NOT NULL,                 -- the exact JSON text hashed
+        prev_hash TEXT NOT NULL,             -- hex
+        hash TEXT NOT NULL                   -- hex: sha256(prev_hash || entry)
+    );
+    CREATE INDEX audit_log_actor ON audit_log (actor, seq);
+    CREATE INDEX audit_log_action ON audit_log (action, seq)
     """,
 ]
 
@@ -147,8 +182,17 @@ class Store:
         return "(m.sender = ? OR m.recipient = ?)", (self.me.role, self.me.role)
 
     def _audit(self, action: str, detail: dict) -> None:
+        """An audit event, appended to the hash chain in the caller's transaction."""
+        now = time.time()
         self.conn.execute("INSERT INTO audit_events (at, actor, action, detail) VALUES (?, ?, ?, ?)",
-                          (time.time(), self.me.role, action, json.dumps(detail, sort_keys=True)))
+                          (now, self.me.role, action, json.dumps(detail, sort_keys=True)))
+        head = self.conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (head[0] + 1, bytes.fromhex(head[1])) if head else (1, audit_chain.GENESIS)
+        at = dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        text = audit_chain.entry_text(seq, at, self.me.role, action, detail)
+        self.conn.execute("INSERT INTO audit_log (seq, at, actor, action, entry, prev_hash, hash)"
+                          " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (seq, at, self.me.role, action, text, prev.hex(), audit_chain.chain_hash(prev, text).hex()))
 
     def _refuse(self, exc: Exception, detail: dict) -> Exception:
         """Record the refusal (its own transaction: the refusal is kept though the send is not)."""
@@ -422,6 +466,171 @@ class Store:
         return {"inbox": {state: counts.get(state, 0) for state in STATES},
                 "dead_letters": counts.get("failed", 0),
                 "oldest_pending_age_seconds": round(time.time() - oldest, 3) if oldest else 0.0}
+
+
+    # ---------------------------------------------------------------- shared state
+
+    def _owner(self) -> str:
+        return self.me.name if self.me.kind == "agent" else f"human:{self.me.name}"
+
+    def _shared_refuse(self, action: str, key: str, exc: Exception) -> Exception:
+        with self._tx():
+            self._audit("shared.refused", {"key": key, "op": action, "error": getattr(exc, "code", "error"),
+                                           "reason": str(exc)})
+        return exc
+
+    def _shared_check(self, key: str, op: str) -> str:
+        from keystone_agents.kv.model import KeyRefused, check_key
+
+        key = check_key(key)
+        if not may_write(self.me, key):
+            raise self._shared_refuse(op, key, KeyRefused(
+                f"{self.me.name} may not write {key!r}: it is outside its shared.writePrefixes "
+                f"({', '.join(repr(p) for p in self.me.write_prefixes) or 'none'})", key=key))
+        return key
+
+    def _entry(self, row) -> dict:
+        return {"key": row[0], "value": json.loads(row[1]), "version": row[2], "owner_agent": row[3],
+                "updated_at": iso(row[4])}
+
+    def shared_get(self, key: str) -> dict | None:
+        row = self.conn.execute("SELECT key, value, version, owner_agent, updated_at FROM shared_state WHERE key = ?",
+                                (key,)).fetchone()
+        return self._entry(row) if row else None
+
+    def shared_set(self, key: str, value: Any, expected_version: int) -> dict:
+        """{"ok": true, "version": N} or {"ok": false, "current_version": M} (the conflict is audited)."""
+        from keystone_agents.kv.model import KeyRefused, check_expected, value_text
+
+        key = self._shared_check(key, "set")
+        expected = check_expected(expected_version)
+        try:
+            text = value_text(value, self.registry.max_value_bytes)
+        except KeyRefused as exc:
+            raise self._shared_refuse("set", key, exc) from None
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        now = time.time()
+        refusal = None
+        with self._tx():
+            row = self.conn.execute("SELECT version, length(CAST(key AS BLOB)) + length(CAST(value AS BLOB)) FROM shared_state"
+                                    " WHERE key = ?", (key,)).fetchone()
+            current = row[0] if row else 0
+            if current != expected:
+                self._audit("shared.set.conflict", {"key": key, "expected": expected, "current": current,
+                                                    "value_sha256": digest})
+                result = {"ok": False, "current_version": current}
+            else:
+                used = self.conn.execute("SELECT coalesce(sum(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))), 0)"
+                                         " FROM shared_state").fetchone()[0]
+                after = used - (row[1] if row else 0) + len(key.encode()) + len(text.encode())
+                if after > self.registry.quota_bytes:
+                    refusal = KeyRefused(f"the shared state would hold {after} bytes; its quota is "
+                                         f"{self.registry.quota_bytes} bytes", key=key)
+                    result = None
+                else:
+                    if row is None:
+                        last = self.conn.execute("SELECT max(version) FROM shared_state_history WHERE key = ?",
+                                                 (key,)).fetchone()[0]
+                        version = (last or 0) + 1
+                        self.conn.execute("INSERT INTO shared_state (key, value, version, owner_agent, created_at,"
+                                          " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                                          (key, text, version, self._owner(), now, now))
+                    else:
+                        version = current + 1
+                        self.conn.execute("UPDATE shared_state SET value = ?, version = ?, owner_agent = ?,"
+                                          " updated_at = ? WHERE key = ?", (text, version, self._owner(), now, key))
+                    self.conn.execute("INSERT INTO shared_state_history (key, version, value, deleted, owner_agent, at)"
+                                      " VALUES (?, ?, ?, 0, ?, ?)", (key, version, text, self._owner(), now))
+                    self._audit("shared.set", {"key": key, "expected": expected, "version": version,
+                                               "value_sha256": digest})
+                    result = {"ok": True, "version": version}
+        if refusal is not None:
+            raise self._shared_refuse("set", key, refusal)
+        return result
+
+    def shared_delete(self, key: str, expected_version: int) -> dict:
+        from keystone_agents.kv.model import NoSuchKey, check_expected
+
+        key = self._shared_check(key, "delete")
+        expected = check_expected(expected_version)
+        now = time.time()
+        with self._tx():
+            row = self.conn.execute("SELECT version FROM shared_state WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                raise NoSuchKey(key)
+            if row[0] != expected:
+                self._audit("shared.delete.conflict", {"key": key, "expected": expected, "current": row[0]})
+                return {"ok": False, "current_version": row[0]}
+            self.conn.execute("DELETE FROM shared_state WHERE key = ?", (key,))
+            self.conn.execute("INSERT INTO shared_state_history (key, version, value, deleted, owner_agent, at)"
+                              " VALUES (?, ?, NULL, 1, ?, ?)", (key, row[0] + 1, self._owner(), now))
+            self._audit("shared.delete", {"key": key, "expected": expected, "version": row[0] + 1})
+        return {"ok": True, "version": row[0] + 1}
+
+    def shared_list(self, prefix: str = "") -> list[dict]:
+        rows = self.conn.execute("SELECT key, value, version, owner_agent, updated_at FROM shared_state"
+                                 " WHERE substr(key, 1, ?) = ? ORDER BY key", (len(prefix), prefix)).fetchall()
+        return [self._entry(r) for r in rows]
+
+    def _change(self, row) -> dict:
+        return {"seq": row[0], "key": row[1], "version": row[2], "value": json.loads(row[3]) if row[3] else None,
+                "deleted": bool(row[4]), "owner_agent": row[5], "at": iso(row[6])}
+
+    def shared_history(self, key: str) -> list[dict]:
+        rows = self.conn.execute("SELECT seq, key, version, value, deleted, owner_agent, at FROM shared_state_history"
+                                 " WHERE key = ? ORDER BY version", (key,)).fetchall()
+        return [self._change(r) for r in rows]
+
+    def shared_changes(self, prefix: str = "", after_seq: int = 0, limit: int = 1000, timeout: float = 0) -> list[dict]:
+        """Changes (writes and deletes) after `after_seq` in order; waits up to `timeout` for the first one."""
+        deadline = time.monotonic() + max(0.0, min(float(timeout), 300.0))
+        while True:
+            rows = self.conn.execute(
+                "SELECT seq, key, version, value, deleted, owner_agent, at FROM shared_state_history"
+                " WHERE seq > ? AND substr(key, 1, ?) = ? ORDER BY seq LIMIT ?",
+                (int(after_seq), len(prefix), prefix, int(limit))).fetchall()
+            if rows or time.monotonic() >= deadline:
+                return [self._change(r) for r in rows]
+            time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+
+    # ---------------------------------------------------------------- audit log (admins read)
+
+    def _admin_only(self, what: str) -> None:
+        if self.me.kind != "admin":
+            raise NotAllowed(f"only admins (root, agent-admins) can {what}")
+
+    def audit_rows(self, after_seq: int = 0, limit: int = 1000, actor: str | None = None,
+                   action: str | None = None, since: str | None = None) -> list[dict]:
+        self._admin_only("read the audit log")
+        where, args = ["seq > ?"], [int(after_seq)]
+        if actor:
+            principal = self.registry.by_name(actor)
+            where.append("actor = ?")
+            args.append(principal.role if principal else actor)
+        if action:
+            where.append("(action = ? OR action LIKE ?)")
+            args += [action, f"{action}.%"]
+        if since:
+            where.append("at >= ?")
+            args.append(since)
+        rows = self.conn.execute(f"SELECT seq, at, actor, action, entry, prev_hash, hash FROM audit_log"
+                                 f" WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?", (*args, int(limit))).fetchall()
+        return [{"seq": r[0], "at": r[1], "actor": r[2], "action": r[3], "entry": r[4], "prev_hash": r[5],
+                 "hash": r[6]} for r in rows]
+
+    def audit_head(self) -> dict:
+        self._admin_only("read the audit log")
+        row = self.conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        return {"seq": row[0], "hash": row[1]} if row else {"seq": 0, "hash": audit_chain.GENESIS.hex()}
+
+    def audit_append(self, action: str, detail: dict) -> dict:
+        """An admin's own entry (e.g. audit.anchor); agents' entries come only from their bus operations."""
+        self._admin_only("append to the audit log")
+        if not isinstance(action, str) or not action.startswith(("audit.", "approval.", "policy.")):
+            raise InvalidRequest("only audit.*, approval.* and policy.* actions can be appended directly")
+        with self._tx():
+            self._audit(action, detail if isinstance(detail, dict) else {"detail": detail})
+        return self.audit_head()
 
 
 class _Transaction:
