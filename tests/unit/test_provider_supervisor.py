@@ -51,18 +51,26 @@ def _start_loop(tmp_path: Path, provider: list[str]) -> tuple[subprocess.Popen, 
 
 
 def test_the_exit_is_recorded_while_the_loop_cannot_run_and_survives_its_death(tmp_path):
-    provider = ["/bin/sh", "-c", "while [ ! -e go ]; do sleep 0.01; done; echo finished; exit 7"]
+    # the provider prints 50 KB the frozen loop never reads: the supervisor saves it into the task log
+    provider = ["/bin/sh", "-c", "while [ ! -e go ]; do sleep 0.01; done; head -c 50000 /dev/zero | tr '\\0' x; "
+                "echo; echo 'the end' >&2; exit 7"]
     loop, pgid = _start_loop(tmp_path, provider)
     try:
         os.kill(loop.pid, signal.SIGSTOP)  # the loop gets no CPU at all from here on
         (tmp_path / "go").touch()
         _wait_for(lambda: not group_alive(pgid), what="the provider's exit")
         _wait_for(lambda: _records(tmp_path / "journal"), what="the supervisor's journal line")
+        assert "x" * 100 not in (tmp_path / "task.log").read_text()  # the loop read nothing of it
         os.kill(loop.pid, signal.SIGKILL)
+        _wait_for(lambda: len(_records(tmp_path / "journal")) == 2, what="the output saved after the loop died")
     finally:
         loop.kill()
         loop.wait(timeout=30)
-    assert _records(tmp_path / "journal") == [{"task": "t", "run_id": "r1", "phase": "exited", "exit_code": 7}]
+    assert _records(tmp_path / "journal") == [
+        {"task": "t", "run_id": "r1", "phase": "exited", "exit_code": 7},
+        {"task": "t", "run_id": "r1", "phase": "drained", "exit_code": 7}]
+    log = (tmp_path / "task.log").read_text()
+    assert "x" * 50000 + "\n" in log and "the end\n" in log
 
 
 def test_a_provider_still_running_when_the_loop_dies_is_killed_with_its_group_and_not_recorded(tmp_path):

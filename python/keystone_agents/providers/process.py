@@ -140,8 +140,9 @@ def _supervisor_setup() -> None:
 class _Supervisor:
     """The loop's side of providers/supervisor.py: start it, learn the provider's pid, read how it ended."""
 
-    def __init__(self, proc: subprocess.Popen, status):
+    def __init__(self, proc: subprocess.Popen, status, streams):
         self.proc, self.status = proc, status
+        self.stdout, self.stderr = streams  # the provider's output (the supervisor writes nothing there)
 
     @classmethod
     def start(cls, argv: list[str], stdin: str | None, env: dict[str, str], options: RunOptions):
@@ -156,31 +157,37 @@ class _Supervisor:
         record = options.exit_record
         ctl_r, ctl_w = os.pipe()
         status_r, status_w = os.pipe()
+        # the provider's stdout/stderr pipes: the supervisor holds their read ends too, to save what the loop
+        # had not read yet if the loop dies after the provider exited
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", str(SUPERVISOR), str(ctl_r), str(status_w)],
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdout=out_w,
+                stderr=err_w,
                 env={},  # the provider's environment goes over the pipe, untouched by the interpreter
                 start_new_session=True,
-                pass_fds=(ctl_r, status_w, record.fd),
+                pass_fds=(ctl_r, status_w, record.fd, out_r, err_r),
                 preexec_fn=_supervisor_setup,
             )
         except OSError as exc:
-            for fd in (ctl_w, status_r):
+            for fd in (ctl_w, status_r, out_r, err_r):
                 os.close(fd)
             return None, f"cannot start the provider's supervisor: {exc.strerror or exc}"
         finally:
-            os.close(ctl_r)
-            os.close(status_w)
+            for fd in (ctl_r, status_w, out_w, err_w):
+                os.close(fd)
         status = os.fdopen(status_r, "rb")
+        streams = os.fdopen(out_r, "rb"), os.fdopen(err_r, "rb")
         # str, bytes and paths as Popen takes them; lone surrogates (undecodable bytes) survive JSON both ways
         config = {"argv": [os.fsdecode(a) for a in argv],
                   "env": {os.fsdecode(k): os.fsdecode(v) for k, v in env.items()},
                   "cwd": os.fsdecode(options.cwd) if options.cwd is not None else None,
                   "parent": os.getpid(), "deadline": options.timeout + options.kill_grace + 60,
-                  "journal_fd": record.fd, "fields": record.fields}
+                  "journal_fd": record.fd, "fields": record.fields, "pipes": [out_r, err_r],
+                  "log_path": os.fsdecode(options.log_path)}
         try:
             with os.fdopen(ctl_w, "wb") as handle:
                 handle.write(json.dumps(config, default=str).encode("utf-8"))
@@ -188,9 +195,18 @@ class _Supervisor:
             pass  # it died at once: its status says nothing, handled below
         first = _status_line(status.readline())
         if "pid" in first:
-            return cls(proc, status), first["pid"]
+            return cls(proc, status, streams), first["pid"]
         status.close()
-        _, err = proc.communicate()
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait()
+        os.set_blocking(err_r, False)  # what the supervisor itself printed (a broken interpreter), if anything
+        try:
+            err = streams[1].read() or b""
+        except OSError:
+            err = b""
+        for stream in streams:
+            stream.close()
         if first.get("not_started"):  # what Popen said in the supervisor: the message the runner gives itself
             return None, f"cannot start {argv[0]!r}: {first.get('error')}"
         why = first.get("error") or err.decode("utf-8", "replace").strip()[-300:] or f"exit {proc.returncode}"
@@ -290,9 +306,10 @@ def run_process(argv: list[str], stdin: str | None, options: RunOptions) -> Proc
                     sizes[key] -= len(buffers[key].pop(0))
         stream.close()
 
+    out, err = (supervised.stdout, supervised.stderr) if supervised else (proc.stdout, proc.stderr)
     threads = [
-        threading.Thread(target=pump, args=(proc.stdout, "stdout"), daemon=True),
-        threading.Thread(target=pump, args=(proc.stderr, "stderr"), daemon=True),
+        threading.Thread(target=pump, args=(out, "stdout"), daemon=True),
+        threading.Thread(target=pump, args=(err, "stderr"), daemon=True),
     ]
     for thread in threads:
         thread.start()

@@ -19,7 +19,11 @@ What it does, in order:
 3. reports `{"pid": N}` (or `{"error": …}` when the provider cannot start) on the STATUS pipe;
 4. waits, with every signal that concerns it blocked and taken synchronously (`sigtimedwait`), for one of:
    - SIGCHLD: the provider exited — it appends `{…fields, "phase": "exited", "exit_code": N}` to the journal
-     and fsyncs it, reports `{"exit": N, "recorded": true}` and exits;
+     and fsyncs it, then stays (at most 5 s, killing what the provider left in its group) until the loop has
+     read everything the provider printed: it holds the read ends of the provider's stdout and stderr pipes too
+     and watches how much is unread (FIONREAD). If the loop dies before, it appends the unread rest to the
+     task log itself and records `"phase": "drained"`, so the execution is judged from all of its output.
+     Then it reports `{"exit": N, "recorded": true}` and exits;
    - SIGUSR1 from the loop: the loop is killing the provider itself (timeout, stall); its end is then not a
      finished execution and is not recorded;
    - SIGUSR2, its PR_SET_PDEATHSIG: the loop died. A provider that had already exited is recorded (that is
@@ -37,11 +41,14 @@ C-locale coercion) cannot change what the provider sees.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 
 # signals blocked in the supervisor from its first instruction on (the runner blocks them in the child before
@@ -51,6 +58,7 @@ ORPHANED = signal.SIGUSR2  # PR_SET_PDEATHSIG: the loop died
 WAITED = (signal.SIGCHLD, KILLING, ORPHANED)
 BLOCKED = (*WAITED, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PARENT_CHECK = 5.0  # seconds between checks that the loop still lives (PDEATHSIG is the fast path)
+DRAIN_WAIT = 5.0  # seconds it waits, after recording the exit, for the loop to read the provider's output
 
 
 def _libc_prctl():
@@ -134,16 +142,60 @@ def supervise(config: dict, report) -> int:
     recorded, error = False, None
     journal_fd = config.get("journal_fd")
     if finished and journal_fd is not None:
-        line = json.dumps({**config.get("fields", {}), "phase": "exited", "exit_code": code}, sort_keys=True,
-                          default=str) + "\n"
         try:
-            os.write(journal_fd, line.encode("utf-8"))  # one append: a later run sees it from here on
-            os.fsync(journal_fd)
+            _record(journal_fd, config.get("fields", {}), "exited", code)
             recorded = True
         except OSError as exc:
             error = f"cannot record the provider's exit: {exc.strerror or exc}"
+    pipes = config.get("pipes") or []
+    if recorded and pipes:
+        if not orphaned:  # stay until the loop has read all the provider printed, or died trying
+            _kill_group(child.pid)  # what it left running (the loop does the same when it sees us exit)
+            end = time.monotonic() + DRAIN_WAIT
+            while _unread(pipes) and time.monotonic() < end:
+                if signal.sigtimedwait((ORPHANED,), 0.005) is not None or os.getppid() != parent:
+                    orphaned = True
+                    break
+        if orphaned and config.get("log_path"):
+            try:
+                _save_output(pipes, config["log_path"])
+                _record(journal_fd, config.get("fields", {}), "drained", code)
+            except OSError as exc:
+                error = f"cannot save the provider's output: {exc.strerror or exc}"
     report({"exit": code, "recorded": recorded, "stopped_by": stopped_by, **({"error": error} if error else {})})
     return 0
+
+
+def _record(fd: int, fields: dict, phase: str, code: int) -> None:
+    line = json.dumps({**fields, "phase": phase, "exit_code": code}, sort_keys=True, default=str) + "\n"
+    os.write(fd, line.encode("utf-8"))  # one append: a later run sees it from here on
+    os.fsync(fd)
+
+
+def _unread(fds: list[int]) -> int:
+    """Bytes waiting in these pipes (FIONREAD): what the loop has not read yet."""
+    total = 0
+    for fd in fds:
+        try:
+            total += struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+        except OSError:
+            pass
+    return total
+
+
+def _save_output(fds: list[int], log_path: str) -> None:
+    """The loop died before reading all the provider printed: append the rest to the task log (fsync'd), so
+    recovery judges the execution from all of its output. Reads only what is there (never blocks on a pipe
+    that something escaped from the group still holds open)."""
+    with open(log_path, "ab") as log:
+        for fd in fds:
+            while (size := _unread([fd])) > 0:
+                chunk = os.read(fd, size)
+                if not chunk:
+                    break
+                log.write(chunk)
+        log.flush()
+        os.fsync(log.fileno())
 
 
 def main(argv: list[str]) -> int:
