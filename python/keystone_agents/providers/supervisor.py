@@ -137,7 +137,8 @@ def supervise(config: dict, report) -> int:
             stopped_by = "deadline"
             _kill_group(child.pid)
     finished = stopped_by is None or (stopped_by != "loop" and code != -signal.SIGKILL)
-    if orphaned or os.getppid() != parent:
+    orphaned = orphaned or os.getppid() != parent
+    if orphaned:
         _kill_group(child.pid)  # what it left running: nobody is left to wait for it
     recorded, error = False, None
     journal_fd = config.get("journal_fd")
