@@ -100,6 +100,22 @@ def test_random_sigkills_rerun_at_most_four_finished_tasks(lh):
     assert len(again) <= MAX_RERUN, again
     assert finalized > 0, "no kill landed after a provider exit: the journal path was not exercised"
     assert not (lh.state / "exited.json").exists() and not (lh.state / "running.json").exists()
+    # no provider outlived the loops that were killed (their supervisors killed the ones still running)
+    assert _providers_alive(crash_log) == []
+
+
+def _providers_alive(crash_log) -> list[int]:
+    marker = f"CRASH_LOG={crash_log}".encode() + b"\0"
+    alive = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/environ", "rb") as handle:
+                    if marker in handle.read():
+                        alive.append(int(entry.name))
+            except OSError:
+                pass
+    return alive
 
 
 def _dead_run(lh, phase: str, **record) -> None:

@@ -74,14 +74,17 @@ def test_the_exit_is_recorded_while_the_loop_cannot_run_and_survives_its_death(t
 
 
 def test_a_provider_still_running_when_the_loop_dies_is_killed_with_its_group_and_not_recorded(tmp_path):
-    # a grandchild in the provider's group must go too (the supervisor kills the group, not only the leader)
+    # a grandchild in the provider's group must go too (the supervisor kills the group, not only the leader),
+    # once the provider has had its 2 s to finish
     provider = ["/bin/sh", "-c", "sleep 300 & echo $! > grandchild; touch ready; wait"]
     loop, pgid = _start_loop(tmp_path, provider)
     _wait_for(lambda: (tmp_path / "ready").exists(), what="the provider")
     grandchild = int((tmp_path / "grandchild").read_text())
     loop.kill()
     loop.wait(timeout=30)
+    killed_at = time.monotonic()
     _wait_for(lambda: not group_alive(pgid), timeout=10, what="the provider group to be killed")
+    assert time.monotonic() - killed_at < 8
     with pytest.raises(ProcessLookupError):
         os.kill(grandchild, 0)
     assert _records(tmp_path / "journal") == []  # killed, not finished: the next run retries the task
@@ -103,7 +106,7 @@ def test_a_provider_the_loop_kills_on_timeout_is_not_recorded(tmp_path):
     fd = os.open(tmp_path / "journal", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     exits = []
     result = run_process(["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 60 & wait"], None, RunOptions(
-        log_path=tmp_path / "task.log", timeout=0.5, kill_grace=2, exit_record=ExitRecord(fd, {"task": "t"}),
+        log_path=tmp_path / "task.log", timeout=3, kill_grace=5, exit_record=ExitRecord(fd, {"task": "t"}),
         on_exit=exits.append))
     assert result.timed_out and result.exit_code == 0  # it ended gracefully on our SIGTERM: still not finished
     assert _records(tmp_path / "journal") == [] and exits == []
@@ -162,3 +165,15 @@ def test_recovery_waits_while_a_dead_runs_writer_holds_the_journal(tmp_path):
         holder.kill()
         holder.wait()
     assert journal.wait_for_writers(tmp_path, timeout=5) is True
+
+
+def test_a_provider_that_exits_just_after_the_loop_died_is_recorded(tmp_path):
+    # its work is done when the loop is killed; it exits a moment later (a busy machine): finished, recorded
+    provider = ["/bin/sh", "-c", "touch ready; while [ ! -e go ]; do sleep 0.01; done; sleep 0.3; exit 4"]
+    loop, pgid = _start_loop(tmp_path, provider)
+    _wait_for(lambda: (tmp_path / "ready").exists(), what="the provider")
+    loop.kill()
+    loop.wait(timeout=30)
+    (tmp_path / "go").touch()
+    _wait_for(lambda: _records(tmp_path / "journal"), what="the supervisor's journal line")
+    assert _records(tmp_path / "journal")[0] == {"task": "t", "run_id": "r1", "phase": "exited", "exit_code": 4}

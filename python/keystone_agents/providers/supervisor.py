@@ -26,9 +26,11 @@ What it does, in order:
      Then it reports `{"exit": N, "recorded": true}` and exits;
    - SIGUSR1 from the loop: the loop is killing the provider itself (timeout, stall); its end is then not a
      finished execution and is not recorded;
-   - SIGUSR2, its PR_SET_PDEATHSIG: the loop died. A provider that had already exited is recorded (that is
-     the point); one still running is killed (SIGKILL to its process group, as the provider's own
-     PDEATHSIG did before the supervisor existed) and not recorded, so the next run retries the task;
+   - SIGUSR2, its PR_SET_PDEATHSIG: the loop died. A provider that had already exited, or exits within 2 s
+     (ORPHAN_GRACE: one whose work is done and that is only being descheduled on a busy machine), is
+     recorded — that is the point; one still running then is killed (SIGKILL to its process group, as the
+     provider's own PDEATHSIG did at once before the supervisor existed) and not recorded, so the next run
+     retries the task;
    - its hard deadline (the runner's timeout + kill grace + 60 s): the provider group is killed, not recorded.
    SIGTERM, SIGINT and SIGHUP are blocked, not acted on: `systemctl stop` signals the whole unit, the provider
    gets its own SIGTERM and may finish gracefully, and the supervisor stays to record how it ended.
@@ -59,6 +61,7 @@ WAITED = (signal.SIGCHLD, KILLING, ORPHANED)
 BLOCKED = (*WAITED, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PARENT_CHECK = 5.0  # seconds between checks that the loop still lives (PDEATHSIG is the fast path)
 DRAIN_WAIT = 5.0  # seconds it waits, after recording the exit, for the loop to read the provider's output
+ORPHAN_GRACE = 2.0  # seconds a provider may still take to exit after the loop died, before it is killed
 
 
 def _libc_prctl():
@@ -117,25 +120,26 @@ def supervise(config: dict, report) -> int:
         code = _reap(child.pid)
         if code is not None:
             break
+        now = time.monotonic()
+        if deadline is not None and stopped_by is None and now >= deadline:
+            stopped_by = "deadline" if not orphaned else "orphaned"
+            _kill_group(child.pid)
         wait = PARENT_CHECK
         if deadline is not None and stopped_by is None:
-            wait = max(0.0, min(wait, deadline - time.monotonic()))
+            wait = max(0.0, min(wait, deadline - now))
         info = signal.sigtimedwait(WAITED, wait)
         signo = info.si_signo if info is not None else None
-        if signo == signal.SIGCHLD:
-            continue
         if signo == KILLING:
             stopped_by = stopped_by or "loop"
-        elif not orphaned and (signo == ORPHANED or os.getppid() != parent):
+        elif signo != signal.SIGCHLD and not orphaned and (signo == ORPHANED or os.getppid() != parent):
+            # the loop died: a provider that is just finishing (its work done, not yet exited) gets a
+            # moment to exit and be recorded; then it is killed, and not recorded
             orphaned = True
-            code = _reap(child.pid)  # it may have finished just before the loop died: record that
-            if code is not None:
-                break
-            stopped_by = stopped_by or "orphaned"
-            _kill_group(child.pid)
-        elif deadline is not None and stopped_by is None and time.monotonic() >= deadline:
-            stopped_by = "deadline"
-            _kill_group(child.pid)
+            if stopped_by is None:
+                deadline = time.monotonic() + ORPHAN_GRACE if deadline is None else min(
+                    deadline, time.monotonic() + ORPHAN_GRACE)
+            else:
+                _kill_group(child.pid)
     finished = stopped_by is None or (stopped_by != "loop" and code != -signal.SIGKILL)
     orphaned = orphaned or os.getppid() != parent
     if orphaned:
