@@ -62,13 +62,12 @@ def test_the_exit_is_recorded_while_the_loop_cannot_run_and_survives_its_death(t
         _wait_for(lambda: _records(tmp_path / "journal"), what="the supervisor's journal line")
         assert "x" * 100 not in (tmp_path / "task.log").read_text()  # the loop read nothing of it
         os.kill(loop.pid, signal.SIGKILL)
-        _wait_for(lambda: len(_records(tmp_path / "journal")) == 2, what="the output saved after the loop died")
+        _wait_for(lambda: "the end" in (tmp_path / "task.log").read_text(), what="the output saved")
     finally:
         loop.kill()
         loop.wait(timeout=30)
-    assert _records(tmp_path / "journal") == [
-        {"task": "t", "run_id": "r1", "phase": "exited", "exit_code": 7},
-        {"task": "t", "run_id": "r1", "phase": "drained", "exit_code": 7}]
+    # the journal stays at `exited` (a chunk a dying loop had read but not written could be missing)
+    assert _records(tmp_path / "journal") == [{"task": "t", "run_id": "r1", "phase": "exited", "exit_code": 7}]
     log = (tmp_path / "task.log").read_text()
     assert "x" * 50000 + "\n" in log and "the end\n" in log
 

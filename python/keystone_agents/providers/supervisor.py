@@ -22,7 +22,8 @@ What it does, in order:
      and fsyncs it, then stays (at most 5 s, killing what the provider left in its group) until the loop has
      read everything the provider printed: it holds the read ends of the provider's stdout and stderr pipes too
      and watches how much is unread (FIONREAD). If the loop dies before, it appends the unread rest to the
-     task log itself and records `"phase": "drained"`, so the execution is judged from all of its output.
+     task log itself, so recovery judges the execution from its output (the journal stays at `exited`: what
+     the loop had read but not yet written may be missing, and recovery treats the log accordingly).
      Then it reports `{"exit": N, "recorded": true}` and exits;
    - SIGUSR1 from the loop: the loop is killing the provider itself (timeout, stall); its end is then not a
      finished execution and is not recorded;
@@ -162,9 +163,11 @@ def supervise(config: dict, report) -> int:
                     orphaned = True
                     break
         if orphaned and config.get("log_path"):
+            # not recorded as `drained`: a chunk the loop had read but not yet written when it died is lost, so
+            # recovery must still treat the log as possibly incomplete (an exit 0 without evidence is blocked
+            # for a human, never judged "no evidence" and retried)
             try:
                 _save_output(pipes, config["log_path"])
-                _record(journal_fd, config.get("fields", {}), "drained", code)
             except OSError as exc:
                 error = f"cannot save the provider's output: {exc.strerror or exc}"
     report({"exit": code, "recorded": recorded, "stopped_by": stopped_by, **({"error": error} if error else {})})
