@@ -9,11 +9,10 @@ host's broker, or the fleet's PostgreSQL).
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 
 import click
 
-from keystone_agents.coordination.base import PRIORITIES, STATES, BusError, Message
+from keystone_agents.coordination.base import PRIORITIES, STATES, Message
 
 EXIT_FAILED_REPLY, EXIT_TIMEOUT = 3, 4
 
@@ -22,20 +21,12 @@ def _config(ctx: click.Context):
     return ctx.find_root().obj.config
 
 
-@contextmanager
 def human_bus(ctx: click.Context, as_json: bool = False):
-    from keystone_agents.coordination.factory import open_bus, settings_from_host
-    from keystone_agents.commands.comms import fail
+    """The host's bus, used as the human's own principal."""
+    from keystone_agents.commands.comms import bus_session
+    from keystone_agents.coordination.factory import settings_from_host
 
-    bus = None
-    try:
-        bus = open_bus(settings_from_host(_config(ctx).coordination or {}))
-        yield bus
-    except BusError as exc:
-        fail(exc, as_json)
-    finally:
-        if bus is not None:
-            bus.close()
+    return bus_session(settings_from_host(_config(ctx).coordination or {}), as_json)
 
 
 def _agent(ctx: click.Context) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from keystone_agents.cli.common import echo_json
-from keystone_agents.coordination.base import BusError
+from keystone_agents.commands.bus import host_config_option
 
 
 def entry_line(row: dict) -> str:
@@ -84,8 +84,8 @@ def run_verify(bus, anchors_file: Path | None, as_json: bool) -> int:
 @contextmanager
 def host_bus(host_config: str | None, as_json: bool = False):
     from keystone_agents.agentctl import hostconfig
-    from keystone_agents.commands.comms import fail
-    from keystone_agents.coordination.factory import open_bus, settings_from_host
+    from keystone_agents.commands.comms import bus_session
+    from keystone_agents.coordination.factory import settings_from_host
     from keystone_agents.problems import ValidationFailed
 
     try:
@@ -94,20 +94,8 @@ def host_bus(host_config: str | None, as_json: bool = False):
         for problem in exc.problems:
             click.echo(f"error: {problem}", err=True)
         sys.exit(1)
-    bus = None
-    try:
-        bus = open_bus(settings_from_host(config.coordination or {}))
+    with bus_session(settings_from_host(config.coordination or {}), as_json) as bus:
         yield bus
-    except BusError as exc:
-        fail(exc, as_json)
-    finally:
-        if bus is not None:
-            bus.close()
-
-
-host_config_option = click.option(
-    "--host-config", default=None, metavar="FILE", envvar="AGENTCTL_CONFIG",
-    help="The host configuration (default /etc/keystone-agents/agentctl.json): which bus.")
 
 
 @click.group("audit")

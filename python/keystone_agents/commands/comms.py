@@ -24,18 +24,24 @@ EXIT_TIMEOUT = 4
 
 
 @contextmanager
-def bus_for(ctx: AgentContext, as_json: bool = False):
+def bus_session(settings: dict, as_json: bool = False):
+    """The bus for one command: a BusError becomes a clear error (exit 1), and the bus is always closed."""
     from keystone_agents.coordination.factory import open_bus
 
     bus = None
     try:
-        bus = open_bus(ctx.config.coordination)
+        bus = open_bus(settings)
         yield bus
     except BusError as exc:
         fail(exc, as_json)
     finally:
         if bus is not None:
             bus.close()
+
+
+def bus_for(ctx: AgentContext, as_json: bool = False):
+    """The agent's own bus (its runtime config's coordination settings)."""
+    return bus_session(ctx.config.coordination, as_json)
 
 
 def fail(exc: BusError, as_json: bool = False):
