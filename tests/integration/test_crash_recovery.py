@@ -19,7 +19,8 @@ from tests.support.loop import events, make_home
 KILLS = int(os.environ.get("KS_CRASH_KILLS", "200"))
 # Issue 21's target: at most 4 finished tasks started again per 200 kills (1 per 50). The provider's supervisor
 # (providers/supervisor.py) records the exit itself, so a kill between the provider's exit and the loop's own
-# bookkeeping no longer loses it; measured 0 with a load average of 20-100 (docs/performance.md).
+# bookkeeping no longer loses it; measured 0 with load averages up to 100 and CPU burners beside the test
+# (docs/performance.md).
 MAX_RERUN = 4
 
 @pytest.fixture

@@ -9,7 +9,8 @@ supervisor does not die with it.
 What it does, in order:
 
 1. reads its instructions (JSON) from the CTL pipe: the provider's argv, env, cwd, the loop's pid, the journal's
-   file descriptor (inherited, opened O_APPEND and flock'd by the loop) and the fields of the journal line;
+   file descriptor (inherited, opened O_APPEND and flock'd by the loop), the fields of the journal line, the
+   read ends of the provider's stdout/stderr pipes (inherited; the loop reads them) and the task log's path;
 2. starts the provider with the very `subprocess.Popen` call the runner makes without a supervisor (same argv
    and PATH lookup, same env, same cwd, its own session, PR_SET_PDEATHSIG=SIGKILL tied to the supervisor). The
    provider inherits the supervisor's stdin, stdout and stderr — the loop's pipes — unchanged, so a prompt on
