@@ -277,6 +277,9 @@ class Config:
     environment: dict[str, str] = field(default_factory=dict)
     mcp_servers: dict[str, Any] = field(default_factory=dict)  # {name: {command, args, env}}, passed through
     coordination: CoordinationSettings = field(default_factory=CoordinationSettings)
+    role: str | None = None  # the policy's role (policy/model.py BUILTIN_ROLES or policy.roles)
+    policy: dict[str, Any] = field(default_factory=dict)  # {default, rules, roles}: policy/model.py reads it
+    policy_file: str | None = None  # the rendered root-owned policy.json the provider hooks read
     source_path: Path | None = field(default=None, compare=False)
 
     def stage(self, name: str) -> StageSettings:

@@ -23,6 +23,7 @@ RULE_PARAMETERS: dict[str, tuple[object, str]] = {
     "blockedThreshold": (5, "KeystoneAgentBlockedSurge: fires above this many blocked tasks"),
     "tokenSpendThreshold": (2000000, "KeystoneAgentTokenSpend: fires above this many tokens per window"),
     "tokenSpendWindow": ("24h", "KeystoneAgentTokenSpend: the window (a Prometheus duration)"),
+    "approvalPendingSeconds": (1800, "KeystoneApprovalPending: fires when an approval waits longer than this"),
 }
 DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 PLACEHOLDER = re.compile("@(" + "|".join(RULE_PARAMETERS) + ")@")

@@ -135,6 +135,7 @@ def check_config(space, config, config_file: str, preflight, env, locate) -> lis
                                     f"mcpServers.{name}.command",
                                     f"MCP server {name!r}: command {command!r} is not installed or not on PATH; "
                                     "fix: install it or correct the command"))
+    problems += check_policy(config, config_file, locate)
     runtime = resolve(config, "execute", {})
     finding = preflight.check(runtime.provider, runtime.model)
     if finding is not None:
@@ -187,3 +188,48 @@ def config_locator(path: Path | None) -> Callable[[list], int | None]:
     except Exception:  # noqa: BLE001 - positions are a nicety
         return lambda _path: None
     return lambda key_path: _line_of(data, key_path)
+
+
+def check_policy(config, config_file: str, locate) -> list[Problem]:
+    """role/policy: a valid policy (the field named); approval_required needs a coordination backend (approvals
+    live on the bus); a policyFile that exists, owned by root and writable by nobody else."""
+    import os
+    import re
+
+    from keystone_agents.policy import model
+
+    problems: list[Problem] = []
+    if not model.configured(config.role, config.policy) and not config.policy_file:
+        return problems
+    try:
+        policy = model.from_document({"agent": config.agent_name, "role": config.role, "policy": config.policy})
+    except model.PolicyError as exc:
+        text = str(exc)
+        field = text.split(":", 1)[0] if re.match(r"^[\w.\[\]-]+:", text) else "policy"
+        path = [int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", field) if p]
+        return [Problem(config_file, locate(path), field, text.split(": ", 1)[-1] + "; fix: see docs/policy.md")]
+    # what the agent configured (its rules, default, role overrides) and its role's defaults; a built-in role's
+    # own approval_required rules (the coder's force push) are refused like blocked ones without a bus
+    tiers = [r.tier for r in policy.rules] + [policy.default]
+    for name in (config.policy.get("roles") or {}):
+        tiers += [r.get("tier") for r in (config.policy["roles"][name].get("rules") or [])]
+    if policy.role is not None:
+        tiers += [policy.role.default] + [tier for _, tier in policy.role.tool_defaults]
+    if "approval_required" in tiers and config.coordination.backend == "none":
+        problems.append(Problem(config_file, locate(["policy"]), "policy",
+                                "approval_required needs a coordination backend (approvals wait on the bus), and "
+                                "coordination.backend is \"none\"; fix: configure coordination (NixOS: "
+                                "keystone.os.agentRuntime.coordination.backend) or use blocked instead"))
+    if config.policy_file:
+        try:
+            info = os.stat(config.policy_file)
+        except OSError as exc:
+            problems.append(Problem(config_file, locate(["policyFile"]), "policyFile",
+                                    f"{config.policy_file}: {exc.strerror}; fix: render it as root with "
+                                    "`keystone-agent policy render --out DIR` (NixOS renders it)"))
+        else:
+            if info.st_uid != 0 or info.st_mode & 0o022:
+                problems.append(Problem(config_file, locate(["policyFile"]), "policyFile",
+                                        f"{config.policy_file} must be owned by root and writable by nobody else "
+                                        "(the agent could change its own policy); fix: chown root and chmod 0444"))
+    return problems

@@ -193,3 +193,64 @@ def transcript_path(tool):
     if tool == "codex":
         return os.path.join(home, ".codex", "sessions", time.strftime("%Y/%m/%d"), f"rollout-{os.getpid()}.jsonl")
     return os.path.join(home, f".{tool}-transcript-{os.getpid()}.jsonl")
+
+
+# ---------------------------------------------------------------- tool calls behind the CLIs' pre-tool hooks
+#   [fake:bash=COMMAND]       call the shell tool with COMMAND (claude Bash, codex Bash, gemini run_shell_command)
+#   [fake:write=PATH]         call the file-write tool on PATH (claude Write, codex apply_patch, gemini write_file)
+# Before each call the stand-in runs the pre-tool hooks its settings configure, exactly as the real CLI does
+# (hook input JSON on stdin, a shell command, the documented exit codes and decision fields): a refused call
+# never runs. Every call is recorded as a `tool-call` event {name, input, allowed, reason}.
+
+TOOL_CALL = re.compile(r"\[fake:(bash|write)=([^\]]*)\]")
+
+
+def tool_calls(prompt):
+    return TOOL_CALL.findall(prompt or "")
+
+
+def run_hook(command, payload, timeout=120):
+    """One command hook: `sh -c COMMAND`, the input JSON on stdin → (exit code, stdout, stderr)."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(["sh", "-c", command], input=json.dumps(payload), capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, "", "hook timed out"
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def matcher_matches(matcher, tool_name):
+    if matcher in (None, "", "*"):
+        return True
+    try:
+        return re.fullmatch(matcher, tool_name) is not None
+    except re.error:
+        return matcher == tool_name
+
+
+def execute_tool(kind, arg):
+    """What the tool does once allowed: run the command in bash, or write the file."""
+    import subprocess
+
+    if kind == "bash":
+        proc = subprocess.run(["bash", "-c", arg], capture_output=True, text=True, timeout=120)
+        return f"exit {proc.returncode}: {proc.stdout[-500:]}{proc.stderr[-500:]}"
+    with open(arg, "w") as handle:
+        handle.write("written by the stand-in model\n")
+    return f"wrote {arg}"
+
+
+def perform_tool_calls(cli, prompt, gate, spec):
+    """Run the prompt's tool calls through `gate(tool_name, tool_input) -> (allowed, reason)`; → text the model
+    saw (one line per call). `spec(kind, arg) -> (tool_name, tool_input)` names the CLI's own tool."""
+    seen = []
+    for kind, arg in tool_calls(prompt):
+        name, tool_input = spec(kind, arg)
+        allowed, reason = gate(name, tool_input)
+        result = execute_tool(kind, arg) if allowed else ""
+        record(cli, [], event="tool-call", name=name, input=tool_input, allowed=allowed, reason=reason,
+               result=result[:300])
+        seen.append(f"{name}: {'ran' if allowed else 'refused'}: {reason or result}"[:500])
+    return "\n".join(seen)

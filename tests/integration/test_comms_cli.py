@@ -253,8 +253,8 @@ def test_mcp_server_gives_a_provider_session_comms(fleet):
                 return tools, sent, refused
 
     tools, sent, refused = asyncio.run(session())
-    assert tools == ["comms_ask", "comms_inbox", "comms_reply", "comms_send", "shared_get", "shared_list",
-                     "shared_set", "state_get", "state_set"]
+    assert tools == ["approval_status", "comms_ask", "comms_inbox", "comms_reply", "comms_send", "shared_get",
+                     "shared_list", "shared_set", "state_get", "state_set"]
     envelope = sent.structured_content or json.loads(sent.content[0].text)
     assert envelope["from"] == "alpha" and envelope["to"] == "beta" and envelope["subject"] == "mcp"
     [received] = json.loads(ok(beta.run("comms", "inbox", "--json")))

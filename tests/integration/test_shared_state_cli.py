@@ -72,6 +72,8 @@ def test_private_state_is_the_agents_own(fleet):
     assert json.loads(ok(alpha.run("state", "get", "notes/plan", "--json")))["value"] == "secret plan"
     db = alpha.state / "private-state.sqlite3"
     assert db.exists() and (db.stat().st_mode & 0o077) == 0
+    for companion in alpha.state.glob("private-state.sqlite3*"):  # -wal, -shm while they exist
+        assert (companion.stat().st_mode & 0o077) == 0, companion
     # beta, a real other user, can neither read the file nor point its own command at alpha's home
     peek = subprocess.run(["runuser", "-u", beta.user, "--", "cat", str(db)], capture_output=True, cwd="/")
     assert peek.returncode != 0 and b"Permission denied" in peek.stderr
@@ -146,3 +148,84 @@ def test_mcp_state_tools_and_a_conflict_the_model_can_act_on(fleet):
     assert data(read_back)["value"] == "x"
     assert json.loads(ok(alpha.run("state", "get", "memo", "--json")))["version"] == 1
     assert beta.run("state", "get", "memo").returncode == 1
+
+
+def race_writer(bus, me: str) -> dict:
+    """10 versions of its own key, 5 successful increments of a key everyone writes (retrying conflicts), and
+    writes outside the watched prefix."""
+    from keystone_agents.kv.model import VersionConflict
+    from keystone_agents.kv.shared import SharedState
+
+    store = SharedState(bus)
+    version = 0
+    for n in range(10):
+        version = store.set(f"race/{me}", n, version)
+        store.set(f"elsewhere/{me}/{n}", n, 0)
+    done = 0
+    while done < 5:
+        entry = store.get("race/shared")
+        try:
+            store.set("race/shared", entry.value + 1, entry.version)
+            done += 1
+        except VersionConflict:
+            pass
+    return {"own": version}
+
+
+def test_watch_follow_sees_every_concurrent_change_in_commit_order(fleet):
+    """`shared watch --follow` (the command, as beta) while three writer processes of two other agents write
+    concurrently: it prints every change under the prefix exactly once, in commit (seq) order, and nothing
+    else; what it printed is exactly what a later `watch` from the start returns."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from keystone_agents.kv.shared import SharedState
+
+    bus_env = fleet.bus_env
+    beta = fleet.agent("beta")
+    bus_env.run("alpha", lambda bus: SharedState(bus).set("race/shared", 0, 0))
+    total = 1 + 3 * (10 + 5)
+    watcher = beta.popen("shared", "watch", "--prefix", "race/", "--follow", "--count", str(total),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = json.loads(watcher.stdout.readline())  # following now: the rest arrives while it waits
+        assert (first["key"], first["version"]) == ("race/shared", 1)
+        writers = [("alpha", "w1"), ("gamma", "w2"), ("alpha", "w3")]
+        with ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(lambda w: bus_env.run(w[0], lambda bus: race_writer(bus, w[1])), writers))
+        assert [r["own"] for r in results] == [10, 10, 10]
+        out, err = watcher.communicate(timeout=120)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    assert watcher.returncode == 0, err
+    seen = [first] + [json.loads(line) for line in out.splitlines()]
+    assert len(seen) == total
+    seqs = [c["seq"] for c in seen]
+    assert seqs == sorted(set(seqs))  # commit order, no repeats
+    for key in ("race/w1", "race/w2", "race/w3"):
+        assert [(c["version"], c["value"]) for c in seen if c["key"] == key] == [(n + 1, n) for n in range(10)]
+    assert [(c["version"], c["value"]) for c in seen if c["key"] == "race/shared"] == [(n + 1, n) for n in range(16)]
+    assert not [c for c in seen if not c["key"].startswith("race/")]
+    # the same changes, read again from the start by another agent
+    again = [json.loads(line) for line in ok(fleet.agent("gamma").run("shared", "watch", "--prefix", "race/"))
+             .splitlines()]
+    assert again == seen
+    everything = bus_env.run("gamma", lambda bus: SharedState(bus).changes("", 0))
+    assert [c["seq"] for c in everything if c["key"].startswith("race/")] == seqs
+
+
+def test_audit_verify_names_the_row_the_database_owner_edited(fleet):
+    """`agentctl audit verify` (the command an admin runs) after the database's owner edits one row: exit 1
+    naming exactly that seq; with --json the same as data."""
+    alpha, beta = fleet.agent("alpha"), fleet.agent("beta")
+    for n in range(4):
+        ok(alpha.run("shared", "set", f"v/{n}", "--expected-version", "0", "--value", str(n)))
+    assert beta.run("shared", "set", "v/1", "--expected-version", "0", "--value", "9").returncode == 5
+    intact = json.loads(ok(fleet.agentctl("human", "audit", "verify", "--json")))
+    assert intact["ok"] is True and intact["entries"] == 5
+    fleet.bus_env.edit_audit_entry(3, '"key":"v/2"', '"key":"v/7"')
+    broken = fleet.agentctl("human", "audit", "verify")
+    assert broken.returncode == 1 and "BROKEN at seq 3" in broken.stderr, broken.stderr
+    data = json.loads(fleet.agentctl("human", "audit", "verify", "--json").stdout)
+    assert data["ok"] is False and data["first_bad_seq"] == 3

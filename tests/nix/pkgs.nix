@@ -45,4 +45,6 @@ plain [ "coreutils" "openssh" "git" "systemd" "labwc" "wayvnc" "wlr-randr" "chro
   inherit lib python3Packages callPackage installShellFiles;
   writeShellScript = name: text: drv name { inherit text; executable = true; };
   writeTextDir = path: text: drv "textdir-${baseNameOf path}" { inherit path text; };
+  writeText = name: text: drv name { inherit text; };
+  runCommand = name: env: buildCommand: drv name { inherit buildCommand; };
 }

@@ -11,7 +11,7 @@ from keystone_agents.observability import render_rules
 from tests.observability import servers
 
 # the pipeline's rule parameters: a spend threshold two loop runs exceed within the window
-PIPELINE_RULE_PARAMETERS = {"tokenSpendThreshold": 1, "tokenSpendWindow": "10m"}
+PIPELINE_RULE_PARAMETERS = {"tokenSpendThreshold": 1, "tokenSpendWindow": "10m", "approvalPendingSeconds": 1}
 
 
 @pytest.fixture(scope="session")

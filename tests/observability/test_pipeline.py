@@ -46,7 +46,7 @@ def documented_metrics() -> set[str]:
     return set(re.findall(r"^\| `(keystone_agent_[a-z_]+)`", text, re.M))
 
 
-def start_comms(root: Path, lh, request) -> None:
+def start_comms(root: Path, lh, request, textfile_dir: Path) -> None:
     """The healthy agent on a real local bus (the broker listening itself; this test's user is the agent): one
     message dead-lettered, and one the wake path never drained, which the next loop's sweep finds late."""
     import getpass
@@ -89,6 +89,20 @@ def start_comms(root: Path, lh, request) -> None:
                           capture_output=True, text=True, timeout=60)
     assert late.returncode == 0, late.stderr
     time.sleep(0.7)  # older than wakeGraceSeconds when the next loop's sweep finds it
+    # an action of the agent waiting for a human's approval (policy tier approval_required), exported as
+    # keystone-approvals-metrics.timer does (`agentctl approvals metrics`, here from the agent's own view)
+    import hashlib
+    import uuid
+
+    from keystone_agents.agentctl.approvals import metrics_text
+    from keystone_agents.atomic import write_atomic
+
+    bus = LocalBus(sock)
+    bus.approval_request(str(uuid.uuid4()), "deploy", "", {"kind": "shell", "target": "terraform apply"},
+                         "shell:terraform apply", hashlib.sha256(b"shell:terraform apply").hexdigest(), "agent rule")
+    time.sleep(1.5)  # older than the pipeline's approvalPendingSeconds (1)
+    write_atomic(textfile_dir / "keystone-approvals.prom", metrics_text(bus.approvals_list("pending")), mode=0o644)
+    bus.close()
     del os
 
 
@@ -130,7 +144,7 @@ def world(tmp_path_factory, textfile_dir, prometheus, request):
     assert subprocess.run([*sync, str(home_a)], env=env, capture_output=True, timeout=60).returncode == 0
     assert subprocess.run([*sync, str(home_b)], env=env, capture_output=True, timeout=60).returncode == 1
 
-    start_comms(root, healthy, request)
+    start_comms(root, healthy, request, textfile_dir)
 
     # counters must rise between scrapes for increase(): let Prometheus see the first values, run again
     prometheus.wait_for('count(keystone_agent_task_loop_tokens_cumulative_total) >= 2')
@@ -235,7 +249,8 @@ def test_every_rule_expression_returns_data_and_each_alert_is_active(world, prom
                                            "KeystoneAgentBlockedSurge", "KeystoneAgentNotesSyncConflict",
                                            "KeystoneAgentTokenSpend", "KeystoneAgentMissedRuns",
                                            "KeystoneAgentTaskLoopCannotStart",
-                                           "KeystoneAgentCommsDeadLetters", "KeystoneAgentCommsWakeFailing"}
+                                           "KeystoneAgentCommsDeadLetters", "KeystoneAgentCommsWakeFailing",
+                                           "KeystoneApprovalPending"}
     for name, expr in rules:
         assert prometheus.query(expr), f"{name}: no data for {expr}"
     # the agent that cannot start is also failing and stalled
@@ -243,7 +258,8 @@ def test_every_rule_expression_returns_data_and_each_alert_is_active(world, prom
                 "KeystoneAgentBlockedSurge": FAILING, "KeystoneAgentNotesSyncConflict": WRITER,
                 "KeystoneAgentTokenSpend": None, "KeystoneAgentMissedRuns": FAILING,
                 "KeystoneAgentTaskLoopCannotStart": BROKEN,
-                "KeystoneAgentCommsDeadLetters": HEALTHY, "KeystoneAgentCommsWakeFailing": HEALTHY}
+                "KeystoneAgentCommsDeadLetters": HEALTHY, "KeystoneAgentCommsWakeFailing": HEALTHY,
+                "KeystoneApprovalPending": HEALTHY}
     def want(agent) -> set:
         return {FAILING, HEALTHY} if agent is None else set(agent) if isinstance(agent, tuple) else {agent}
 
@@ -263,7 +279,7 @@ def test_every_rule_expression_returns_data_and_each_alert_is_active(world, prom
 
         time.sleep(0.5)
     rules_loaded = [r for g in groups for r in g["rules"]]
-    assert len(rules_loaded) == 9 and all(r["health"] == "ok" for r in rules_loaded), rules_loaded
+    assert len(rules_loaded) == 10 and all(r["health"] == "ok" for r in rules_loaded), rules_loaded
     for name, agent in expected.items():
         alerts = active[name]["alerts"]
         agents = {a["labels"]["agent"] for a in alerts}

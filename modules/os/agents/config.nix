@@ -92,6 +92,11 @@ let
       environment = a.notes.taskLoop.environment;
       mcpServers = mcpServers name;
       coordination = L.coordinationOf;
+    } // lib.optionalAttrs (a.role != null || a.policy.rules != [ ] || a.policy.default != null || a.policy.roles != { }) {
+      # the policy: the hooks read the root-owned rendering (policy.nix), never this agent-readable copy
+      inherit (a) role;
+      policy = lib.filterAttrs (_: v: v != null) { inherit (a.policy) default rules roles; };
+      policyFile = L.policyPath name;
     };
 in
 {

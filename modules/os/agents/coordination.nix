@@ -174,6 +174,24 @@ in
         wantedBy = [ "timers.target" ];
         timerConfig = { OnCalendar = co.auditAnchor.onCalendar; Persistent = true; };
       };
+      # pending approvals as metrics (keystone_approvals_pending, …_oldest_pending_age_seconds: docs/policy.md)
+      systemd.services.keystone-approvals-metrics = {
+        description = "keystone-agents bus: pending approvals as node_exporter textfile metrics";
+        after = optionals (co.backend == "postgresql" && pg.createLocally) [ "keystone-db-migrate.service" ];
+        serviceConfig = L.hardening.base // {
+          Type = "oneshot";
+          User = if co.auditAnchor.user != null then co.auditAnchor.user
+                 else if co.backend == "local" || rt.admins == [ ] then "root" else lib.head rt.admins;
+          ExecStart = "${rt.package}/bin/agentctl --config ${L.hostConfigPath} approvals metrics --textfile ${L.textfileDir}/keystone-approvals.prom";
+          SyslogIdentifier = "keystone-approvals-metrics";
+          ReadWritePaths = [ L.textfileDir ];
+        };
+      };
+      systemd.timers.keystone-approvals-metrics = {
+        description = "Export the pending approvals of the keystone-agents";
+        wantedBy = [ "timers.target" ];
+        timerConfig = { OnCalendar = "minutely"; Persistent = true; };
+      };
     })
 
     # ------------------------------------------------------------ postgresql

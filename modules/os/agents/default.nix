@@ -14,6 +14,7 @@
     ./tmpfiles.nix
     ./observability.nix
     ./coordination.nix
+    ./policy.nix
     ./tools.nix
   ];
 }

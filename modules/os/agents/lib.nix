@@ -63,6 +63,7 @@ rec {
 
   configDir = rt.configDir;
   configPath = name: "${rt.configDir}/agents/${name}.json";
+  policyPath = name: "/etc/keystone-agents/agents/${name}/policy.json";  # root-owned (policy.nix)
   hostConfigPath = "${rt.configDir}/agentctl.json";
   sshSocketOf = name: "/run/agent-${name}-ssh-agent/agent.sock";
   homeMode = "0750";

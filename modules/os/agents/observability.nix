@@ -60,6 +60,11 @@ in
           default = "24h";
           description = "KeystoneAgentTokenSpend's window, a Prometheus duration.";
         };
+        approvalPendingSeconds = mkOption {
+          type = types.ints.positive;
+          default = 1800;
+          description = "KeystoneApprovalPending fires when an agent's action has waited longer than this for a human's approval (`agentctl approvals list`).";
+        };
       };
       rulesText = mkOption {
         type = types.str;

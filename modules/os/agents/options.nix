@@ -24,6 +24,18 @@ let
     inherit description;
   };
 
+  policyTier = types.enum [ "autonomous" "notify" "approval_required" "blocked" ];
+  policyRuleType = types.submodule {
+    options = {
+      match = mkOption {
+        type = types.attrsOf types.str;
+        example = { shell = "git push --force*"; };
+        description = "What the rule matches; every key must hold: tool, shell, read, write, fetch, mcp, act, project (globs; docs/policy.md).";
+      };
+      tier = mkOption { type = policyTier; description = "autonomous, notify, approval_required or blocked."; };
+    };
+  };
+
   stageType = types.submodule {
     options = {
       profile = nullStr "Semantic profile (embedding, fast, medium, max, or one of `profiles`). null: inherit.";
@@ -463,6 +475,43 @@ let
           type = types.ints.positive;
           default = 120;
           description = "Messages and asks this agent may send per hour (replies are not counted); more are refused.";
+        };
+      };
+
+      role = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "coder";
+        description = "The agent's role from the role catalog (researcher, coder, reviewer, planner, overseer, or one defined in `policy.roles`): the defaults of its policy tiers (docs/policy.md). null with an empty `policy`: no policy, the provider CLIs run without a pre-tool hook.";
+      };
+
+      policy = {
+        default = mkOption {
+          type = types.nullOr policyTier;
+          default = null;
+          description = "The tier of an action no rule matches (null: the role's default; no role: autonomous).";
+        };
+        rules = mkOption {
+          type = types.listOf policyRuleType;
+          default = [ ];
+          example = literalExpression ''[ { match = { shell = "terraform apply*"; }; tier = "approval_required"; } { match = { write = "/srv/**"; project = "prod-*"; }; tier = "blocked"; } ]'';
+          description = "The agent's and its projects' rules; the most restrictive matching rule wins (role rules included). Match keys: tool, shell, read, write, fetch, mcp, act, project (docs/policy.md).";
+        };
+        roles = mkOption {
+          type = types.attrsOf (types.submodule {
+            options = {
+              default = mkOption { type = policyTier; default = "blocked"; description = "The role's default tier."; };
+              toolDefaults = mkOption {
+                type = types.attrsOf policyTier;
+                default = { };
+                description = "The default tier of one kind of action (shell, file.read, file.write, web.fetch, mcp, act).";
+              };
+              description = mkOption { type = types.str; default = ""; description = "What the role is for."; };
+              rules = mkOption { type = types.listOf policyRuleType; default = [ ]; description = "The role's rules."; };
+            };
+          });
+          default = { };
+          description = "Roles defined or overridden for this agent (each replaces a built-in role of the same name).";
         };
       };
 

@@ -41,6 +41,7 @@ COMMANDS = {
     "state": "keystone_agents.commands.kv:state_command",
     "audit": "keystone_agents.commands.audit:audit_command",
     "shared": "keystone_agents.commands.shared:shared_command",
+    "policy": "keystone_agents.commands.policy:policy_command",
     "monitoring": "keystone_agents.commands.monitoring:monitoring_group",
 }
 
@@ -78,7 +79,38 @@ def timer_invocation(argv: list[str]) -> dict[str, str | None] | None:
     return {"home": home, "config": config}
 
 
+HOOK_OPTIONS = ("--cli", "--policy", "--config")
+
+
+def hook_invocation(argv: list[str]) -> dict[str, str] | None:
+    """{"--cli", "--policy", "--config"} when `argv` is `policy check` with only those options (each once, with a
+    value), else None: the provider CLIs run the hook before every tool call, so it skips click's start-up."""
+    if argv[:2] != ["policy", "check"]:
+        return None
+    values: dict[str, str] = {}
+    rest, index = argv[2:], 0
+    while index < len(rest):
+        name, eq, value = rest[index].partition("=")
+        if name not in HOOK_OPTIONS or name in values:
+            return None
+        if not eq:
+            if index + 1 >= len(rest):
+                return None
+            index += 1
+            value = rest[index]
+        if not value:
+            return None
+        values[name] = value
+        index += 1
+    return values if "--cli" in values else None
+
+
 def main() -> None:
+    hook = hook_invocation(sys.argv[1:])
+    if hook is not None:  # fails closed on its own: every error is exit 2
+        from keystone_agents.policy.hook import main as hook_main
+
+        hook_main(hook["--cli"], hook.get("--policy"), hook.get("--config"))
     fast = timer_invocation(sys.argv[1:])
     if fast is not None:
         from pathlib import Path

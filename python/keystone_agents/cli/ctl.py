@@ -221,6 +221,7 @@ def task_verb(ctx, args):
 
 # Verbs with options of their own on the admin's side; every other verb of the allow-list passes its ARGS on.
 from keystone_agents.agentctl import audit_shared as _audit_shared  # noqa: E402
+from keystone_agents.agentctl import approvals as _approvals  # noqa: E402
 from keystone_agents.agentctl import comms as _comms  # noqa: E402
 
 CUSTOM_VERBS: dict[str, click.Command] = {
@@ -492,3 +493,4 @@ def main() -> None:
 cli.add_command(_comms.hierarchy_command)
 cli.add_command(_audit_shared.shared_group)
 cli.add_command(_audit_shared.audit_group)
+cli.add_command(_approvals.approvals_group)

@@ -157,6 +157,18 @@ class Orchestrator:
                 handle.write("\n----- stderr -----\n" + self.redact(result.stderr))
             handle.write("\n----- end -----\n")
 
+    def _policy_allows(self, act: str, detail: str) -> None:
+        """The agent's policy decides the orchestrator's own push and pull request (policy/acts.py): refused, or
+        waiting for a human's approval, the run ends blocked here (the task: blocked, approval:<id>)."""
+        from keystone_agents.policy import acts
+
+        allowed, reason = acts.check(act, detail)
+        if not allowed:
+            self.result.blocked_reason = self.redact(reason)
+            self.event("code_policy_refused", msg=f"{act} refused by the policy: {reason[:200]}", act=act,
+                       status="blocked")
+            self.finish("blocked", f"{act} refused by the agent's policy: {reason[:300]}")
+
     def finish(self, outcome: str, message: str | None = None) -> None:
         self.result.outcome = outcome
         if message:
@@ -363,6 +375,7 @@ class Orchestrator:
             self.finish("failed", f"no commits ({result.describe()}); nothing pushed")
         self._back_on(branch)
 
+        self._policy_allows("git.push", f"git push origin {branch} ({repo})")
         git.push("origin", f"refs/heads/{branch}:refs/heads/{branch}", set_upstream=True)
         self.event("code_pushed", msg=f"pushed {branch}", branch=branch, commits=self.result.commits)
         body = (
@@ -370,6 +383,7 @@ class Orchestrator:
             + ("" if result.ok else f"_Note: {result.describe()}._\n\n")
             + f"---\nCreated by coding-agent ({provider}{', ' + model if model else ''})\n"
         )
+        self._policy_allows("pr.create", f"draft pull request {branch} → {default} ({repo})")
         pr = forge.create_draft(repo, head=branch, base=default, title=pr_title(task), body=body)
         self.result.pr_url, self.result.pr_number = pr.url, pr.number
         self.event("code_pr_created", msg=f"draft pull request {pr.url}", pr_url=pr.url, branch=branch)
@@ -438,6 +452,7 @@ class Orchestrator:
                 self.finish("blocked", f"blocked while fixing review comments: {blocked.splitlines()[0][:200]}")
             self._back_on(branch)
             if new_commits:
+                self._policy_allows("git.push", f"git push origin {branch} ({repo}, fix round {cycle})")
                 git.push("origin", f"refs/heads/{branch}:refs/heads/{branch}", set_upstream=True)
                 self.event("code_pushed", msg=f"pushed {new_commits} fix commit(s)", branch=branch,
                            commits=new_commits, cycle=cycle)

@@ -4,6 +4,8 @@ The original's contract was `agent.coding-agent.<provider> REPO_DIR PROMPT_FILE 
 same inputs (working tree, system prompt, timeout, model) map onto each CLI's own non-interactive mode:
 
 - claude: `claude --print --dangerously-skip-permissions --append-system-prompt=SYSTEM [--model=M] -- TASK`
+  (with a policy, docs/policy.md: `--settings=FILE --permission-mode=dontAsk` instead; codex gets the PreToolUse
+  hook overrides, gemini `--approval-mode=yolo` and its hook settings in GEMINI_CLI_SYSTEM_SETTINGS_PATH)
 - codex:  `codex exec --full-auto [--model=M] -- INSTRUCTIONS` (system prompt and task in one text: codex has
   no append-system-prompt flag)
 - gemini: `gemini --prompt=INSTRUCTIONS --yolo [--model=M]` (likewise)
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Mapping
 
 PROVIDERS = ("claude", "codex", "gemini")
+POLICY_ENV = "KEYSTONE_POLICY_FILE"  # the policy.json whose hooks the CLI runs (docs/policy.md)
 KILL_GRACE_SECONDS = 5
 # variables a provider must not see: they would let it push or call the forge itself
 SECRET_ENV = (
@@ -63,15 +66,32 @@ def combined_instructions(system_prompt: str, task_prompt: str) -> str:
 STDIN_NOTE = "(The task is the text above, given on stdin. Carry it out.)"
 
 
+def _policy_flags(provider: str, policy_file: str | None) -> list[str]:
+    """With a policy (policy/render.py): claude's rendered settings and dontAsk instead of skipping
+    permissions; codex's PreToolUse hook overrides; gemini's --approval-mode=yolo (its hook settings come in
+    the environment, see run_provider)."""
+    if not policy_file:
+        return {"claude": ["--dangerously-skip-permissions"], "codex": ["--full-auto"], "gemini": ["--yolo"]}[provider]
+    from keystone_agents.policy import render
+
+    if provider == "claude":
+        return [f"--settings={Path(policy_file).with_name(render.CLAUDE)}", "--permission-mode=dontAsk"]
+    if provider == "codex":
+        from keystone_agents.providers.codex import _hook_program
+
+        return ["--full-auto", *render.codex_overrides(policy_file, _hook_program(policy_file))]
+    return ["--approval-mode=yolo"]
+
+
 def build_invocation(provider: str, system_prompt: str, task_prompt: str,
-                     model: str | None = None) -> tuple[list[str], str | None]:
+                     model: str | None = None, policy_file: str | None = None) -> tuple[list[str], str | None]:
     """(argv, stdin) of one provider run. Values are attached (`--model=M`, `--prompt=TEXT`), positional prompts
     follow `--`, and instructions too long for one argument go to stdin as each CLI documents (claude: the
     prompt on stdin, no positional; codex: PROMPT `-`; gemini: stdin, with -p appended to it)."""
     from keystone_agents.sanitize import fits_in_argument
 
     if provider == "claude":
-        argv = ["claude", "--print", "--dangerously-skip-permissions"]
+        argv = ["claude", "--print", *_policy_flags("claude", policy_file)]
         if fits_in_argument(system_prompt):
             argv.append(f"--append-system-prompt={system_prompt}")
         else:  # the system prompt holds the task: too long for argv, both go on stdin as one text
@@ -81,7 +101,7 @@ def build_invocation(provider: str, system_prompt: str, task_prompt: str,
             argv.append(f"--model={model}")
         return [*argv, "--", task_prompt], None
     if provider == "codex":
-        argv = ["codex", "exec", "--full-auto"]
+        argv = ["codex", "exec", *_policy_flags("codex", policy_file)]
         if model:
             argv.append(f"--model={model}")
         text = combined_instructions(system_prompt, task_prompt)
@@ -91,7 +111,7 @@ def build_invocation(provider: str, system_prompt: str, task_prompt: str,
         stdin = None
         if not fits_in_argument(text):
             stdin, text = text, STDIN_NOTE
-        argv = ["gemini", f"--prompt={text}", "--yolo"]
+        argv = ["gemini", f"--prompt={text}", *_policy_flags("gemini", policy_file)]
         if model:
             argv.append(f"--model={model}")
         return argv, stdin
@@ -127,8 +147,13 @@ def run_provider(
     The output is returned, not teed: the orchestrator logs it redacted."""
     from keystone_agents.providers.process import RunOptions, run_process
 
-    argv, stdin = build_invocation(provider, system_prompt, task_prompt, model)
     child_env = provider_env(env)
+    policy_file = child_env.get(POLICY_ENV) or None  # set by the task loop's execute stage (policy/outcome.py)
+    argv, stdin = build_invocation(provider, system_prompt, task_prompt, model, policy_file)
+    if policy_file and provider == "gemini":
+        from keystone_agents.policy.render import GEMINI
+
+        child_env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] = str(Path(policy_file).with_name(GEMINI))
     if shutil.which(argv[0], path=child_env.get("PATH")) is None:
         raise ProviderError(f"{provider}: command {argv[0]!r} not found on PATH")
     proc = run_process(argv, stdin, RunOptions(

@@ -70,6 +70,11 @@ def build_server(ctx: AgentContext):
     def comms_inbox(limit: int = 50) -> list:
         return with_bus(lambda bus: [m.to_json() for m in bus.inbox(None, limit)])
 
+    @server.tool(description="The state of one of your approval requests (its id, from 'waiting for human "
+                             "approval <id>'): pending, approved, rejected or consumed, and who decided why.")
+    def approval_status(approval_id: str) -> dict:
+        return with_bus(lambda bus: bus.approval_get(approval_id))
+
     add_state_tools(server, ctx, settings)
     return server
 

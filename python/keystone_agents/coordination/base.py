@@ -260,5 +260,32 @@ class Bus(Protocol):
     def audit_append(self, action: str, detail: dict) -> dict:
         ...
 
+    # ---- policy decisions and the approval queue (policy/hook.py; agents request/consume, admins decide)
+
+    def policy_notify(self, detail: dict) -> dict:
+        """Audit a notify/blocked decision of the caller's hook (`policy.decision`); notify also messages the
+        admins."""
+        ...
+
+    def approval_request(self, id: str, task: str, run_id: str, action: dict, capability: str,
+                         action_sha256: str, rule: str) -> dict:
+        """File (or find the pending) approval of this action of this task: {id, agent, task, action, state,
+        requested_at, …, created}. Agents only."""
+        ...
+
+    def approval_consume(self, action_sha256: str, task: str) -> str | None:
+        """Use one approved grant of the caller for this action of this task: its id, or None."""
+        ...
+
+    def approval_get(self, id: str) -> dict:
+        ...
+
+    def approvals_list(self, state: str | None = None, agent: str | None = None, limit: int = 500) -> list[dict]:
+        ...
+
+    def approval_decide(self, id: str, approve: bool, note: str | None = None) -> dict:
+        """Admins only (NotAllowed for an agent, audited): approve or reject a pending approval; wakes the agent."""
+        ...
+
     def close(self) -> None:
         ...

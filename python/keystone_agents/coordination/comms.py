@@ -58,10 +58,12 @@ class DrainResult:
     created: list[str] = field(default_factory=list)  # task names created
     dead: list[Message] = field(default_factory=list)
     replies_sent: list[Message] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)  # tasks an approval made runnable again
 
     def to_json(self) -> dict:
         return {"received": [m.id for m in self.received], "tasks_created": self.created,
-                "dead_lettered": [m.id for m in self.dead], "replies_sent": [m.id for m in self.replies_sent]}
+                "dead_lettered": [m.id for m in self.dead], "replies_sent": [m.id for m in self.replies_sent],
+                "tasks_resumed": self.resumed}
 
 
 def save_as_tasks(space, messages: list[Message]) -> list[str]:
@@ -99,6 +101,9 @@ def drain(bus, space, settings, log=None, limit: int | None = None) -> DrainResu
     """Claim → save as tasks → ack, until the inbox is empty (or `limit` messages); then ask for a loop run."""
     result = DrainResult()
     result.replies_sent = flush_replies(bus, space.state_dir, log)
+    from keystone_agents.policy.outcome import resume_decided
+
+    result.resumed = resume_decided(bus, space, log)  # tasks blocked on an approval a human decided
     while limit is None or len(result.received) < limit:
         batch = CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - len(result.received))
         claimed = bus.claim(batch, settings.lease_seconds, settings.max_deliveries)
@@ -121,7 +126,7 @@ def drain(bus, space, settings, log=None, limit: int | None = None) -> DrainResu
                          f"{source_ref(message.id)}", status="delivered", message_id=message.id,
                          sender=message.sender, kind=message.kind, depth=message.depth,
                          deliveries=message.delivery_count, source_ref=source_ref(message.id))
-    if result.created:
+    if result.created or result.resumed:
         request_run(space.state_dir)
     return result
 

@@ -129,6 +129,27 @@ class LocalBus:
     def audit_append(self, action, detail) -> dict:
         return self._call("audit_append", action=action, detail=detail)
 
+    # policy decisions and the approval queue (policy/hook.py, agentctl approvals)
+
+    def policy_notify(self, detail) -> dict:
+        return self._call("policy_notify", detail=detail)
+
+    def approval_request(self, id, task, run_id, action, capability, action_sha256, rule) -> dict:
+        return self._call("approval_request", id=id, task=task, run_id=run_id, action=action, capability=capability,
+                          action_sha256=action_sha256, rule=rule)
+
+    def approval_consume(self, action_sha256, task) -> str | None:
+        return self._call("approval_consume", action_sha256=action_sha256, task=task)
+
+    def approval_get(self, id) -> dict:
+        return self._call("approval_get", id=id)
+
+    def approvals_list(self, state=None, agent=None, limit=500) -> list[dict]:
+        return self._call("approvals_list", state=state, agent=agent, limit=limit)
+
+    def approval_decide(self, id, approve, note=None) -> dict:
+        return self._call("approval_decide", id=id, approve=approve, note=note)
+
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()

@@ -257,6 +257,40 @@ class PgBus:
 
         return self._call("audit_append", action, Jsonb(detail))
 
+    # ---------------------------------------------------------- policy decisions and approvals
+
+    def policy_notify(self, detail) -> dict:
+        from psycopg.types.json import Jsonb
+
+        return self._call("policy_notify", Jsonb(detail))
+
+    def approval_request(self, id, task, run_id, action, capability, action_sha256, rule) -> dict:
+        from psycopg.types.json import Jsonb
+
+        from keystone_agents.coordination.base import check_uuid
+
+        return self._call("approval_request", check_uuid(id, "approval id"), task or "", run_id or "", Jsonb(action),
+                          capability, action_sha256, rule)
+
+    def approval_consume(self, action_sha256, task) -> str | None:
+        found = self._call("approval_consume", action_sha256, task or "")
+        return str(found) if found else None
+
+    def approval_get(self, id) -> dict:
+        from keystone_agents.coordination.base import check_uuid
+
+        return self._call("approval_get", check_uuid(id, "approval id"))
+
+    def approvals_list(self, state=None, agent=None, limit=500) -> list[dict]:
+        return self._call("approvals_list", state, agent, int(limit))
+
+    def approval_decide(self, id, approve, note=None) -> dict:
+        from keystone_agents.coordination.base import check_uuid
+
+        result = self._answer(self._call("approval_decide", check_uuid(id, "approval id"), bool(approve), note))
+        result.pop("ok", None)
+        return result
+
     def close(self) -> None:
         try:
             self.conn.close()

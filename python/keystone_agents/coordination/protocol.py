@@ -14,7 +14,8 @@ from keystone_agents.coordination.base import Claimed, Message
 
 OPS = ("identity", "send", "claim", "ack", "get", "thread", "inbox", "outbox", "wait_reply", "stop_waiting",
        "hierarchy", "stats", "shared_get", "shared_set", "shared_delete", "shared_list", "shared_history",
-       "shared_changes", "audit_rows", "audit_head", "audit_append")
+       "shared_changes", "audit_rows", "audit_head", "audit_append", "policy_notify", "approval_request",
+       "approval_consume", "approval_get", "approvals_list", "approval_decide")
 LINE_MAX = 1024 * 1024  # a request line longer than this is refused (bodies are at most 256 KiB)
 
 

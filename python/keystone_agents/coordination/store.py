@@ -4,16 +4,20 @@ Only the broker's own user opens this file (mode 0600 in a 0700 directory). The 
 PostgreSQL functions in sql/ enforce (the same contract suite runs against both): the sender is the caller,
 never a claimed name; the receiver's acceptFrom, its maxDepth and the sender's sendsPerHour bound sending;
 only an ask's receiver can reply to it, once; every caller sees only what it sent or received (admins: all).
-Every write is one `BEGIN IMMEDIATE` transaction; timestamps are this host's clock (never the client's).
+Every write is one `BEGIN IMMEDIATE` transaction, taken behind the writer lock (`WriterLock`: flock on
+`<database>.lock`) and kept short (validation, JSON and hashing happen before it); timestamps are this host's
+clock (never the client's).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import sqlite3
+import struct
 import time
 import uuid
 from pathlib import Path
@@ -100,6 +104,28 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_log_actor ON audit_log (actor, seq);
     CREATE INDEX audit_log_action ON audit_log (action, seq)
     """,
+    # 3: the approval queue (policy tier approval_required); the twin of sql/003_approvals.sql
+    """
+    CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,                 -- a UUID chosen by the requesting hook
+        agent TEXT NOT NULL,                 -- the requester's role (SO_PEERCRED), never a claimed name
+        task TEXT NOT NULL DEFAULT '',
+        run_id TEXT NOT NULL DEFAULT '',
+        capability TEXT NOT NULL,            -- the normalized action, e.g. 'shell:git push origin main'
+        action TEXT NOT NULL,                -- JSON: kind, target, tool, args as the CLI gave them
+        action_sha256 TEXT NOT NULL,         -- grant matching: (agent, action_sha256, task)
+        rule TEXT NOT NULL,                  -- the policy rule that made it approval_required
+        state TEXT NOT NULL DEFAULT 'pending'
+              CHECK (state IN ('pending', 'approved', 'rejected', 'consumed')),
+        requested_at REAL NOT NULL,
+        decided_at REAL,
+        decided_by TEXT,
+        note TEXT,
+        consumed_at REAL
+    );
+    CREATE INDEX approvals_state ON approvals (state, requested_at);
+    CREATE INDEX approvals_grant ON approvals (agent, action_sha256, task, state)
+    """,
 ]
 
 COLUMNS = ("m.msg_uuid, m.kind, m.sender, m.recipient, m.body, m.subject, m.priority, m.state, m.depth, "
@@ -113,11 +139,95 @@ def iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def connect(path: Path) -> sqlite3.Connection:
+# How long SQLite itself retries a locked database (ms). The brokers queue on the writer lock first, so this
+# covers only what bypasses it: a new database's WAL setup, a checkpoint, root's sqlite3 shell.
+BUSY_TIMEOUT_MS = 30_000
+
+
+class WriterLock:
+    """The fair lock in front of SQLite's writer lock, shared by every broker process of one database.
+
+    SQLite's busy handler polls with sleeps of up to 100 ms, counted as requested and not as slept: among ten
+    processes contending for the write lock one can lose every retry while the others take turns, and on a
+    loaded machine (sleeps that last seconds, holders descheduled while holding) a request outlives the
+    client's timeout. This lock is a FIFO queue of tickets in `<database>.lock`:
+
+    - taking a ticket: under a brief flock(2) of the file, read and bump the counter (bytes 0–7) and lock the
+      ticket's own byte (an open-file-description lock, fcntl F_OFD_SETLK, at TICKETS + n);
+    - waiting: block (F_OFD_SETLKW) on the byte of ticket n − 1 until its holder releases it;
+    - releasing: unlock the own byte, which wakes exactly the next ticket's waiter.
+
+    The kernel drops every lock of a process that dies, so a dead broker never blocks the queue. Open-file-
+    description locks (not POSIX process locks) because the listening broker serves connections in threads of
+    one process, each with its own open file. SQLite's own locking still guarantees correctness; this only
+    decides who goes next.
+    """
+
+    TICKETS = 1 << 20  # byte offset of ticket 0's lock byte (the counter lives in bytes 0–7)
+
+    def __init__(self, database: Path):
+        self.path = database.with_name(database.name + ".lock")
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.ticket: int | None = None
+
+    def _byte(self, command: int, kind: int, ticket: int) -> None:
+        # struct flock {short l_type, l_whence; off_t l_start, l_len; pid_t l_pid (0 for OFD locks)}
+        fcntl.fcntl(self.fd, command, struct.pack("@hhqqi", kind, os.SEEK_SET, self.TICKETS + ticket, 1, 0))
+
+    def __enter__(self) -> "WriterLock":
+        if self.ticket is not None:
+            raise RuntimeError("the writer lock is not reentrant (a transaction inside a transaction)")
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            raw = os.pread(self.fd, 8, 0)
+            ticket = int.from_bytes(raw, "little") if len(raw) == 8 else 0
+            os.pwrite(self.fd, (ticket + 1).to_bytes(8, "little"), 0)
+            self._byte(fcntl.F_OFD_SETLK, fcntl.F_WRLCK, ticket)
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        self.ticket = ticket
+        if ticket > 0:
+            try:
+                self._byte(fcntl.F_OFD_SETLKW, fcntl.F_RDLCK, ticket - 1)  # until ticket − 1 is released
+                self._byte(fcntl.F_OFD_SETLK, fcntl.F_UNLCK, ticket - 1)
+            except BaseException:
+                self.__exit__()
+                raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.ticket is not None:
+            self._byte(fcntl.F_OFD_SETLK, fcntl.F_UNLCK, self.ticket)
+            self.ticket = None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class BusConnection(sqlite3.Connection):
+    """A connection that knows its database's writer lock (None: no lock file could be made)."""
+
+    writer: WriterLock | None = None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        super().close()
+
+
+def connect(path: Path) -> BusConnection:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False,
+                           factory=BusConnection)
+    try:
+        conn.writer = WriterLock(path)
+    except OSError:
+        conn.writer = None  # e.g. a read-only state dir: SQLite's own locking still keeps writes correct
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -129,22 +239,137 @@ def migrate(conn: sqlite3.Connection) -> int:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version >= len(MIGRATIONS):
         return version
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _Transaction(conn):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             for statement in script.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return len(MIGRATIONS)
 
 
-class Store:
+APPROVAL_COLUMNS = ("id, agent, task, run_id, capability, action, action_sha256, rule, state, requested_at, decided_at,"
+                    " decided_by, note, consumed_at")
+
+
+class ApprovalsMixin:
+    """The approval queue: agents request and consume, only admins decide (an agent can never approve)."""
+
+    def _approval(self, row) -> dict:
+        (aid, agent, task, run_id, capability, action, sha, rule, state, requested, decided, by, note,
+         consumed) = row
+        return {"id": aid, "agent": self._name(agent), "task": task, "run_id": run_id, "action": capability,
+                "detail": json.loads(action), "action_sha256": sha, "rule": rule, "state": state,
+                "requested_at": iso(requested), "decided_at": iso(decided), "decided_by": by, "note": note,
+                "consumed_at": iso(consumed)}
+
+    def _admin_message(self, subject: str, body: dict) -> None:
+        """A message from the caller to every admin (their bus inbox), in the caller's transaction."""
+        now = time.time()
+        for admin in self.registry.admins:
+            self.conn.execute(
+                "INSERT INTO messages (msg_uuid, sender, recipient, kind, subject, body, priority, visible_at,"
+                " created_at) VALUES (?, ?, ?, 'message', ?, ?, 1, ?, ?)",
+                (str(uuid.uuid4()), self.me.role, admin.role, subject[:SUBJECT_MAX],
+                 json.dumps(body, ensure_ascii=False), now, now))
+
+    def policy_notify(self, detail: dict) -> dict:
+        """A policy decision of the caller's hook (notify or blocked): an audit entry; notify also messages
+        the admins."""
+        if not isinstance(detail, dict):
+            raise InvalidRequest("detail must be an object")
+        detail = {**detail, "agent": self.me.name}
+        with self._tx():
+            self._audit("policy.decision", detail)
+            if detail.get("tier") == "notify":
+                self._admin_message(f"[notify] {self.me.name}: {str(detail.get('action', ''))[:200]}", detail)
+        return {"ok": True}
+
+    def approval_request(self, id: str, task: str, run_id: str, action: dict, capability: str, action_sha256: str,
+                         rule: str) -> dict:
+        if self.me.kind != "agent":
+            raise NotAllowed("only agents request approvals")
+        approval_id = check_uuid(id, "approval id")
+        now = time.time()
+        with self._tx():
+            same = self.conn.execute(f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE agent = ? AND action_sha256 = ?"
+                                     " AND task = ? AND state = 'pending'", (self.me.role, action_sha256, task or "")
+                                     ).fetchone()
+            if same is not None:  # the same action of the same task already waits: one request, not two
+                return {**self._approval(same), "created": False}
+            self.conn.execute("INSERT INTO approvals (id, agent, task, run_id, capability, action, action_sha256, rule,"
+                              " requested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                              (approval_id, self.me.role, task or "", run_id or "", str(capability)[:4000],
+                               json.dumps(action, ensure_ascii=False), str(action_sha256), str(rule)[:1000], now))
+            detail = {"id": approval_id, "agent": self.me.name, "task": task, "action": str(capability)[:2000],
+                      "rule": str(rule)[:500]}
+            self._audit("approval.requested", detail)
+            self._admin_message(f"[approval] {self.me.name} waits for approval {approval_id}",
+                                {**detail, "how": f"agentctl approvals approve {approval_id} | reject {approval_id}"})
+            row = self.conn.execute(f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?", (approval_id,)).fetchone()
+        return {**self._approval(row), "created": True}
+
+    def approval_consume(self, action_sha256: str, task: str) -> str | None:
+        """Use the caller's approved grant for this action of this task, once: → its id, or None."""
+        with self._tx():
+            row = self.conn.execute("SELECT id FROM approvals WHERE agent = ? AND action_sha256 = ? AND task = ?"
+                                    " AND state = 'approved' ORDER BY decided_at LIMIT 1",
+                                    (self.me.role, str(action_sha256), task or "")).fetchone()
+            if row is None:
+                return None
+            self.conn.execute("UPDATE approvals SET state = 'consumed', consumed_at = ? WHERE id = ?",
+                              (time.time(), row[0]))
+            self._audit("approval.consumed", {"id": row[0], "agent": self.me.name, "task": task})
+        return row[0]
+
+    def approval_get(self, id: str) -> dict:
+        row = self.conn.execute(f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?",
+                                (check_uuid(id, "approval id"),)).fetchone()
+        if row is None or (self.me.kind != "admin" and row[1] != self.me.role):
+            raise NotFound(f"no approval {id}")
+        return self._approval(row)
+
+    def approvals_list(self, state: str | None = None, agent: str | None = None, limit: int = 500) -> list[dict]:
+        where, args = [], []
+        if self.me.kind != "admin":
+            where.append("agent = ?")
+            args.append(self.me.role)
+        elif agent:
+            principal = self.registry.agent(agent)
+            where.append("agent = ?")
+            args.append(principal.role if principal else agent)
+        if state:
+            where.append("state = ?")
+            args.append(state)
+        sql = f"SELECT {APPROVAL_COLUMNS} FROM approvals" + (f" WHERE {' AND '.join(where)}" if where else "")
+        rows = self.conn.execute(sql + " ORDER BY requested_at, id LIMIT ?", (*args, int(limit))).fetchall()
+        return [self._approval(r) for r in rows]
+
+    def approval_decide(self, id: str, approve: bool, note: str | None = None) -> dict:
+        if self.me.kind != "admin":
+            with self._tx():
+                self._audit("approval.refused", {"id": str(id), "reason": "an agent cannot decide approvals"})
+            raise NotAllowed("only humans (admins) decide approvals; an agent can never approve")
+        approval_id = check_uuid(id, "approval id")
+        with self._tx():
+            row = self.conn.execute("SELECT agent, state FROM approvals WHERE id = ?", (approval_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no approval {approval_id}")
+            if row[1] != "pending":
+                raise InvalidRequest(f"approval {approval_id} is {row[1]}, not pending")
+            state = "approved" if approve else "rejected"
+            self.conn.execute("UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, note = ? WHERE id = ?",
+                              (state, time.time(), self.me.name, note, approval_id))
+            self._audit("approval.decided", {"id": approval_id, "decision": state, "note": note,
+                                             "agent": self._name(row[0])})
+        agent = self.registry.by_role(row[0])
+        if self.wake is not None and agent is not None:
+            self.wake(agent.name)  # the agent's comms drain unblocks the task
+        return self.approval_get(approval_id)
+
+
+class Store(ApprovalsMixin):
     """The operations of one caller (`me`) on the broker's database."""
 
     def __init__(self, conn: sqlite3.Connection, registry: Registry, me: Principal, wake=None):
@@ -417,12 +642,24 @@ class Store:
     def wait_reply(self, ask_id: str, timeout: float) -> Message | None:
         ask_id = check_uuid(ask_id)
         deadline = time.monotonic() + max(0.0, timeout)
+        first = True
         while True:
-            with self._tx():
-                reply = self._take_reply(ask_id)
-            if reply is not None or time.monotonic() >= deadline:
-                return reply
+            # a write transaction (behind the writer lock) only when there is a reply to take: polling reads
+            if first or self._reply_waiting(ask_id):
+                first = False
+                with self._tx():
+                    reply = self._take_reply(ask_id)
+                if reply is not None:
+                    return reply
+            if time.monotonic() >= deadline:
+                return None
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+
+    def _reply_waiting(self, ask_id: str) -> bool:
+        return self.conn.execute(
+            "SELECT 1 FROM messages a JOIN messages r ON r.in_reply_to = a.id WHERE a.msg_uuid = ? AND a.sender = ?"
+            " AND a.kind = 'ask' AND r.kind = 'reply' AND r.state IN ('queued', 'leased')",
+            (ask_id, self.me.role)).fetchone() is not None
 
     def stop_waiting(self, ask_id: str) -> Message | None:
         ask_id = check_uuid(ask_id)
@@ -634,13 +871,32 @@ class Store:
 
 
 class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT (ROLLBACK on an exception), inside the database's writer lock."""
+
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        self.lock = getattr(conn, "writer", None)
 
     def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
+        if self.lock is not None:
+            self.lock.__enter__()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            if self.lock is not None:
+                self.lock.__exit__(None, None, None)
+            raise
         return self.conn
 
     def __exit__(self, exc_type, exc, tb):
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        try:
+            try:
+                self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            except sqlite3.Error:
+                if self.conn.in_transaction:  # a failed COMMIT leaves it open: the next request starts clean
+                    self.conn.execute("ROLLBACK")
+                raise
+        finally:
+            if self.lock is not None:
+                self.lock.__exit__(None, None, None)
         return False

@@ -14,6 +14,9 @@
   a model error → one retry with the fallback model; failure or timeout → pending with the failure counted,
   blocked after maxAttempts. Status `error` is never written. Deliveries the report lists are recorded
   apart from the status.
+* With a policy (policy/outcome.py, docs/policy.md), what the CLI's pre-tool hook decided overrides all of
+  that: an action waiting for a human's approval → outcome "blocked" with `blocked_reason: approval:<id>`;
+  every attempted action refused → outcome "policy" (the task blocked).
 * TASKS.yaml as the provider left it is kept when valid, rejected and restored when not (loop/guard.py).
 """
 
@@ -35,6 +38,7 @@ from keystone_agents.profiles import Runtime, resolve
 from keystone_agents.providers.coding import route as coding_route
 from keystone_agents.providers import ProviderError, ProviderResult, get
 from keystone_agents.providers.base import found_urls
+from keystone_agents.policy.model import PolicyError
 from keystone_agents.providers.mcp import McpError
 from keystone_agents.providers.mcp import plan_for as mcp_plan
 from keystone_agents.providers.process import RunOptions
@@ -350,8 +354,11 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
         running["pgid"] = pgid
         write_json(_running_file(space), running)
 
+    from keystone_agents.policy import outcome as policy_outcome
+
     attempts: list[tuple[Runtime, ProviderResult | None, str]] = []
     current = runtime
+    policy_run = None  # the policy the CLI hooks read and the run's decision log (policy/outcome.py)
     if ctx.tasks_lock:  # a provider may run for half an hour: TASKS.yaml is free for others meanwhile
         ctx.tasks_lock.release()
     while True:
@@ -360,6 +367,10 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
             provider = coding_route(entry.data, config, space) or get(current.provider, config)
             if provider.mcp is None and provider.name in MCP_PROVIDERS:
                 provider.mcp = mcp_plan(config, space, f"{ctx.run_id}-{name}")
+            if policy_run is None and provider.name in (*MCP_PROVIDERS, "coding"):  # coding: its CLI run
+                policy_run = policy_outcome.prepare(config, space, ctx.run_id, name)
+                env.update(policy_outcome.env(policy_run, entry.get("project")))
+            provider.policy_file = policy_run.policy_file if policy_run else None
             with open(log_path, "a", encoding="utf-8") as handle:
                 handle.write(f"[keystone-agent] task={name} provider={current.provider} "
                              f"profile={current.profile or 'none'} model={current.model or 'provider-default'} "
@@ -370,7 +381,7 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
                 on_exit=exit_journal.exited, on_drained=exit_journal.drained, exit_record=exit_journal.exit_record(),
                 **_heartbeat(log, name)))
             attempts.append((current, result, ""))
-        except (ProviderError, McpError, AgentSpaceMissing) as exc:
+        except (ProviderError, McpError, AgentSpaceMissing, PolicyError) as exc:
             with open(log_path, "a", encoding="utf-8") as handle:
                 handle.write(f"[keystone-agent] provider error: {exc}\n")
             attempts.append((current, None, str(exc)))
@@ -410,6 +421,11 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
         else:
             said = _agent_says(tf.find(name))
     outcome, updates, message, reason = _decide(ctx, name, result, error, report, now, said)
+    if policy_run is not None:  # an action waiting for approval, or every action refused, decides the outcome
+        verdict = policy_outcome.read(policy_run.log_path)
+        policy_outcome.emit_events(verdict, log, name)
+        outcome, updates, message, reason = verdict.override() or (outcome, updates, message, reason)
+        policy_run.cleanup()
     exit_journal.decided(outcome, updates, message, reason)
     deliveries = _deliveries(report)
     failed_deliveries = [d for d in deliveries if not d["ok"]]

@@ -124,6 +124,7 @@ class Provider:
     supports_result_file = True  # whether the agent can write KEYSTONE_TASK_RESULT
     max_turns: int | None = None  # passed to CLIs that have a turn limit
     mcp: "McpPlan | None" = None  # the MCP servers of this run (providers/mcp.py); None: none configured
+    policy_file: str | None = None  # the policy.json its pre-tool hook reads (policy/render.py); None: no policy
 
     def transcript_paths(self, cwd: "Path", home: "Path") -> list["Path"]:
         """Files or directories the CLI writes its session transcript to while it works (the stall watchdog

@@ -68,7 +68,15 @@ class ClaudeProvider(Provider):
             # --mcp-config takes several values: another flag must follow its file, never the prompt
             argv += [attached("--mcp-config", str(self.mcp.write(claude_document(self.mcp.servers)))),
                      "--strict-mcp-config"]
-        argv += ["--dangerously-skip-permissions"]
+        if self.policy_file:
+            # the rendered settings: a PreToolUse hook on every tool and deny rules, in dontAsk mode (a tool the
+            # settings do not allow is refused, never prompted for); both hold in every permission mode
+            from keystone_agents.policy.render import CLAUDE
+
+            argv += [attached("--settings", str(Path(self.policy_file).with_name(CLAUDE))),
+                     attached("--permission-mode", "dontAsk")]
+        else:
+            argv += ["--dangerously-skip-permissions"]
         if runtime.model:
             argv.append(attached("--model", runtime.model))
         if runtime.fallback_model and runtime.fallback_model != runtime.model:

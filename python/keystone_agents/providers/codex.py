@@ -42,6 +42,20 @@ def events(stdout: str) -> list[dict]:
     return found
 
 
+def _hook_program(policy_file: str) -> str:
+    """The keystone-agent the rendered settings name (the same one for every CLI)."""
+    from keystone_agents.policy.render import CLAUDE
+
+    try:
+        command = json.loads((Path(policy_file).with_name(CLAUDE)).read_text(encoding="utf-8"))[
+            "hooks"]["PreToolUse"][0]["hooks"][0]["command"]
+        import shlex
+
+        return shlex.split(command)[0]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return "keystone-agent"
+
+
 class CodexProvider(Provider):
     name = "codex"
 
@@ -53,6 +67,10 @@ class CodexProvider(Provider):
 
             overrides, env = codex_overrides(self.mcp.servers)
             argv += overrides
+        if self.policy_file:  # the PreToolUse hook (codex has no settings-file flag: -c overrides)
+            from keystone_agents.policy.render import codex_overrides as policy_overrides
+
+            argv += policy_overrides(self.policy_file, _hook_program(self.policy_file))
         if runtime.model:
             argv.append(attached("--model", runtime.model))
         if fits_in_argument(prompt):

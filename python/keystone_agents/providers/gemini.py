@@ -23,6 +23,8 @@ from keystone_agents.providers.base import (MODEL_ERROR_RE, Invocation, Provider
 from keystone_agents.providers.claude import last_json_object
 
 
+SETTINGS_ENV_GEMINI = "GEMINI_CLI_SYSTEM_SETTINGS_PATH"  # the system settings layer (overrides the others)
+DEFAULTS_ENV_GEMINI = "GEMINI_CLI_SYSTEM_DEFAULTS_PATH"  # the system defaults layer (the lowest)
 STDIN_NOTE = "(The task is the text above, given on stdin. Carry it out.)"
 
 
@@ -34,13 +36,21 @@ class GeminiProvider(Provider):
         if not fits_in_argument(prompt):
             # "-p/--prompt: ... Appended to input on stdin (if any)": the task goes on stdin, -p says so
             stdin, prompt = prompt, STDIN_NOTE
-        argv = ["gemini", attached("--prompt", prompt), "--yolo"]
         env: dict[str, str] = {}
+        if self.policy_file:
+            # the rendered system settings (BeforeTool hook; they override the user's and the project's); the
+            # run's MCP servers move to the system *defaults* layer. --yolo is deprecated: --approval-mode=yolo
+            from keystone_agents.policy.render import GEMINI
+
+            argv = ["gemini", attached("--prompt", prompt), attached("--approval-mode", "yolo")]
+            env[SETTINGS_ENV_GEMINI] = str(Path(self.policy_file).with_name(GEMINI))
+        else:
+            argv = ["gemini", attached("--prompt", prompt), "--yolo"]
         if self.mcp is not None:
-            from keystone_agents.providers.mcp import SETTINGS_ENV_GEMINI, gemini_settings
+            from keystone_agents.providers.mcp import gemini_settings
 
             path = self.mcp.write(gemini_settings(self.mcp.servers))
-            env[SETTINGS_ENV_GEMINI] = str(path)
+            env[DEFAULTS_ENV_GEMINI if self.policy_file else SETTINGS_ENV_GEMINI] = str(path)
             argv += [attached("--allowed-mcp-server-names", server.name) for server in self.mcp.servers]
         argv += ["--output-format", "json"]
         if runtime.model:
