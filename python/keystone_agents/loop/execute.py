@@ -542,7 +542,8 @@ def _invoke(ctx: ExecContext, entry: Entry, runtime: Runtime, prompt: str, env: 
             result = provider.run(prompt, current, RunOptions(
                 log_path=log_path, timeout=config.task_timeout_seconds, kill_grace=config.kill_grace_seconds,
                 env=env, cwd=cwd, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds,
-                on_exit=exit_journal.exited, on_drained=exit_journal.drained, **_heartbeat(log, name)))
+                on_exit=exit_journal.exited, on_drained=exit_journal.drained, exit_record=exit_journal.exit_record(),
+                **_heartbeat(log, name)))
             attempts.append((current, result, ""))
         except (ProviderError, McpError, AgentSpaceMissing, PolicyError) as exc:
             with open(log_path, "a", encoding="utf-8") as handle:
@@ -740,6 +741,12 @@ def recover(space, tf: TaskFile, conn, log, kill_grace: float, config=None) -> i
     from keystone_agents.providers.process import group_alive, kill_group
 
     running = read_json(_running_file(space))
+    # first let the dead run's supervisor finish: it records a provider that exited, kills one still running
+    if not journal.wait_for_writers(space.state_dir):
+        dead = running if isinstance(running, dict) else {}
+        log.warning("log", msg=f"the exit journal is still held by a process of run {dead.get('run_id')} after "
+                    f"{journal.WRITER_WAIT:g}s; going on with it as it is", step="recover",
+                    task_name=dead.get("task") or "")
     if isinstance(running, dict) and isinstance(running.get("pgid"), int) and running.get("pid") != os.getpid():
         if group_alive(running["pgid"]):
             log.warning("log", msg=f"killing leftover provider process group {running['pgid']} of run "
