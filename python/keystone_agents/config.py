@@ -199,11 +199,36 @@ class CommandProviderSettings:
 
 
 @dataclass(frozen=True)
+class CodexProviderSettings:
+    """The `codex` provider's options: a local model server instead of OpenAI's hosted models."""
+
+    local_provider: str | None = None
+
+
+@dataclass(frozen=True)
 class OpenAIProviderSettings:
     """The `openai` provider (an OpenAI-compatible endpoint)."""
 
     base_url: str
     api_key_file: str | None = None
+
+
+MODES = ("timer", "reactive", "autonomous", "proactive", "tick")
+
+
+@dataclass(frozen=True)
+class ExecSettings:
+    """`exec`: the execution mode and its limits (docs/exec-modes.md)."""
+
+    mode: str = "timer"
+    max_iterations: int | None = None
+    max_auto_turns: int = 1
+    max_context_tokens: int | None = None
+    think_interval: int | None = None
+    max_quiet_seconds: int | None = None
+    timeout: int | None = None
+    instructions: str | None = None
+    watch_prefixes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -244,12 +269,14 @@ class Config:
     max_attempts: int = 3
     task_timeout_seconds: float = 1800
     stall_timeout_seconds: float = 600
-    max_turns: int | None = None
+    max_turns: int | None = None  # deprecated alias of exec.max_iterations
+    exec: ExecSettings = field(default_factory=ExecSettings)
     budgets: Budgets = field(default_factory=Budgets)
     expected_interval_seconds: float | None = None
     archive_after_days: float = 30
     keep_run_logs: int = 20
     keep_task_log_days: float = 14
+    keep_event_days: float = 30
     defaults: StageSettings = field(default_factory=StageSettings)
     ingest: StageSettings = field(default_factory=StageSettings)
     prioritize: StageSettings = field(default_factory=StageSettings)
@@ -274,6 +301,7 @@ class Config:
     runtime_rules: list[RuntimeRule] = field(default_factory=list)
     command_provider: CommandProviderSettings | None = None
     openai_provider: OpenAIProviderSettings | None = None
+    codex_provider: CodexProviderSettings | None = None
     environment: dict[str, str] = field(default_factory=dict)
     mcp_servers: dict[str, Any] = field(default_factory=dict)  # {name: {command, args, env}}, passed through
     coordination: CoordinationSettings = field(default_factory=CoordinationSettings)
@@ -281,6 +309,17 @@ class Config:
     policy: dict[str, Any] = field(default_factory=dict)  # {default, rules, roles}: policy/model.py reads it
     policy_file: str | None = None  # the rendered root-owned policy.json the provider hooks read
     source_path: Path | None = field(default=None, compare=False)
+
+    @property
+    def max_iterations(self) -> int | None:
+        """Tool calls per execution: exec.maxIterations, else the deprecated maxTurns, else None (no limit)."""
+        return self.exec.max_iterations if self.exec.max_iterations is not None else self.max_turns
+
+    @property
+    def execution_token_budget(self) -> int | None:
+        """Tokens one execution may use: the smaller of taskTokenBudget and exec.maxContextTokens."""
+        limits = [v for v in (self.task_token_budget, self.exec.max_context_tokens) if v]
+        return min(limits) if limits else None
 
     def stage(self, name: str) -> StageSettings:
         if name not in ("defaults", "ingest", "prioritize", "execute"):

@@ -78,6 +78,25 @@ MIGRATIONS: list[str] = [
     ALTER TABLE task_executions ADD COLUMN delivery_failed INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX task_executions_started ON task_executions (started_at)
     """,
+    # 4: execution modes (the CLI session an execution used, its continuation turn, the tool calls counted in the
+    # event stream, the agent's mode) and the event table `keystone-agent watch` reads (ids are the cursor:
+    # AUTOINCREMENT never reuses one, and SQLite's single writer commits them in order)
+    """
+    ALTER TABLE task_executions ADD COLUMN session_id TEXT;
+    ALTER TABLE task_executions ADD COLUMN auto_turn INTEGER;
+    ALTER TABLE task_executions ADD COLUMN tool_calls INTEGER;
+    ALTER TABLE task_executions ADD COLUMN mode TEXT;
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,                 -- ISO 8601 UTC with milliseconds
+        run_id TEXT,
+        task TEXT,
+        type TEXT NOT NULL,               -- the logfmt event name (run_start, task_finish, ...)
+        data TEXT NOT NULL DEFAULT '{}'   -- JSON: the event's fields, under their logfmt names
+    );
+    CREATE INDEX events_type ON events (type, id);
+    CREATE INDEX events_at ON events (at)
+    """,
 ]
 
 
@@ -182,6 +201,7 @@ EXECUTION_COLUMNS = (
     "run_id", "task", "source_ref", "attempt", "provider", "model", "profile", "fallback_used", "outcome",
     "exit_code", "started_at", "finished_at", "duration_seconds", "input_tokens", "output_tokens", "total_tokens",
     "cost_usd", "pull_requests", "issues", "log_path", "message", "reason", "turns", "deliveries", "delivery_failed",
+    "session_id", "auto_turn", "tool_calls", "mode",
 )
 
 
@@ -269,3 +289,8 @@ def previous_run(conn: sqlite3.Connection, kind: str, exclude_run_id: str | None
         "SELECT run_id, started_at, finished_at, trigger_at FROM runs WHERE kind = ? AND run_id != ? "
         "ORDER BY started_at DESC, id DESC LIMIT 1", (kind, exclude_run_id or "")).fetchone()
     return dict(row) if row else None
+
+
+def prune_events(conn: sqlite3.Connection, before: str) -> int:
+    """Delete events older than `before` (ISO 8601 UTC); ids are never reused, so readers' cursors stay valid."""
+    return conn.execute("DELETE FROM events WHERE at < ?", (before,)).rowcount

@@ -109,8 +109,8 @@ def _complete(fleet, words: str) -> list[str]:
 
 
 def test_completion_knows_agents_and_verbs(fleet):
-    assert _complete(fleet, "agentctl ") == ["approvals", "audit", "completion", "hierarchy", "list", "prefs", "shared", "show",
-                                              "status", "alpha", "beta", "gamma"]
+    assert _complete(fleet, "agentctl ") == ["approvals", "audit", "completion", "hierarchy", "list", "prefs", "shared",
+                                              "show", "status", "watch", "alpha", "beta", "gamma"]
     assert _complete(fleet, "agentctl be") == ["beta"]
     assert _complete(fleet, "agentctl alpha pa") == ["pause", "paused"]
     assert _complete(fleet, "agentctl show g") == ["gamma"]

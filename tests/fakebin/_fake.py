@@ -23,6 +23,14 @@ written in the prompt (so one loop run can hold tasks that behave differently):
   [fake:commit]             write WORK.md in the working directory and `git commit` it
   [fake:break-tasks]        overwrite TASKS.yaml with `tasks: [unclosed` (a provider that breaks the queue)
   [fake:delivery-failed=K]  the report lists a failed delivery of kind K (and a successful pull request)
+  [fake:tools=N]            make N tool calls, each printed as the CLI's stream event (with --output-format
+                            stream-json / --json), $FAKE_TOOL_SECONDS (0.3) apart; each one that ran is recorded
+  [fake:report=continue]    report "continue" (autonomous mode) every turn of the session
+  [fake:continue=K]         report "continue" for the first K turns of the session, then "completed"
+Sessions: a run prints a session id (claude/gemini session_id, codex thread_id); a run that resumes one
+(claude --resume ID, codex exec resume ID, gemini --resume ID) continues that session: its directives are the
+first prompt's (the CLI keeps the context), whatever the continuation prompt says. Sessions are kept next to
+$FAKE_BIN_LOG (without it, every run is a session of its own).
 With $FAKE_RUN_COMMANDS set, the stand-in behaves like a model that does what it is told: every command line the
 prompt shows (a line that is, or ends in after a "Label: " prefix, `keystone-agent …` or `agentctl …`) is run in a
 real shell (`bash -c LINE`, stdin: a short reply body), and recorded as an `ran-command` event with its exit code.
@@ -89,7 +97,7 @@ def run_commands(tool, prompt):
                stdout=proc.stdout[-2000:], stderr=proc.stderr[-2000:])
 
 
-def behave(tool, prompt):
+def behave(tool, prompt, turn=0):
     """Sleep / ignore SIGTERM / write the report as the prompt asks; returns (exit code, answer text)."""
     if os.environ.get("FAKE_RUN_COMMANDS"):
         run_commands(tool, prompt)
@@ -164,6 +172,8 @@ def behave(tool, prompt):
         with open(tasks_file, "w") as handle:
             handle.write("tasks: [unclosed\n")
     report = d.get("report")
+    if "continue" in d or report == "continue":
+        report = continuation_report(prompt, turn)
     if report and os.environ.get("KEYSTONE_TASK_RESULT"):
         body = {"status": report, "message": f"agent says {report}", "pull_requests_created": [], "issues_created": []}
         if report == "blocked":
@@ -195,6 +205,55 @@ def transcript_path(tool):
     return os.path.join(home, f".{tool}-transcript-{os.getpid()}.jsonl")
 
 
+def session(tool, resume_id, prompt):
+    """(session id, the prompt whose directives apply, turn number 0…) of this run; a resumed session keeps the
+    first prompt, as the real CLIs keep the conversation. Unknown ids fail like the CLIs do (exit 1)."""
+    import uuid
+
+    if not os.environ.get("FAKE_BIN_LOG"):  # nowhere to keep sessions: each run is its own session
+        return resume_id or str(uuid.uuid4()), prompt or "", 0
+    base = os.environ["FAKE_BIN_LOG"] + ".sessions"
+    os.makedirs(base, exist_ok=True)
+    if resume_id:
+        path = os.path.join(base, f"{tool}-{os.path.basename(resume_id)}.json")
+        if not os.path.exists(path):
+            print(f"No conversation found with session ID: {resume_id}", file=sys.stderr)
+            finish(tool, 1)
+        with open(path) as handle:
+            state = json.load(handle)
+        state["turn"] += 1
+        record(tool, [], event="resumed", session_id=resume_id, turn=state["turn"], prompt=prompt)
+    else:
+        state = {"id": str(uuid.uuid4()), "prompt": prompt or "", "turn": 0}
+        path = os.path.join(base, f"{tool}-{state['id']}.json")
+    with open(path, "w") as handle:
+        json.dump(state, handle)
+    return state["id"], state["prompt"], state["turn"]
+
+
+def continuation_report(prompt, turn):
+    """The report status this turn of a session writes: directives report=continue / continue=K."""
+    d = directives(prompt)
+    if d.get("report") == "continue":
+        return "continue"
+    if "continue" in d:
+        return "continue" if turn < int(d["continue"]) else "completed"
+    return d.get("report")
+
+
+def tool_calls(tool, prompt, emit, done=None):
+    """Make the [fake:tools=N] tool calls: emit(n) prints the CLI's request for call n, the call "runs" (it is
+    recorded), then done(n) prints its result."""
+    count = int(directives(prompt).get("tools") or 0)
+    pause = float(os.environ.get("FAKE_TOOL_SECONDS", "0.3"))
+    for n in range(1, count + 1):
+        emit(n)
+        time.sleep(pause)
+        record(tool, [], event="tool-ran", n=n)
+        if done:
+            done(n)
+
+
 # ---------------------------------------------------------------- tool calls behind the CLIs' pre-tool hooks
 #   [fake:bash=COMMAND]       call the shell tool with COMMAND (claude Bash, codex Bash, gemini run_shell_command)
 #   [fake:write=PATH]         call the file-write tool on PATH (claude Write, codex apply_patch, gemini write_file)
@@ -205,7 +264,7 @@ def transcript_path(tool):
 TOOL_CALL = re.compile(r"\[fake:(bash|write)=([^\]]*)\]")
 
 
-def tool_calls(prompt):
+def hooked_tool_calls(prompt):
     return TOOL_CALL.findall(prompt or "")
 
 
@@ -246,7 +305,7 @@ def perform_tool_calls(cli, prompt, gate, spec):
     """Run the prompt's tool calls through `gate(tool_name, tool_input) -> (allowed, reason)`; → text the model
     saw (one line per call). `spec(kind, arg) -> (tool_name, tool_input)` names the CLI's own tool."""
     seen = []
-    for kind, arg in tool_calls(prompt):
+    for kind, arg in hooked_tool_calls(prompt):
         name, tool_input = spec(kind, arg)
         allowed, reason = gate(name, tool_input)
         result = execute_tool(kind, arg) if allowed else ""

@@ -285,7 +285,7 @@ def test_humans_use_comms_as_themselves_through_agentctl(fleet):
     assert (reply["to"], reply["in_reply_to"], reply["body"]) == (human, ask_id, expected_answer("status?"))
     tree = json.loads(ok(fleet.agentctl("human", "hierarchy", ask_id, "--json")))
     assert [(m["kind"], m["from"], m["depth"]) for m in tree] == [("ask", human, 0), ("reply", "beta", 0)]
-    assert "reply beta -> " in ok(fleet.agentctl("human", "hierarchy", ask_id))
+    assert "reply beta[timer] -> " in ok(fleet.agentctl("human", "hierarchy", ask_id))  # with its mode
     # `ask --wait` ends as the agents' `comms ask --wait` does (one function prints both): exit 4 on timeout, the
     # same JSON error, and the human is told where a later reply can be read
     waited = fleet.agentctl("human", "beta", "ask", "--question", "later?", "--wait", "--timeout", "0.5", "--json")
@@ -328,3 +328,38 @@ def test_mcp_server_gives_a_provider_session_comms(fleet):
     assert received["id"] == envelope["id"] and received["body"] == "via MCP"
     answer = refused.structured_content or json.loads(refused.content[0].text)
     assert answer["ok"] is False and answer["error"] == "NotFound"
+
+
+def test_messages_and_replies_are_in_the_watch_stream(fleet):
+    """Issue 19: the sender's message_sent, the receiver's message_received (the drain) and the runtime's or the
+    agent's reply_sent are events of each agent's own table, read back by `keystone-agent watch`."""
+    alpha, beta = fleet.agent("alpha"), fleet.agent("beta")
+    ask = ok(alpha.run("comms", "ask", "--to", "beta", "--question", "Which release ships the fix?")).strip()
+    ok(beta.run("comms", "drain"))
+    ok(beta.run("comms", "reply", ask, "--body", "Release 4.2."))
+
+    def watch(agent, types):
+        return [json.loads(line) for line in ok(agent.run("watch", "--types", types)).splitlines()]
+
+    [sent] = watch(alpha, "message_sent")
+    assert sent["agent"] == "alpha" and sent["event"] == "message_sent" and sent["message_id"] == ask
+    got = watch(beta, "message_received,reply_sent")
+    assert [e["event"] for e in got] == ["message_received", "reply_sent"]
+    assert got[0]["message_id"] == ask and got[0]["sender"] == "alpha" and all(e["agent"] == "beta" for e in got)
+
+
+def test_hierarchy_shows_each_agents_execution_mode(fleet):
+    """Issue 19: `agentctl hierarchy` names every agent of the tree with its exec.mode (the host configuration's
+    `mode`, written by the NixOS module)."""
+    alpha, beta = fleet.agent("alpha"), fleet.agent("beta")
+    path = fleet.host_config()
+    data = json.loads(path.read_text())
+    for entry in data["agents"]:
+        entry["mode"] = {"alpha": "autonomous", "beta": "reactive"}.get(entry["name"], "timer")
+    path.write_text(json.dumps(data))
+    ask_id = ok(alpha.run("comms", "ask", "--to", "beta", "--question", "Ready to ship?")).strip()
+    ok(beta.run("comms", "drain"))
+    ok(beta.run("comms", "reply", ask_id, "--body", "Yes."))
+    text = ok(fleet.agentctl("human", "hierarchy", ask_id))
+    assert "ask alpha[autonomous] -> beta[reactive] depth=0" in text
+    assert "reply beta[reactive] -> alpha[autonomous]" in text

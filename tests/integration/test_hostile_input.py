@@ -96,6 +96,11 @@ class Watch:
             assert not os.path.exists(path)
 
 
+def fake_sessions(lh) -> Path:
+    """Where the stand-in CLIs keep their sessions (next to their call log; test bookkeeping, like the log)."""
+    return Path(f"{lh.fake_log}.sessions")
+
+
 def fake_rows(log: Path) -> list[dict]:
     if not log.exists():
         return []
@@ -239,7 +244,7 @@ def test_hostile_items_tasks_and_projects_through_the_real_loop(tmp_path):
     with open(lh.tasks, "a") as handle:
         handle.write("  - {name: code-it, description: Fix it, status: pending, project: code, workflow: sweng/sweng}\n")
 
-    watch = Watch(tmp_path, lh.home, (lh.fake_log, lh.prom_dir, items_file))
+    watch = Watch(tmp_path, lh.home, (lh.fake_log, lh.prom_dir, items_file, fake_sessions(lh)))
     result = lh.loop(timeout=900)
     assert result.returncode in (0, 3), result.stderr[-3000:]
     watch.check()
@@ -389,7 +394,7 @@ def test_hostile_schedules_and_calendar_events_through_scheduler_and_loop(tmp_pa
     lh.config(maxTasks=200, environment={"FAKE_RUN_COMMANDS": "1"},
               calendar={"url": hostile_calendar["url"], "user": CAL_USER,
                         "passwordFile": hostile_calendar["password_file"], "windowHours": 24})
-    watch = Watch(tmp_path, lh.home, (lh.fake_log, lh.prom_dir))
+    watch = Watch(tmp_path, lh.home, (lh.fake_log, lh.prom_dir, fake_sessions(lh)))
     schedule = subprocess.run([installed_script("keystone-agent"), "schedule", "--home", str(lh.home), "--now",
                                NOW.strftime("%Y-%m-%dT%H:%M:%SZ"), "--json"],
                               capture_output=True, text=True, env=lh.env(), timeout=300)
@@ -464,7 +469,7 @@ def test_hostile_email_through_the_email_source_and_reply_by_task(tmp_path, mail
     secrets.mkdir()
     lh.write_tasks("tasks: []\n")
     lh.config(maxTasks=200, mail=ms.mail_config("agent", secrets), environment={"FAKE_RUN_COMMANDS": "1"})
-    watch = Watch(tmp_path, lh.home, (lh.fake_log, lh.prom_dir))
+    watch = Watch(tmp_path, lh.home, (lh.fake_log, lh.prom_dir, fake_sessions(lh)))
     result = lh.loop(timeout=900)
     assert result.returncode in (0, 3), result.stderr[-3000:]
     watch.check()

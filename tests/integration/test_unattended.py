@@ -131,7 +131,7 @@ def test_more_turns_than_allowed_is_flagged_not_completed(lh):
     [call] = lh.calls("claude")
     assert "--max-turns=5" in call["argv"] and call["parsed"]["max_turns"] == 5
     [row] = executions(lh)
-    assert (row["outcome"], row["reason"], row["turns"]) == ("failed", "max-turns", 9)
+    assert (row["outcome"], row["reason"], row["turns"]) == ("max_iterations", "max-turns", 9)
     assert lh.task("job")["status"] == "pending"
     assert lh.metrics()["keystone_agent_task_loop_tasks_max_turns_total"] == 1
 

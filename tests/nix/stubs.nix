@@ -36,6 +36,7 @@ let
     };
   };
 
+  # NixOS's systemd.user.paths: pathConfig → [Path] (nixos/modules/system/boot/systemd/user.nix)
   pathType = types.submodule {
     options = {
       description = mkOption { type = types.str; default = ""; };

@@ -28,6 +28,8 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "runs": (["--json"], 0, "["),
     "logs": ([], 1, "no log of any task-loop run"),
     "info": (["--json"], 0, '"taskCounts"'),
+    "kill": (["--json"], 1, '"killed": false'),
+    "watch": (["--types", "nothing_such"], 0, ""),
     "validate": ([], 0, "ok: TASKS.yaml"),
     "status": ([], 1, BUS),
     "start": (["agent-x-task-loop.service"], 1, BUS),
@@ -81,6 +83,8 @@ def test_every_verb_runs_through_real_sudo_as_the_agent(host, a, verb):
     assert says in text
     if verb == "exec":
         assert result.stdout.strip() == a.user.name  # it ran as the agent, not as the admin
+    if verb == "pause":  # `paused` exits 1 while paused: leave the shared agent active for the next cases
+        assert host.agentctl(host.admin, a.name, "resume").returncode == 0
     if verb in ("start", "status", "show") and args:
         assert BUS in result.stderr  # systemctl itself answered, for the agent's user manager
 

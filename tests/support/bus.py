@@ -135,6 +135,7 @@ def host_config_data(users: Fleet, run_dir: Path, bus_dir: Path, pg: dict | None
     comms = {"alpha": {"sendsPerHour": 100000}, "gamma": {"acceptFrom": ["alpha"], "maxDepth": 1},
              "delta": {"sendsPerHour": 3}}
     shared = {"delta": {"writePrefixes": ["delta/"]}}  # the others write every key
+    watch = {"beta": ["watch/"]}  # exec.watchPrefixes: writes there wake beta (tests/integration/test_watched_keys.py)
     return {
         "version": 1,
         "coordination": {
@@ -148,7 +149,8 @@ def host_config_data(users: Fleet, run_dir: Path, bus_dir: Path, pg: dict | None
         },
         "agents": [
             {"name": key, "user": users[key], "home": str(users.home(key)), "comms": comms.get(key, {}),
-             "triggers": ["comms", "manual"], **({"shared": shared[key]} if key in shared else {})}
+             "triggers": ["comms", "manual"], **({"shared": shared[key]} if key in shared else {}),
+             **({"watchPrefixes": watch[key]} if key in watch else {})}
             for key in AGENTS
         ],
     }

@@ -29,6 +29,7 @@ let
       vncBind = if a.desktop.enable then a.desktop.vncBind else null;
       chromeDebugPort = L.chromePortOf name;
       units = L.unitNames name;
+      inherit (a.exec) mode watchPrefixes;
       comms = { inherit (a.comms) acceptFrom maxDepth sendsPerHour; };
       shared = { inherit (a.shared) writePrefixes; };
       inherit (a) triggers;

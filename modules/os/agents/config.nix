@@ -48,6 +48,10 @@ let
       taskTimeoutSeconds = a.notes.taskLoop.timeout;
       stallTimeoutSeconds = a.notes.taskLoop.stallTimeout;
       maxTurns = a.notes.taskLoop.maxTurns;
+      exec = dropNulls {
+        inherit (a.exec) mode maxIterations maxAutoTurns maxContextTokens thinkInterval maxQuietSeconds timeout
+          instructions watchPrefixes;
+      };
       budgets = a.notes.taskLoop.budgets;
       expectedIntervalSeconds =
         if a.notes.taskLoop.expectedInterval != null then a.notes.taskLoop.expectedInterval

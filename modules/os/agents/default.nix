@@ -9,6 +9,7 @@
     ./services.nix
     ./switch.nix
     ./units.nix
+    ./modes.nix
     ./config.nix
     ./agentctl.nix
     ./tmpfiles.nix

@@ -40,7 +40,7 @@ let
     options = {
       profile = nullStr "Semantic profile (embedding, fast, medium, max, or one of `profiles`). null: inherit.";
       provider = mkOption {
-        type = types.nullOr (types.enum providers);
+        type = types.nullOr (types.enum (providers ++ [ "auto" ]));
         default = null;
         description = "Provider CLI that runs the stage. null: inherit.";
       };
@@ -384,7 +384,7 @@ let
           maxTurns = mkOption {
             type = types.nullOr types.ints.positive;
             default = null;
-            description = "Agentic turns per task execution (claude --max-turns); a run reporting more is flagged, not completed. null: no limit.";
+            description = "Deprecated alias of exec.maxIterations (used when that is null): tool calls per task execution.";
           };
           budgets = mkOption {
             type = types.attrsOf (types.nullOr types.number);
@@ -532,6 +532,61 @@ let
           type = types.nullOr types.str;
           default = null;
           description = "The client certificate's private key (readable by agent-<name> only).";
+        };
+      };
+
+      exec = {
+        mode = mkOption {
+          type = types.enum [ "timer" "reactive" "autonomous" "proactive" "tick" ];
+          default = "timer";
+          description = ''
+            How the agent is woken (docs/exec-modes.md). `timer`: the task-loop timer (the default). `reactive`:
+            woken by messages (needs comms). `autonomous`: a task whose report says `"status": "continue"` resumes
+            the same CLI session, up to `maxAutoTurns`. `proactive`: a think timer every `thinkInterval` seconds
+            runs `keystone-agent loop --trigger think`, which calls a model only when its briefing is not empty.
+            `tick`: one cycle every `thinkInterval` seconds with a local provider, until the agent reports
+            `"status": "end_tick"`.
+          '';
+        };
+        maxIterations = mkOption {
+          type = types.nullOr types.ints.positive;
+          default = null;
+          description = "Tool calls per execution (claude --max-turns, gemini maxSessionTurns, and counted in every CLI's event stream); at the limit the execution is stopped with outcome max_iterations. null: notes.taskLoop.maxTurns (deprecated alias), else no limit.";
+        };
+        maxAutoTurns = mkOption {
+          type = types.ints.positive;
+          default = 1;
+          description = "Autonomous mode: continuations of the same CLI session before the task is blocked with reason max-auto-turns.";
+        };
+        maxContextTokens = mkOption {
+          type = types.nullOr types.ints.positive;
+          default = null;
+          description = "Tokens one task execution may use (the task token budget).";
+        };
+        thinkInterval = mkOption {
+          type = types.nullOr types.ints.positive;
+          default = null;
+          description = "Seconds between think cycles (proactive) or ticks (tick); required by those modes.";
+        };
+        maxQuietSeconds = mkOption {
+          type = types.nullOr types.ints.positive;
+          default = null;
+          description = "Proactive: think even with an empty briefing when the last model call of a think cycle is this old. null: never (an idle think cycle costs 0 tokens).";
+        };
+        timeout = mkOption {
+          type = types.nullOr types.ints.unsigned;
+          default = null;
+          description = "Session deadline in seconds of a proactive or tick agent, from its first cycle; then its think/tick timer stops itself. 0 or null: none.";
+        };
+        instructions = mkOption {
+          type = types.nullOr types.lines;
+          default = null;
+          description = "Standing instructions of a proactive or tick agent (null: notes/INSTRUCTIONS.md).";
+        };
+        watchPrefixes = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          description = "Shared-state key prefixes this agent watches: a write under one by another agent wakes it like a message (its comms path unit; a reactive/timer agent gets a task per changed key) and goes into the proactive briefing.";
         };
       };
 

@@ -102,7 +102,8 @@ def outbox_verb(ctx, limit, as_json):
 @click.option("--json", "as_json", is_flag=True, help="The messages of the tree as a JSON array.")
 @click.pass_context
 def hierarchy_command(ctx, msg_id, as_json):
-    """The delegation tree MSG_ID belongs to: who asked whom, at which depth, and the state of each."""
+    """The delegation tree MSG_ID belongs to: who asked whom (each agent with its execution mode, e.g.
+    beta[reactive]), at which depth, and the state of each."""
     with human_bus(ctx, as_json) as bus:
         tree = bus.hierarchy(msg_id)
     if as_json:
@@ -110,12 +111,29 @@ def hierarchy_command(ctx, msg_id, as_json):
 
         echo_json([m.to_json() for m in tree])
         return
+    modes = _modes(ctx)
     for m in tree:
         indent = "  " * m.depth + ("  " if m.kind == "reply" else "")
         task = f" task={m.task_ref}" if m.task_ref else ""
         status = f" status={m.status}" if m.status else ""
-        click.echo(f"{indent}{m.kind} {m.sender} -> {m.recipient} depth={m.depth} state={m.state}{status}{task} "
-                   f"{m.id}")
+        click.echo(f"{indent}{m.kind} {_named(m.sender, modes)} -> {_named(m.recipient, modes)} depth={m.depth} "
+                   f"state={m.state}{status}{task} {m.id}")
+
+
+def _modes(ctx) -> dict[str, str]:
+    """agent name (and user) → its exec.mode, from the host configuration."""
+    from keystone_agents.cli.ctl import _state
+
+    config = _state(ctx).quiet_config()
+    modes = {}
+    for agent in (config.agents if config else []):
+        modes[agent.name] = modes[agent.user] = agent.mode
+    return modes
+
+
+def _named(who: str, modes: dict[str, str]) -> str:
+    """`beta[reactive]` for an agent of the host configuration; humans and unknown senders as they are."""
+    return f"{who}[{modes[who]}]" if who in modes else who
 
 
 def _print(message: Message, as_json: bool) -> None:

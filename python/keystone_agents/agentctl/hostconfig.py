@@ -35,6 +35,8 @@ class AgentEntry:
     comms: dict = field(default_factory=dict, hash=False)  # acceptFrom, maxDepth, sendsPerHour (schema defaults applied)
     shared: dict = field(default_factory=dict, hash=False)  # writePrefixes (shared state)
     triggers: tuple[str, ...] = ("schedule", "manual")
+    mode: str = "timer"  # exec.mode (docs/exec-modes.md)
+    watch_prefixes: tuple[str, ...] = ()  # exec.watchPrefixes: shared-state writes under these wake the agent
     # system units of this agent (ssh-agent, desktop, browser) that `status|start|stop|restart UNIT` reach
     system_units: tuple[str, ...] = ()
     # PATH and SSH agent socket the helper gives commands run as the agent (null: its defaults)
@@ -137,7 +139,8 @@ def build(data: dict) -> HostConfig:
             helper=a.get("helper"), uid=a.get("uid"), system_units=tuple(a.get("systemUnits") or ()),
             path=a.get("path"), ssh_auth_sock=a.get("sshAuthSock"), comms=dict(a.get("comms") or {}),
             shared=dict(a.get("shared") or {}),
-            triggers=tuple(a.get("triggers") or ("schedule", "manual")),
+            triggers=tuple(a.get("triggers") or ("schedule", "manual")), mode=a.get("mode") or "timer",
+            watch_prefixes=tuple(a.get("watchPrefixes") or ()),
         )
         for a in data["agents"]  # type: ignore[index]
     ]

@@ -193,6 +193,17 @@ def _seconds(text: str) -> bool:
         return False
 
 
+def resume(agent: Target, args: list[str]) -> list[str]:
+    """`resume [--json]` resumes the paused task loop; `resume TASK [--prompt TEXT]` continues TASK's stored CLI
+    session (keystone-agent continue, docs/exec-modes.md)."""
+    if not args or args == ["--json"]:
+        return keystone("resume")(agent, list(args))
+    task, rest = args[0], list(args[1:])
+    if task.startswith("-") or not (rest == [] or (len(rest) == 2 and rest[0] == "--prompt")):
+        raise Refused("resume takes nothing (resume the loop), --json, or TASK [--prompt TEXT]")
+    return keystone("continue")(agent, [task, *rest])
+
+
 def session(tool: str) -> Expansion:
     def expand(agent: Target, args: list[str]) -> list[str]:
         return keystone("session")(agent, [tool, *args])
@@ -213,11 +224,16 @@ def _table(*verbs: Verb) -> dict[str, Verb]:
 VERBS: dict[str, Verb] = _table(
     Verb("tasks", "The agent's task queue (keystone-agent tasks ARGS).", keystone("tasks")),
     Verb("pause", "Pause the task loop, with an optional REASON.", keystone("pause", separator=True)),
-    Verb("resume", "Resume the task loop.", keystone("resume")),
+    Verb("resume", "Resume the task loop; with TASK [--prompt TEXT], continue that task's CLI session.", resume),
     Verb("paused", "Is the task loop paused? Since when, by whom, why.", keystone("paused")),
     Verb("runs", "Recent loop runs (keystone-agent runs [--limit N] [--json]).", keystone("runs")),
     Verb("logs", "Run or task logs (keystone-agent logs [TASK] [--follow]).", keystone("logs")),
-    Verb("info", "What the agent knows about itself, as JSON (keystone-agent info --json).", keystone("info")),
+    Verb("info", "Mode, triggers, limits, provider, pause state, current run, next wake and task counts "
+         "(keystone-agent info [--json]).", keystone("info")),
+    Verb("kill", "Stop the running execution and its process group; the task goes back to pending with the "
+         "attempt recorded (keystone-agent kill [--json]).", keystone("kill")),
+    Verb("watch", "The agent's events as NDJSON (keystone-agent watch [--follow] [--since ID|TIME] [--types A,B] "
+         "[--journal]).", keystone("watch")),
     Verb("task", "One task: add|show|retry|cancel|edit (keystone-agent task ACTION ARGS).", task),
     Verb("validate", "Validate the agent's queue files and configuration.", keystone("validate")),
     *(Verb(v, f"systemctl --user {v} ARGS as the agent.", systemctl(v)) for v in SYSTEMCTL_VERBS),

@@ -478,6 +478,106 @@ def prefs_clear(ctx, agent, project):
                else f"No preferences for '{agent}'" + (f" in project '{project}'" if project else ""))
 
 
+@cli.command("watch", context_settings={"ignore_unknown_options": True})
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events (Ctrl-C stops).")
+@click.option("--since", metavar="ID|TIME", help="Passed to each agent's watch.")
+@click.option("--types", metavar="A,B", help="Only these event names.")
+@click.option("--agent", "agents", multiple=True, help="Only this agent (repeatable); default: every local agent.")
+@click.option("--all", "fleet", is_flag=True, help="Every agent of every host, from the PostgreSQL bus's event "
+              "table (coordination.backend postgresql; as yourself: an admin sees every agent).")
+@click.pass_context
+def watch_command(ctx, follow, since, types, agents, fleet):
+    """Every local agent's events as NDJSON on one stream; each line carries its "agent". With --all, every
+    agent of every host from the bus's event table (each line also carries its "host")."""
+    import json
+    import subprocess
+    import threading
+
+    state = _state(ctx)
+    if fleet:
+        _watch_fleet(state, follow, since, types, agents)
+        return
+    chosen = [state.agent(name) for name in agents] if agents else [
+        a for a in state.config.agents if status.effective_host(state.config, a, state.prefs.get(a.name)) is None]
+    args = (["--follow"] if follow else []) + (["--since", since] if since else []) + (
+        ["--types", types] if types else [])
+    lock = threading.Lock()
+    procs = []
+    for agent in chosen:
+        try:
+            argv = AgentRunner(agent, state.config.systemctl).verb("watch", args)
+        except (DispatchError, verbs.Refused) as exc:
+            click.echo(f"warning: {agent.name}: {exc}", err=True)
+            continue
+        try:
+            procs.append((agent, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                                  stdin=subprocess.DEVNULL)))
+        except OSError as exc:
+            click.echo(f"warning: {agent.name}: cannot run {argv[0]}: {exc.strerror}", err=True)
+
+    def pump(agent, proc):
+        for raw in proc.stdout:
+            try:
+                item = json.loads(raw)
+                item["agent"] = agent.name if not isinstance(item, dict) or "agent" not in item else item["agent"]
+                text = json.dumps(item, separators=(",", ":"))
+            except (ValueError, TypeError):
+                text = json.dumps({"agent": agent.name, "line": raw.rstrip("\n")})
+            with lock:
+                click.echo(text)
+
+    threads = [threading.Thread(target=pump, args=pair, daemon=True) for pair in procs]
+    for thread in threads:
+        thread.start()
+    failed = 0
+    try:
+        for (agent, proc), thread in zip(procs, threads):
+            proc.wait()
+            thread.join()
+            if proc.returncode:
+                failed += 1
+                click.echo(f"warning: {agent.name}: watch exited {proc.returncode}: "
+                           f"{(proc.stderr.read() or '').strip()[:300]}", err=True)
+    except KeyboardInterrupt:
+        for _, proc in procs:
+            proc.terminate()
+    _finish(EXIT_PROBLEMS if failed else 0)
+
+
+def _watch_fleet(state, follow, since, types, agents) -> None:
+    """`agentctl watch --all`: the PostgreSQL bus's fleet event table, read as the calling human."""
+    import json
+
+    from keystone_agents import watch
+    from keystone_agents.coordination.base import BusError
+    from keystone_agents.coordination.factory import open_bus, settings_from_host
+
+    settings = settings_from_host(state.config.coordination or {})
+    if settings.backend != "postgresql":
+        raise click.UsageError(f"--all reads the PostgreSQL bus's event table; this host's coordination.backend "
+                               f"is {settings.backend!r} (without --all: every local agent)")
+    try:
+        cursor = watch.parse_since(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    cursor.types = [t.strip() for t in (types or "").split(",") if t.strip()]
+    bus = None
+    try:
+        bus = open_bus(settings)
+        if follow and since is None:
+            cursor.after_id = bus.events_cursor(None)
+        for item in watch.read_bus(bus, cursor, list(agents), follow=follow):
+            click.echo(json.dumps(item, default=str, separators=(",", ":")))
+    except BusError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        _finish(EXIT_PROBLEMS)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if bus is not None:
+            bus.close()
+
+
 @cli.command("completion")
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion_command(shell):

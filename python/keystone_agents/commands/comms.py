@@ -72,12 +72,24 @@ def parse_body(text: str, as_json: bool) -> object:
         raise click.UsageError(f"--body-json: not valid JSON: {exc}") from None
 
 
-def event_log(ctx: AgentContext):
+def event_log(ctx: AgentContext, what: str = "comms", stream=None):
+    """The logger of an agent-side bus command: logfmt on `stream` (stderr) and, where the caller can write the
+    agent's state, a row of its event table (`keystone-agent watch`); unit agent-<name>-<what>."""
     from keystone_agents.events import event_logger
 
     name = ctx.config.agent_name
-    return event_logger(agent=name, unit=f"agent-{name}-comms", run_id=f"{name}-comms-{os.getpid()}",
-                        stream=sys.stderr)
+    # the agent's own events also go to its event table (keystone-agent watch); a caller who cannot write the
+    # agent's state (a human reading an inbox) only logs
+    state = ctx.space.state_dir
+    try:
+        if ctx.space.home.stat().st_uid == os.getuid():  # never create another user's state directory
+            state.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
+    event_db = ctx.space.history_db if state.is_dir() and os.access(state, os.W_OK) else None
+    return event_logger(agent=name, unit=f"agent-{name}-{what}", run_id=f"{name}-{what}-{os.getpid()}",
+                        stream=stream or sys.stderr, event_db=event_db,
+                        event_bus=ctx.config.coordination if event_db is not None else None)
 
 
 def plain_line(m: Message) -> str:
@@ -271,7 +283,9 @@ def show_command(ctx: AgentContext, msg_id, as_json):
 @agent_command
 def drain_command(ctx: AgentContext, limit, as_json):
     """Turn received messages into tasks (what agent-<name>-comms.service runs): claim, save to TASKS.yaml,
-    acknowledge, then request a task-loop run. Also sends replies that could not be sent before."""
+    acknowledge, then request a task-loop run. Also sends replies that could not be sent before, and reads the
+    shared keys changed under exec.watchPrefixes (a task each; a proactive agent's think cycle starts)."""
+    from keystone_agents.coordination import watched
     from keystone_agents.coordination.comms import drain
     from keystone_agents.coordination.observe import record, record_drain
 
@@ -282,6 +296,7 @@ def drain_command(ctx: AgentContext, limit, as_json):
         with bus_for(ctx, as_json) as bus:
             result = drain(bus, ctx.space, config.coordination, log=log, limit=limit)
             record(bus, config, ctx.space.state_dir, result.received)
+            keys = watched.on_wake(bus, ctx.space, config, log=log)
         ok = True
     except BaseException as exc:  # noqa: BLE001 - counted and reported, then raised on as it was
         why = exc.__context__ if isinstance(exc, SystemExit) and exc.__context__ is not None else exc
@@ -291,10 +306,11 @@ def drain_command(ctx: AgentContext, limit, as_json):
     finally:  # the drain metrics: the failure counter and the last drain's success
         record_drain(config, ctx.space.state_dir, ok, os.environ.get("INVOCATION_ID"))
     if as_json:
-        echo_json(result.to_json())
+        echo_json({**result.to_json(), "watched": keys})
     else:
         click.echo(f"{len(result.received)} message(s) received, {len(result.created)} task(s) created, "
-                   f"{len(result.dead)} dead-lettered, {len(result.replies_sent)} repl(y/ies) sent")
+                   f"{len(result.dead)} dead-lettered, {len(result.replies_sent)} repl(y/ies) sent"
+                   + (f"; {len(keys['changes'])} watched shared key(s) changed" if keys["changes"] else ""))
 
 
 @comms_command.command("drain-failed", hidden=True)

@@ -38,6 +38,54 @@ def task_counts(space, project: str | None = None) -> dict:
     return {**tasks_view.counts(rows), "invalid": sum(1 for entry in tf.entries if not entry.valid)}
 
 
+MODE_TIMERS = {"proactive": "think", "tick": "tick"}
+
+
+def current_run(space) -> dict | None:
+    """What is executing now (state/running.json of a live loop), else None."""
+    from keystone_agents.loop.state import read_json
+    from keystone_agents.providers.process import group_alive
+
+    running = read_json(space.state_dir / "running.json")
+    if not isinstance(running, dict) or not isinstance(running.get("pid"), int):
+        return None
+    try:
+        import os
+
+        os.kill(running["pid"], 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    except PermissionError:
+        alive = True
+    pgid = running.get("pgid")
+    return {"runId": running.get("run_id"), "task": running.get("task"), "startedAt": running.get("started_at"),
+            "pid": running["pid"], "pgid": pgid, "loopAlive": alive,
+            "providerAlive": bool(isinstance(pgid, int) and group_alive(pgid)), "logPath": running.get("log_path")}
+
+
+def next_wake(config) -> dict:
+    """unit → next elapse of the agent's timers (systemctl --user show; null where unknown)."""
+    import subprocess
+
+    from keystone_agents.agentctl.status import parse_next_elapse
+
+    name = config.agent_name
+    units = [f"agent-{name}-task-loop.timer"]
+    if config.exec.mode in MODE_TIMERS:
+        units.append(f"agent-{name}-{MODE_TIMERS[config.exec.mode]}.timer")
+    wake = {}
+    for unit in units:
+        try:
+            out = subprocess.run(["systemctl", "--user", "show", unit, "--property=NextElapseUSecRealtime",
+                                  "--value", "--timestamp=unix"], capture_output=True, text=True, timeout=10,
+                                 stdin=subprocess.DEVNULL)
+            wake[unit] = parse_next_elapse(out.stdout) if out.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired):
+            wake[unit] = None
+    return wake
+
+
 def loop_running(space) -> dict | None:
     """{"pid", "task"} while a loop run holds its lock (and the task it executes, if any), else None.
 
@@ -89,10 +137,12 @@ def activity(space) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @agent_command
 def info_command(ctx, project, as_json):
-    """Report the agent's execute-stage provider/model, pause state, last loop run (and why it failed), task
-    counts, a run in progress, today's tokens and cost, and whether a notes-sync conflict waits (what
-    `agentctl show`/`list`/`status` read)."""
+    """Report the agent's execution mode and limits, execute-stage provider/model, pause state, last loop run (and
+    why it failed), task counts, a run in progress, today's tokens and cost, whether a notes-sync conflict waits
+    (what `agentctl show`/`list`/`status` read), and the next wake-up of its timers."""
+    config = ctx.config
     runtime = profiles.resolve(ctx.config, "execute", {})
+    ex = config.exec
     report = {
         "agent": ctx.config.agent_name,
         "provider": runtime.provider,
@@ -102,14 +152,30 @@ def info_command(ctx, project, as_json):
         "pause": pause.read(ctx.space.pause_file).as_dict(),
         "lastRun": last_run(ctx.space),
         "taskCounts": task_counts(ctx.space, project),
+        "mode": ex.mode,
+        "triggers": list(getattr(config, "triggers", None) or (["schedule", "manual"] + (
+            [MODE_TIMERS[ex.mode]] if ex.mode in MODE_TIMERS else []))),
+        "limits": {"maxIterations": config.max_iterations, "maxAutoTurns": ex.max_auto_turns,
+                   "maxContextTokens": ex.max_context_tokens, "thinkInterval": ex.think_interval,
+                   "maxQuietSeconds": ex.max_quiet_seconds, "timeout": ex.timeout,
+                   "taskTimeoutSeconds": config.task_timeout_seconds, "maxTasks": config.max_tasks},
+        "currentRun": current_run(ctx.space),
+        "nextWake": next_wake(config),
         **activity(ctx.space),
     }
     if as_json:
         echo_json(report)
         return
-    click.echo(f"agent: {report['agent']}")
+    click.echo(f"agent: {report['agent']}  mode: {report['mode']}  triggers: {', '.join(report['triggers'])}")
+    limits = report["limits"]
+    click.echo("limits: " + ", ".join(f"{k} {v}" for k, v in limits.items() if v is not None))
     click.echo(f"provider: {runtime.provider}  model: {runtime.model or '-'}  fallback: {runtime.fallback_model or '-'}")
     click.echo(f"loop: {report['pause']['state']}")
     run = report["lastRun"]
     click.echo(f"last run: {run['status']} at {run['startedAt']}" if run else "last run: never")
+    now = report["currentRun"]
+    click.echo(f"running: task {now['task']} since {now['startedAt']} (run {now['runId']})" if now and now["loopAlive"]
+               else "running: nothing")
+    for unit, when in report["nextWake"].items():
+        click.echo(f"next wake: {unit} {when or '-'}")
     click.echo("tasks: " + ", ".join(f"{n} {s}" for s, n in report["taskCounts"].items()))

@@ -27,6 +27,10 @@ from keystone_agents.cli.output import output_options
 @click.option("--prompt", metavar="TEXT",
               help="Execute this ad-hoc prompt now: it is added to TASKS.yaml as task adhoc-<timestamp> "
                    "(source manual), so its outcome is recorded like any other task's.")
+@click.option("--trigger", type=click.Choice(["schedule", "manual", "think", "tick"]), default=None,
+              help="What woke the run: schedule/manual (the task loop, the default), think (a proactive think "
+                   "cycle: a model is called only when the deterministic briefing is not empty) or tick (one "
+                   "cycle of a tick agent, local provider only). See docs/exec-modes.md.")
 @click.option("--no-wait", is_flag=True,
               help="With --task/--prompt: if another run holds the lock, exit 75 at once instead of waiting "
                    "(the request is not kept; retry it).")
@@ -39,7 +43,8 @@ from keystone_agents.cli.output import output_options
               help="Print one JSON object for the run on stdout (run_id, status, exit_code, counters, tasks); "
                    "events still go to stderr.")
 @output_options
-def loop_command(home, config_path, max_tasks, dry_run, only_task, prompt, no_wait, wait_timeout, force, as_json):
+def loop_command(home, config_path, max_tasks, dry_run, only_task, prompt, trigger, no_wait, wait_timeout, force,
+                 as_json):
     """Run the task loop once: lock, pause check, recover, pre-fetch sources, ingest new items,
     prioritize, execute up to N pending tasks, then record history and metrics. Ends with one summary
     line (created, executed, completed, failed, blocked, tokens, cost, duration).
@@ -58,12 +63,15 @@ def loop_command(home, config_path, max_tasks, dry_run, only_task, prompt, no_wa
         raise click.UsageError("--task and --prompt exclude each other")
     if prompt is not None and not prompt.strip():
         raise click.UsageError("--prompt must not be empty")
+    if trigger in ("think", "tick") and (only_task or prompt):
+        raise click.UsageError(f"--trigger {trigger} runs its own cycle: --task and --prompt do not apply")
     manual = bool(only_task or prompt)
     if not manual and (no_wait or force):
         raise click.UsageError("--no-wait and --force apply to --task/--prompt requests only")
     report: dict = {}
     code = run(home, config_path, max_tasks=max_tasks, dry_run=dry_run, only_task=only_task, prompt=prompt,
-               report=report, wait_timeout=0 if no_wait else wait_timeout, force=force)
+               report=report, wait_timeout=0 if no_wait else wait_timeout, force=force,
+               trigger=trigger if trigger in ("think", "tick") else None)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
     sys.exit(code)

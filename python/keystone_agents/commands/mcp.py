@@ -102,7 +102,13 @@ def add_state_tools(server, ctx: AgentContext, settings) -> None:
         finally:
             (store.bus if isinstance(store, SharedState) else store).close()
 
-    shared = lambda: SharedState(open_bus(settings))  # noqa: E731
+    def shared() -> SharedState:  # writes are events of the agent's event table (watch), as from the CLI
+        import io
+
+        from keystone_agents.commands.comms import event_log
+
+        return SharedState(open_bus(settings), log=event_log(ctx, "shared", stream=io.StringIO()))
+
     private = lambda: PrivateState.for_space(ctx.space, ctx.config.agent_name)  # noqa: E731
 
     @server.tool(description="Read a shared-state key (visible to every agent): {key, value, version, owner_agent, "

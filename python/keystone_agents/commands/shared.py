@@ -7,6 +7,7 @@ write, delete, conflict and refusal is an entry of the bus's audit log.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from contextlib import contextmanager
@@ -23,9 +24,11 @@ def open_shared(ctx: AgentContext):
     from keystone_agents.coordination.factory import open_bus
     from keystone_agents.kv.shared import SharedState
 
+    from keystone_agents.commands.comms import event_log
+
     bus = open_bus(ctx.config.coordination)
-    try:
-        yield SharedState(bus)
+    try:  # writes are events of the agent's event table (watch); the command's own output stays the KV one
+        yield SharedState(bus, log=event_log(ctx, "shared", stream=io.StringIO()))
     finally:
         bus.close()
 

@@ -40,6 +40,10 @@ def validate_command(ctx, as_json, no_connect):
     except ValidationFailed as exc:
         problems.extend(exc.problems)
         config = None
+    if config is not None:
+        from keystone_agents.modes import config_problems
+
+        problems.extend(config_problems(config, str(ctx.config_path or config.source_path or "<config>")))
     space = ctx.space if config else None
     if space is None:
         from keystone_agents.space import AgentSpace

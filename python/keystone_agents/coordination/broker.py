@@ -9,7 +9,8 @@ Two ways to run:
   starts: keystone-bus.socket → keystone-bus@.service);
 - `bus serve`: listen on the socket itself (a thread per connection), for hosts without socket activation.
 After a send commits, the broker rewrites the receiver's wake file (<wakeDir>/<name>, world-readable), which
-the receiver's comms path unit watches.
+the receiver's comms path unit watches; after a shared-state write, the wake file of every other agent whose
+exec.watchPrefixes (the host configuration's watchPrefixes) match the key.
 """
 
 from __future__ import annotations

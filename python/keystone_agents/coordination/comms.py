@@ -68,13 +68,19 @@ class DrainResult:
 
 def save_as_tasks(space, messages: list[Message]) -> list[str]:
     """Append the messages as tasks (dedup once, ever) under the tasks lock; → names created."""
+    return save_as_items(space, [task_item(m) for m in messages], SOURCE)
+
+
+def save_as_items(space, raw_items: list[dict], source: str) -> list[str]:
+    """Append raw source items (ingest's shape: source, source_ref, name, description) as pending tasks, dedup
+    by source_ref against TASKS.yaml and the archive (once, ever), under the tasks lock; → names created."""
     from keystone_agents import sanitize
     from keystone_agents.lock import hold
     from keystone_agents.loop import ingest
     from keystone_agents.taskfile import TaskFile, read_plain
     from keystone_agents.timeutil import iso_z
 
-    if not messages:
+    if not raw_items:
         return []
     with hold(space.tasks_lock_file):
         tf = TaskFile.load(space.tasks_file)
@@ -83,9 +89,9 @@ def save_as_tasks(space, messages: list[Message]) -> list[str]:
         known |= {e.get("source_ref") for e in archive if e.get("source_ref")}
         names = {e.name for e in tf.entries if isinstance(e.name, str)} | {e.get("name") for e in archive}
         items = []
-        for message in messages:  # the one normalisation (sanitize.py): a message that cannot be made safe
-            try:                  # (a lone surrogate) is dropped, not a crash of the drain
-                items.append(ingest.normalize(SOURCE, None, task_item(message)))
+        for raw in raw_items:  # the one normalisation (sanitize.py): an item that cannot be made safe
+            try:               # (a lone surrogate) is dropped, not a crash of the drain
+                items.append(ingest.normalize(source, None, raw))
             except sanitize.UnsafeText:
                 continue
         new, _ = ingest.new_tasks([i for i in items if i], known, ingest.Namer(n for n in names if n), iso_z(),

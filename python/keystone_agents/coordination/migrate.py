@@ -8,7 +8,7 @@
 3. the numbered SQL files in sql/ not yet applied (recorded in public.keystone_migrations), each in one
    transaction as keystone_owner;
 4. keystone.principals = the agents and admins of the host configuration (acceptFrom, maxDepth, sendsPerHour,
-   shared.writePrefixes), keystone.shared_limits = coordination.shared (maxValueBytes, quotaBytes).
+   shared.writePrefixes, watchPrefixes), keystone.shared_limits = coordination.shared (maxValueBytes, quotaBytes).
 """
 
 from __future__ import annotations
@@ -76,12 +76,12 @@ def migrate(host_config, host=None, port=None, database: str = "keystone") -> di
             for p in registry.principals:
                 conn.execute(
                     "INSERT INTO keystone.principals (role, name, kind, accept_from, max_depth, sends_per_hour,"
-                    " write_prefixes) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (role) DO UPDATE SET"
-                    " name = EXCLUDED.name, kind = EXCLUDED.kind, accept_from = EXCLUDED.accept_from,"
+                    " write_prefixes, watch_prefixes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (role)"
+                    " DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind, accept_from = EXCLUDED.accept_from,"
                     " max_depth = EXCLUDED.max_depth, sends_per_hour = EXCLUDED.sends_per_hour,"
-                    " write_prefixes = EXCLUDED.write_prefixes",
+                    " write_prefixes = EXCLUDED.write_prefixes, watch_prefixes = EXCLUDED.watch_prefixes",
                     (p.role, p.name, p.kind, list(p.accept_from), p.max_depth, p.sends_per_hour,
-                     list(p.write_prefixes)))
+                     list(p.write_prefixes), list(p.watch_prefixes)))
             conn.execute("UPDATE keystone.shared_limits SET max_value_bytes = %s, quota_bytes = %s",
                          (registry.max_value_bytes, registry.quota_bytes))
         version = conn.execute("SELECT max(version) FROM public.keystone_migrations").fetchone()[0]

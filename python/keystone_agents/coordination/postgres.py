@@ -257,6 +257,41 @@ class PgBus:
 
         return self._call("audit_append", action, Jsonb(detail))
 
+    # ---------------------------------------------------------------- the fleet's event table (sql/005)
+
+    def event_append(self, host, at, run_id, task, event, data) -> int:
+        from psycopg.types.json import Jsonb
+
+        return int(self._call("event_append", host, at, run_id, task, event, Jsonb(data)))
+
+    def events_after(self, after_id=0, agents=None, types=None, limit=500, timeout=0.0) -> list[dict]:
+        """Events after `after_id` (gap-free: sql/005's horizon), oldest first; with `timeout`, LISTEN
+        keystone_events and re-read after each notification (and every 2 s: a row that was held back by an
+        older transaction in flight is read once that one ends) until there are some."""
+        rows = self._call("events_after", int(after_id), list(agents or []), list(types or []), int(limit))
+        if rows or timeout <= 0:
+            return rows
+        self.conn.execute("LISTEN keystone_events")
+        deadline = time.monotonic() + float(timeout)
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return rows
+                for _ in self.conn.notifies(timeout=min(2.0, left), stop_after=1):
+                    pass
+                rows = self._call("events_after", int(after_id), list(agents or []), list(types or []), int(limit))
+                if rows:
+                    return rows
+        finally:
+            self.conn.execute("UNLISTEN keystone_events")
+
+    def events_cursor(self, since=None) -> int:
+        return int(self._call("events_cursor", since))
+
+    def events_prune(self, days: int) -> int:
+        return int(self._call("events_prune", int(days)))
+
     # ---------------------------------------------------------- policy decisions and approvals
 
     def policy_notify(self, detail) -> dict:

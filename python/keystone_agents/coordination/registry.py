@@ -26,6 +26,7 @@ class Principal:
     max_depth: int = DEFAULT_MAX_DEPTH
     sends_per_hour: int = DEFAULT_SENDS_PER_HOUR
     write_prefixes: tuple[str, ...] = ("",)  # shared state: keys it may write ("" = all; admins: all)
+    watch_prefixes: tuple[str, ...] = ()  # exec.watchPrefixes: a write under one wakes this agent
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class Registry:
     def by_name(self, name: str) -> Principal | None:
         """An agent by short name, else an admin by user name."""
         return self.agent(name) or next((p for p in self.principals if p.kind == "admin" and p.name == name), None)
+
+    def watchers(self, key: str, writer: Principal) -> list[Principal]:
+        """The agents a write of `key` by `writer` wakes: a watchPrefixes entry matches, the writer itself not."""
+        return [p for p in self.principals if p.kind == "agent" and p.role != writer.role
+                and watches(p, key)]
 
     @property
     def agents(self) -> list[Principal]:
@@ -76,6 +82,7 @@ def from_host_config(host: HostConfig, *, include_root: bool = True) -> Registry
             max_depth=int(comms.get("maxDepth", DEFAULT_MAX_DEPTH)),
             sends_per_hour=int(comms.get("sendsPerHour", DEFAULT_SENDS_PER_HOUR)),
             write_prefixes=tuple((agent.shared or {}).get("writePrefixes", [""])),
+            watch_prefixes=tuple(agent.watch_prefixes),
         ))
         agent_users.add(agent.user)
     admins = [u for u in admin_users(host) if u not in agent_users]
@@ -90,6 +97,11 @@ def from_host_config(host: HostConfig, *, include_root: bool = True) -> Registry
 def may_write(principal: Principal, key: str) -> bool:
     """Shared state: an admin writes anywhere; an agent under one of its writePrefixes."""
     return principal.kind == "admin" or any(key.startswith(prefix) for prefix in principal.write_prefixes)
+
+
+def watches(principal: Principal, key: str) -> bool:
+    """Whether `key` is under one of the agent's exec.watchPrefixes (the rule sql/004's trigger also applies)."""
+    return any(key.startswith(prefix) for prefix in principal.watch_prefixes)
 
 
 def accepts(recipient: Principal, sender: Principal) -> bool:

@@ -104,7 +104,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_log_actor ON audit_log (actor, seq);
     CREATE INDEX audit_log_action ON audit_log (action, seq)
     """,
-    # 3: the approval queue (policy tier approval_required); the twin of sql/003_approvals.sql
+    # 3: the approval queue (policy tier approval_required); the twin of sql/004_approvals.sql
     """
     CREATE TABLE approvals (
         id TEXT PRIMARY KEY,                 -- a UUID chosen by the requesting hook
@@ -783,6 +783,8 @@ class Store(ApprovalsMixin):
                     result = {"ok": True, "version": version}
         if refusal is not None:
             raise self._shared_refuse("set", key, refusal)
+        if result["ok"]:
+            self._wake_watchers(key)
         return result
 
     def shared_delete(self, key: str, expected_version: int) -> dict:
@@ -802,7 +804,16 @@ class Store(ApprovalsMixin):
             self.conn.execute("INSERT INTO shared_state_history (key, version, value, deleted, owner_agent, at)"
                               " VALUES (?, ?, NULL, 1, ?, ?)", (key, row[0] + 1, self._owner(), now))
             self._audit("shared.delete", {"key": key, "expected": expected, "version": row[0] + 1})
+        self._wake_watchers(key)
         return {"ok": True, "version": row[0] + 1}
+
+    def _wake_watchers(self, key: str) -> None:
+        """After a committed write: wake every other agent whose exec.watchPrefixes match the key, as a message
+        wakes its receiver (the agent's drain then reads the change; sql/004's trigger does this on PostgreSQL)."""
+        if self.wake is None:
+            return
+        for watcher in self.registry.watchers(key, self.me):
+            self.wake(watcher.name)
 
     def shared_list(self, prefix: str = "") -> list[dict]:
         rows = self.conn.execute("SELECT key, value, version, owner_agent, updated_at FROM shared_state"

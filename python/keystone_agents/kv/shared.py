@@ -18,8 +18,19 @@ def _raise(exc: BusError):
 
 
 class SharedState:
-    def __init__(self, bus):
+    """`log` (an EventLogger, optional): every write, delete and conflict is also an event of the writer's
+    event table — shared_set, shared_deleted, shared_conflict — which `keystone-agent watch` shows."""
+
+    def __init__(self, bus, log=None):
         self.bus = bus
+        self.log = log
+
+    def _event(self, event: str, key: str, **fields) -> None:
+        if self.log is not None:
+            what = {"shared_set": "set", "shared_deleted": "deleted", "shared_conflict": "conflict"}[event]
+            self.log.info(event, msg=f"shared key {key} {what}" + (f" (version {fields['version']})"
+                                                                   if "version" in fields else ""),
+                          status="conflict" if event == "shared_conflict" else "ok", key=key, **fields)
 
     def get(self, key: str) -> Entry:
         data = self.bus.shared_get(check_key(key))
@@ -33,7 +44,10 @@ class SharedState:
         except BusError as exc:
             _raise(exc)
         if not result.get("ok"):
+            self._event("shared_conflict", key, op="set", expected_version=expected_version,
+                        current_version=int(result["current_version"]))
             raise VersionConflict(key, int(result["current_version"]))
+        self._event("shared_set", key, version=int(result["version"]))
         return int(result["version"])
 
     def delete(self, key: str, expected_version: int) -> int:
@@ -42,7 +56,10 @@ class SharedState:
         except BusError as exc:
             _raise(exc)
         if not result.get("ok"):
+            self._event("shared_conflict", key, op="delete", expected_version=expected_version,
+                        current_version=int(result["current_version"]))
             raise VersionConflict(key, int(result["current_version"]))
+        self._event("shared_deleted", key, version=int(result["version"]))
         return int(result["version"])
 
     def list(self, prefix: str = "") -> list[Entry]:

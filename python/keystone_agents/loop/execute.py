@@ -8,9 +8,12 @@
 * Budgets are checked before every invocation (loop/budget.py): a task that would start over one is not
   started (outcome token_budget, it stays pending); an agent-wide ceiling also ends the execute stage.
 * The provider runs with stdin closed, a clean environment, and a stall watchdog next to the wall clock.
-* Outcome: more turns than `maxTurns` → failed (max-turns); the agent's report in $KEYSTONE_TASK_RESULT
-  wins; else the status the agent gave its own task in TASKS.yaml (blocked with its blocked_reason, or
-  completed) when it exited 0; else exit 0 WITH evidence (providers' `parse`) → completed, exit 0 without → failed (no-evidence);
+* Outcome: more tool calls/turns than `exec.maxIterations` (alias `maxTurns`) → max_iterations (reason
+  max-turns; the event stream is counted while the CLI runs and the process group stopped at the limit);
+  autonomous mode resumes the CLI session while the report says `continue` (modes/continuation.py);
+  the agent's report in $KEYSTONE_TASK_RESULT wins; else the status the agent gave its own task in
+  TASKS.yaml (blocked with its blocked_reason, or completed) when it exited 0; else exit 0 WITH evidence
+  (providers' `parse`) → completed, exit 0 without → failed (no-evidence);
   a model error → one retry with the fallback model; failure or timeout → pending with the failure counted,
   blocked after maxAttempts. Status `error` is never written. Deliveries the report lists are recorded
   apart from the status.
@@ -48,7 +51,9 @@ from keystone_agents.timeutil import iso_z
 
 NEEDS_MARK = "waiting on needs: "
 RESULT_ENV = "KEYSTONE_TASK_RESULT"
-REPORT_STATUSES = ("completed", "blocked")
+REPORT_STATUSES = ("completed", "blocked", "continue", "end_tick")  # continue: autonomous; end_tick: tick
+TASK_STATUSES_SAID = ("completed", "blocked")  # what an agent may set on its own task in TASKS.yaml
+KILL_MARKER = "kill-requested.json"  # state/: written by keystone-agent kill, names the process group it stopped
 MCP_PROVIDERS = ("claude", "codex", "gemini")  # the CLIs that take MCP servers (providers/mcp.py)
 DELIVERY_KINDS = ("email", "pull_request", "issue", "comment", "message")
 
@@ -68,6 +73,8 @@ class ExecContext:
     tasks_lock: Any = None  # lock.FileLock of TASKS.yaml, let go while a provider runs
     rejected_files: list = field(default_factory=list)  # guard.Rejection: TASKS.yaml a provider left broken
     budget_stop: Any = None  # the agent-wide budget Refusal that ended the execute stage
+    resume: dict | None = None  # {"task", "prompt"}: continue that task's stored CLI session (keystone-agent continue)
+    tick_ended: bool = False  # a report said end_tick (tick mode stops its timer)
     preflight: Any = None  # providers.preflight.Preflight: can the task's provider run here, now?
     unavailable: list = field(default_factory=list)  # (task, Finding) of tasks left untouched this run
 
@@ -201,7 +208,7 @@ def read_report(path: Path, log, task: str) -> dict | None:
         problems.append("not a JSON object")
     else:
         if data.get("status") not in REPORT_STATUSES:
-            problems.append("status must be completed or blocked")
+            problems.append("status must be completed, blocked, continue or end_tick")
         for key in ("message", "blocked_reason"):
             if key in data and not isinstance(data[key], str):
                 problems.append(f"{key} must be a string")
@@ -354,59 +361,56 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
         running["pgid"] = pgid
         write_json(_running_file(space), running)
 
+    from keystone_agents.modes import continuation
+
     from keystone_agents.policy import outcome as policy_outcome
 
-    attempts: list[tuple[Runtime, ProviderResult | None, str]] = []
-    current = runtime
-    policy_run = None  # the policy the CLI hooks read and the run's decision log (policy/outcome.py)
+    policy = {"run": None}  # the policy the CLI hooks read and the run's decision log (policy/outcome.py)
     if ctx.tasks_lock:  # a provider may run for half an hour: TASKS.yaml is free for others meanwhile
         ctx.tasks_lock.release()
+    session, turn = None, 0
+    if ctx.resume and ctx.resume.get("task") == name:  # `keystone-agent continue TASK`: the stored session
+        stored = continuation.stored_session(ctx.conn, name)
+        if stored and stored["provider"] == runtime.provider:
+            session = stored["session_id"]  # a fresh allowance of maxAutoTurns continuations
+            prompt = continuation.guidance(None, ctx.resume.get("prompt"))
+        elif ctx.resume.get("prompt"):
+            prompt = continuation.reprompt(prompt, "", continuation.guidance(None, ctx.resume["prompt"]))
+    killed = False
     while True:
-        try:
-            cwd = require_agent_space(space)
-            provider = coding_route(entry.data, config, space) or get(current.provider, config)
-            if provider.mcp is None and provider.name in MCP_PROVIDERS:
-                provider.mcp = mcp_plan(config, space, f"{ctx.run_id}-{name}")
-            if policy_run is None and provider.name in (*MCP_PROVIDERS, "coding"):  # coding: its CLI run
-                policy_run = policy_outcome.prepare(config, space, ctx.run_id, name)
-                env.update(policy_outcome.env(policy_run, entry.get("project")))
-            provider.policy_file = policy_run.policy_file if policy_run else None
-            with open(log_path, "a", encoding="utf-8") as handle:
-                handle.write(f"[keystone-agent] task={name} provider={current.provider} "
-                             f"profile={current.profile or 'none'} model={current.model or 'provider-default'} "
-                             f"fallback={current.fallback_model or 'none'} effort={current.effort or 'none'}\n")
-            result = provider.run(prompt, current, RunOptions(
-                log_path=log_path, timeout=config.task_timeout_seconds, kill_grace=config.kill_grace_seconds,
-                env=env, cwd=cwd, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds,
-                on_exit=exit_journal.exited, on_drained=exit_journal.drained, **_heartbeat(log, name)))
-            attempts.append((current, result, ""))
-        except (ProviderError, McpError, AgentSpaceMissing, PolicyError) as exc:
-            with open(log_path, "a", encoding="utf-8") as handle:
-                handle.write(f"[keystone-agent] provider error: {exc}\n")
-            attempts.append((current, None, str(exc)))
+        attempts = _invoke(ctx, entry, runtime, prompt, env, log_path, on_spawn, session, exit_journal,
+                           policy)
+        final_runtime, result, error = attempts[-1]
+        report = read_report(report_path, log, name)
+        exit_journal.result(result, report, len(attempts))  # durable before the report file goes
+        remove(report_path)
+        killed = _killed(space, running.get("pgid"))
+        if killed or not continuation.wanted(config, report) or result is None or result.stopped:
             break
-        fallback = current.fallback_model
-        if result.model_error and fallback and fallback != current.model and len(attempts) == 1:
-            from keystone_agents.loop import budget
-
-            if budget.configured(config.budgets) and budget.check(ctx.conn, config.budgets, name) is not None:
-                log.warning("log", msg=f"model error; no retry with {fallback}: a budget is used up",
-                            step="execute", task_name=name)
+        if turn >= config.exec.max_auto_turns:
+            why = (f"{continuation.MAX_AUTO_TURNS_REASON}: still not done after {turn} continuation(s) "
+                   f"(exec.maxAutoTurns {config.exec.max_auto_turns}); agentctl AGENT resume {name} continues it")
+            report = {"status": "blocked", "blocked_reason": why, "message": report.get("message") or why,
+                      "deliveries": report.get("deliveries") or []}
+            break
+        _record(ctx, name, entry, final_runtime, result, "continue", started_at, log_path, attempt=len(attempts),
+                message=report.get("message") or "", auto_turn=turn)
+        turn += 1
+        text = continuation.guidance(report)
+        if final_runtime.provider in continuation.SESSION_PROVIDERS:
+            if not result.session_id:
+                report = {"status": "blocked", "blocked_reason": "the CLI printed no session id to continue"}
                 break
-            log.warning("log", msg=f"model error with {current.model or 'default model'}; retrying with {fallback}",
-                        step="execute", task_name=name, model=current.model or "", fallback_model=fallback)
-            _record(ctx, name, entry, current, result, "model_error", started_at, log_path, attempt=1)
-            exit_journal.open()  # the retry is a new execution: killed while it runs, the task is retried
-            current = dataclasses.replace(current, model=fallback, fallback_model=None)
-            continue
-        break
+            session, prompt = result.session_id, text
+        else:
+            prompt = continuation.reprompt(prompt, result.answer, text)
+        runtime = final_runtime
+        exit_journal.open()  # the continuation is a new execution of the same task
+        log.info("turn", msg=f"task {name}: continuation {turn} of {config.exec.max_auto_turns}", status="continue",
+                 auto_turn=turn, session_id=session or "", **fields)
     if ctx.tasks_lock:
         ctx.tasks_lock.acquire()
 
-    final_runtime, result, error = attempts[-1]
-    report = read_report(report_path, log, name)
-    exit_journal.result(result, report, len(attempts))  # durable before the report file goes
-    remove(report_path)
     now = iso_z()
     # The agent may have edited TASKS.yaml meanwhile: keep a valid edit (and what it says about its own task),
     # reject a broken one (loop/guard.py), then apply our change to what is on disk now.
@@ -419,12 +423,22 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
             ctx.rejected_files.append(rejection)
         else:
             said = _agent_says(tf.find(name))
-    outcome, updates, message, reason = _decide(ctx, name, result, error, report, now, said)
-    if policy_run is not None:  # an action waiting for approval, or every action refused, decides the outcome
-        verdict = policy_outcome.read(policy_run.log_path)
-        policy_outcome.emit_events(verdict, log, name)
-        outcome, updates, message, reason = verdict.override() or (outcome, updates, message, reason)
+    policy_run = policy["run"]
+    if killed:  # an operator's kill: the attempt is recorded, the task is not held against maxAttempts
+        outcome, updates, reason = "failed", {"status": "pending"}, "killed"
+        message = "killed by an operator (keystone-agent kill / agentctl AGENT kill)"
+    else:
+        outcome, updates, message, reason = _decide(ctx, name, result, error, report, now, said)
+        if policy_run is not None:  # an action waiting for approval, or every action refused, decides the outcome
+            verdict = policy_outcome.read(policy_run.log_path)
+            policy_outcome.emit_events(verdict, log, name)
+            outcome, updates, message, reason = verdict.override() or (outcome, updates, message, reason)
+    if policy_run is not None:
         policy_run.cleanup()
+    if outcome == "blocked" and (updates.get("blocked_reason") or "").startswith(continuation.MAX_AUTO_TURNS_REASON):
+        reason = continuation.MAX_AUTO_TURNS_REASON
+    if report and report.get("status") == "end_tick":
+        ctx.tick_ended = True
     exit_journal.decided(outcome, updates, message, reason)
     deliveries = _deliveries(report)
     failed_deliveries = [d for d in deliveries if not d["ok"]]
@@ -439,7 +453,7 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
     pull_requests, issues = _urls(result, report)
     _record(ctx, name, entry, final_runtime, result, outcome, started_at, log_path,
             attempt=len(attempts), fallback_used=len(attempts) > 1, message=message,
-            pull_requests=pull_requests, issues=issues, reason=reason, deliveries=deliveries)
+            pull_requests=pull_requests, issues=issues, reason=reason, deliveries=deliveries, auto_turn=turn)
     exit_journal.clear()
     remove(_running_file(space))
     if comms_msg and not ctx.dry_run and updates["status"] in ("completed", "blocked"):
@@ -467,7 +481,7 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
         ctx.counters.completed += 1
     elif status == "blocked":
         ctx.counters.blocked += 1
-    if outcome in ("failed", "timeout", "model_error") or (outcome == "token_budget" and status != "completed"):
+    if outcome in ("failed", "timeout", "model_error", "max_iterations") or (outcome == "token_budget" and status != "completed"):
         ctx.counters.failed += 1
     ctx.counters.stalled += reason == "stalled"
     ctx.counters.no_evidence += reason == "no-evidence"
@@ -481,8 +495,77 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
              token_total=tokens, cost_usd=(usage.cost_usd if usage and usage.cost_usd is not None else ""),
              parsed_urls=pull_requests + issues, pr_urls=pull_requests, issue_urls=issues, message=message[:300],
              reason=reason, turns=result.turns if result and result.turns is not None else "",
-             deliveries=len(deliveries), deliveries_failed=len(failed_deliveries))
+             deliveries=len(deliveries), deliveries_failed=len(failed_deliveries),
+             tool_calls=result.tool_calls if result and result.tool_calls is not None else "",
+             auto_turn=turn, session_id=(result.session_id if result else "") or "")
     return tf
+
+
+def _killed(space, pgid) -> bool:
+    """Whether `keystone-agent kill` stopped this execution (its marker names our process group); consumes it."""
+    marker = space.state_dir / KILL_MARKER
+    data = read_json(marker)
+    if isinstance(data, dict) and pgid is not None and data.get("pgid") == pgid:
+        remove(marker)
+        return True
+    return False
+
+
+def _invoke(ctx: ExecContext, entry: Entry, runtime: Runtime, prompt: str, env: dict, log_path: Path, on_spawn,
+            session: str | None, exit_journal, policy: dict | None = None
+            ) -> list[tuple[Runtime, ProviderResult | None, str]]:
+    """One provider invocation (resuming `session` when given), with one retry on the fallback model after a
+    model error; → every attempt as (runtime, result or None, provider error). `policy["run"]`: the execution's
+    policy run, prepared at its first CLI invocation and kept for its continuations."""
+    from keystone_agents.policy import outcome as policy_outcome
+
+    config, log, name = ctx.config, ctx.log, entry.name
+    policy = policy if policy is not None else {"run": None}
+    attempts: list[tuple[Runtime, ProviderResult | None, str]] = []
+    current = runtime
+    while True:
+        try:
+            cwd = require_agent_space(ctx.space)
+            provider = coding_route(entry.data, config, ctx.space) or get(current.provider, config)
+            provider.resume_session = session
+            if provider.mcp is None and provider.name in MCP_PROVIDERS:
+                provider.mcp = mcp_plan(config, ctx.space, f"{ctx.run_id}-{name}")
+            if policy["run"] is None and provider.name in (*MCP_PROVIDERS, "coding"):  # coding: its CLI run
+                policy["run"] = policy_outcome.prepare(config, ctx.space, ctx.run_id, name)
+                env.update(policy_outcome.env(policy["run"], entry.get("project")))
+            provider.policy_file = policy["run"].policy_file if policy["run"] else None
+            with open(log_path, "a", encoding="utf-8") as handle:
+                handle.write(f"[keystone-agent] task={name} provider={current.provider} "
+                             f"profile={current.profile or 'none'} model={current.model or 'provider-default'} "
+                             f"fallback={current.fallback_model or 'none'} effort={current.effort or 'none'}"
+                             + (f" resume={session}" if session else "") + "\n")
+            result = provider.run(prompt, current, RunOptions(
+                log_path=log_path, timeout=config.task_timeout_seconds, kill_grace=config.kill_grace_seconds,
+                env=env, cwd=cwd, on_spawn=on_spawn, stall_timeout=config.stall_timeout_seconds,
+                on_exit=exit_journal.exited, on_drained=exit_journal.drained, exit_record=exit_journal.exit_record(),
+                **_heartbeat(log, name)))
+            attempts.append((current, result, ""))
+        except (ProviderError, McpError, AgentSpaceMissing, PolicyError) as exc:
+            with open(log_path, "a", encoding="utf-8") as handle:
+                handle.write(f"[keystone-agent] provider error: {exc}\n")
+            attempts.append((current, None, str(exc)))
+            break
+        fallback = current.fallback_model
+        if result.model_error and fallback and fallback != current.model and len(attempts) == 1:
+            from keystone_agents.loop import budget
+
+            if budget.configured(config.budgets) and budget.check(ctx.conn, config.budgets, name) is not None:
+                log.warning("log", msg=f"model error; no retry with {fallback}: a budget is used up",
+                            step="execute", task_name=name)
+                break
+            log.warning("log", msg=f"model error with {current.model or 'default model'}; retrying with {fallback}",
+                        step="execute", task_name=name, model=current.model or "", fallback_model=fallback)
+            _record(ctx, name, entry, current, result, "model_error", iso_z(), log_path, attempt=1)
+            exit_journal.open()  # the retry is a new execution: killed while it runs, the task is retried
+            current = dataclasses.replace(current, model=fallback, fallback_model=None)
+            continue
+        break
+    return attempts
 
 
 def _urls(result: ProviderResult | None, report: dict | None) -> tuple[list[str], list[str]]:
@@ -509,7 +592,7 @@ def _unavailable(ctx: ExecContext, tf: TaskFile, entry: Entry, finding, fields: 
 
 def _agent_says(entry: Entry | None) -> dict | None:
     """The status the agent gave its own task in TASKS.yaml during the run (completed or blocked), if any."""
-    if entry is None or entry.get("status") not in REPORT_STATUSES:
+    if entry is None or entry.get("status") not in TASK_STATUSES_SAID:
         return None
     return {"status": entry.get("status"), "blocked_reason": entry.get("blocked_reason"),
             "completed_at": entry.get("completed_at")}
@@ -531,18 +614,25 @@ def _decide(ctx: ExecContext, name: str, result: ProviderResult | None, error: s
     $KEYSTONE_TASK_RESULT; the status the agent set on its task in TASKS.yaml (when it exited 0); the exit code
     and evidence."""
     config, conn = ctx.config, ctx.conn
-    budget = config.task_token_budget
+    budget = config.execution_token_budget
     over_budget = bool(budget and result and result.usage.total() > budget)
     reason = ""
+    limit = config.max_iterations
     over_turns = bool(result and (result.reason == "max-turns" or (
-        config.max_turns and result.turns is not None and result.turns > config.max_turns)))
+        limit and result.turns is not None and result.turns > limit)))
     if over_turns:
-        # a run past its turn limit is flagged whatever it claims: the limit exists to bound what it does
-        turns = f"{result.turns} turns" if result.turns is not None else "the turn limit"
-        return _failure(ctx, name, "failed", f"took {turns}, maxTurns is {config.max_turns}", "max-turns", now)
+        # a run past its limit is flagged whatever it claims: the limit exists to bound what it does
+        if result.stopped:
+            what = f"stopped after {result.tool_calls} tool calls when it asked for one more"
+        else:
+            what = f"took {result.turns} turns" if result.turns is not None else "reached the CLI's turn limit"
+        return _failure(ctx, name, "max_iterations", f"{what}, maxIterations is {limit}", "max-turns", now)
+    if report is not None and report["status"] == "continue":  # not autonomous (or no turn left): not done
+        return _failure(ctx, name, "failed", "the agent asked to continue, but exec.mode is not autonomous",
+                        "continue", now)
     if report is not None:
         message = report.get("message") or ""
-        if report["status"] == "completed":
+        if report["status"] in ("completed", "end_tick"):
             history.reset_failures(conn, name)
             outcome = "token_budget" if over_budget else "completed"
             return outcome, {"status": "completed", "completed_at": now, "blocked_reason": None}, message, reason
@@ -592,7 +682,7 @@ def _failure(ctx: ExecContext, name: str, outcome: str, message: str, reason: st
 
 
 def _record(ctx, name, entry, runtime, result, outcome, started_at, log_path, attempt=1, fallback_used=False,
-            message="", pull_requests=(), issues=(), reason="", deliveries=()) -> None:
+            message="", pull_requests=(), issues=(), reason="", deliveries=(), auto_turn=0) -> None:
     usage = result.usage if result else None
     history.record_execution(ctx.conn, {
         "run_id": ctx.run_id, "task": name, "source_ref": entry.get("source_ref"), "attempt": attempt,
@@ -609,6 +699,8 @@ def _record(ctx, name, entry, runtime, result, outcome, started_at, log_path, at
         "reason": reason or (("stalled" if result.stalled else result.reason) if result else "") or None,
         "turns": result.turns if result else None,
         "deliveries": list(deliveries), "delivery_failed": any(not d["ok"] for d in deliveries),
+        "session_id": (result.session_id or None) if result else None, "auto_turn": auto_turn,
+        "tool_calls": result.tool_calls if result else None, "mode": ctx.config.exec.mode if ctx.config is not None else None,
     })
 
 
@@ -649,6 +741,12 @@ def recover(space, tf: TaskFile, conn, log, kill_grace: float, config=None) -> i
     from keystone_agents.providers.process import group_alive, kill_group
 
     running = read_json(_running_file(space))
+    # first let the dead run's supervisor finish: it records a provider that exited, kills one still running
+    if not journal.wait_for_writers(space.state_dir):
+        dead = running if isinstance(running, dict) else {}
+        log.warning("log", msg=f"the exit journal is still held by a process of run {dead.get('run_id')} after "
+                    f"{journal.WRITER_WAIT:g}s; going on with it as it is", step="recover",
+                    task_name=dead.get("task") or "")
     if isinstance(running, dict) and isinstance(running.get("pgid"), int) and running.get("pid") != os.getpid():
         if group_alive(running["pgid"]):
             log.warning("log", msg=f"killing leftover provider process group {running['pgid']} of run "
@@ -730,7 +828,7 @@ def _finalize(space, tf: TaskFile, conn, log, config, record: dict) -> int:
     if changed or not already:
         runtime = Runtime(record.get("provider") or "", record.get("profile"), record.get("model"), None, None)
         pull_requests, issues = _urls(result, report)
-        ctx = types.SimpleNamespace(run_id=run_id, conn=conn)
+        ctx = types.SimpleNamespace(run_id=run_id, conn=conn, config=config)
         _record(ctx, name, {"source_ref": record.get("source_ref")}, runtime, result, outcome,
                 record.get("started_at") or now, record.get("log_path") or "", attempt=record.get("attempt") or 1,
                 message=message, pull_requests=pull_requests, issues=issues, reason=reason,

@@ -10,14 +10,23 @@ sending it back to pending: the provider's side effects (a sent email, an opened
 Only a task whose provider was still running when the loop died has no journal entry; it is retried — or
 blocked, if the task says `once: true` (its side effects must not happen twice).
 
+The provider is started through a supervisor process (providers/supervisor.py) that appends the `exited` line
+itself — it inherits the journal's descriptor — so a loop killed between the provider's exit and its own next
+step cannot lose the record: the supervisor does not die with the loop. The journal is flock'd by the loop when
+it is opened; the supervisor shares that lock (same open file) until it exits, and recovery waits for the lock
+(`wait_for_writers`) before reading, so it never reads the journal while a dead run's supervisor is still about
+to record its provider's exit.
+
 One task executes at a time, so there is one journal file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +61,21 @@ class Journal:
         self.close()
         self.record = {}
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        try:  # held by us and the provider's supervisor (it inherits this descriptor): see wait_for_writers
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pass  # a writer of a dead run still holds it (recovery waited and gave up): the record still works
         fsync_dir(self.path.parent)
         return self
+
+    def exit_record(self):
+        """For the process runner: the supervisor appends the `exited` line (these fields + phase, exit code)
+        to this journal's descriptor the moment the provider exits."""
+        from keystone_agents.providers.process import ExitRecord
+
+        if self._fd is None:
+            self.open()
+        return ExitRecord(fd=self._fd, fields={**self.base, **self.record})
 
     def _write(self, **fields: Any) -> None:
         self.record = {**self.base, **self.record, **fields}
@@ -88,6 +110,33 @@ class Journal:
         self.close()
         self.record = {}
         remove(self.path)
+
+
+WRITER_WAIT = 30.0  # seconds recovery waits for a dead run's supervisor to finish recording
+
+
+def wait_for_writers(state_dir: Path, timeout: float = WRITER_WAIT) -> bool:
+    """Wait until no process of a dead run still holds the journal (its provider's supervisor, recording the
+    exit or killing the provider). True when the journal is free (or absent), False after `timeout`."""
+    try:
+        fd = os.open(journal_path(state_dir), os.O_RDONLY)
+    except OSError:
+        return True
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.01)
+            except OSError:
+                return True
+    finally:
+        os.close(fd)
 
 
 def read(state_dir: Path) -> dict[str, Any] | None:

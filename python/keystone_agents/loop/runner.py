@@ -82,11 +82,13 @@ class RunState:
 
 def run(home: Path | None, config_path: Path | None, max_tasks: int | None = None, dry_run: bool = False,
         only_task: str | None = None, prompt: str | None = None, report: dict | None = None,
-        wait_timeout: float | None = DEFAULT_WAIT, force: bool = False) -> int:
+        wait_timeout: float | None = DEFAULT_WAIT, force: bool = False, trigger: str | None = None,
+        resume: dict | None = None) -> int:
     """See `_run`; a fault of the machine anywhere (a full disk, a lost directory) ends it with one line."""
     report = {} if report is None else report
     try:
-        return _run(home, config_path, max_tasks, dry_run, only_task, prompt, report, wait_timeout, force)
+        return _run(home, config_path, max_tasks, dry_run, only_task, prompt, report, wait_timeout, force, trigger,
+                    resume)
     except (OSError, sqlite3.Error) as exc:
         print(f"error: {machine_error(exc)}", file=sys.stderr)
         report.update(status="error", exit_code=EXIT_ERROR, error=machine_error(exc))
@@ -95,9 +97,12 @@ def run(home: Path | None, config_path: Path | None, max_tasks: int | None = Non
 
 def _run(home: Path | None, config_path: Path | None, max_tasks: int | None = None, dry_run: bool = False,
         only_task: str | None = None, prompt: str | None = None, report: dict | None = None,
-        wait_timeout: float | None = DEFAULT_WAIT, force: bool = False) -> int:
+        wait_timeout: float | None = DEFAULT_WAIT, force: bool = False, trigger: str | None = None,
+        resume: dict | None = None) -> int:
     """One run. `only_task` executes just that task; `prompt` first adds an ad-hoc task and executes just it.
-    `report`, when given, is filled with the run's summary (what `loop --json` prints).
+    `report`, when given, is filled with the run's summary (what `loop --json` prints). `trigger` think|tick
+    runs a proactive think cycle or a tick (modes/cycles.py) instead of the queue; `resume` {"task", "prompt"}
+    continues that task's stored CLI session (modes/continuation.py).
 
     A timer's run skips quietly when another run holds the lock. A human's request (`only_task`/`prompt`) is
     never dropped: it waits up to `wait_timeout` seconds (0: not at all) for the running loop, else exits 75
@@ -176,7 +181,8 @@ def _run(home: Path | None, config_path: Path | None, max_tasks: int | None = No
                 print(f"error: {problem}", file=sys.stderr)
                 report.update(status="usage_error", exit_code=EXIT_USAGE, error=problem)
                 return EXIT_USAGE
-        current = Run(space, config, max_tasks, dry_run, only_task, prompt, force=force)
+        current = Run(space, config, max_tasks, dry_run, only_task, prompt, force=force, trigger=trigger,
+                      resume=resume)
         code = current.execute()
         report.update(current.summary(code))
         return code
@@ -216,9 +222,13 @@ def _only_task_problem(space: AgentSpace, name: str) -> str | None:
 
 class Run:
     def __init__(self, space: AgentSpace, config, max_tasks: int | None, dry_run: bool,
-                 only_task: str | None = None, prompt: str | None = None, force: bool = False):
+                 only_task: str | None = None, prompt: str | None = None, force: bool = False,
+                 trigger: str | None = None, resume: dict | None = None):
         self.space, self.config, self.dry_run, self.force = space, config, dry_run, force
         self.only_task, self.prompt = only_task, prompt
+        self.trigger, self.resume = trigger, resume
+        self.adhoc = ("adhoc", "manual")  # name prefix and source of the task a prompt becomes
+        self.tick_ended = False
         self.max_tasks = config.max_tasks if max_tasks is None else max_tasks
         if only_task or prompt:
             self.max_tasks = 1
@@ -230,7 +240,9 @@ class Run:
         self.unit = f"agent-{self.agent}-task-loop"
         self.run_id = f"{self.agent}-task-loop-{stamp}"
         self.run_log = space.logs_dir / f"{stamp}.log"
-        self.log = event_logger(agent=self.agent, unit=self.unit, run_id=self.run_id, log_file=self.run_log)
+        self.log = event_logger(agent=self.agent, unit=self.unit, run_id=self.run_id, log_file=self.run_log,
+                                event_db=None if dry_run else space.history_db,
+                                event_bus=None if dry_run else config.coordination)
         self.state = RunState()
         self.step = "setup"
         self.env = env_for_children(config)
@@ -275,7 +287,10 @@ class Run:
                                                           "started_at": self.started_iso, "trigger_at": self.started_iso,
                                                           "status": "running"})
                 try:
-                    self.stages()
+                    if self.trigger in ("think", "tick"):
+                        self.cycle()
+                    else:
+                        self.stages()
                 finally:
                     self.tasks_lock.release()
                 if not self.dry_run:
@@ -352,6 +367,7 @@ class Run:
         from keystone_agents.loop.execute import has_runnable, recover
         from keystone_agents.taskfile import TaskFile, read_entries
 
+        self.resolve_auto_provider()
         self.step = "recover"
         self.tasks_lock.acquire()
         tf = TaskFile.load(space.tasks_file)
@@ -508,14 +524,84 @@ class Run:
                  items_not_actionable=len(not_actionable), duration_seconds=round(time.monotonic() - t0, 3))
         self.state.stages["ingest"] = ("ok", time.monotonic() - t0)
 
+    def cycle(self) -> None:
+        """`--trigger think|tick`: a proactive think cycle or one tick (modes/cycles.py)."""
+        from keystone_agents.modes import cycles, local_provider_problem
+
+        space, config, log, trigger = self.space, self.config, self.log, self.trigger
+        self.step = trigger
+        if trigger == "tick" and (space.state_dir / cycles.TICK_ENDED).exists():
+            log.info("log", msg="the tick session has ended (state/tick-ended); nothing to do", step="tick",
+                     status="skipped")
+            return
+        if trigger == "tick":
+            why = local_provider_problem(config)
+            if why:
+                log.error("log", msg=f"tick refused: exec.mode tick needs a local provider: {why}", step="tick",
+                          status="error")
+                self.state.status = "error"
+                return
+        if cycles.deadline_passed(space, config, trigger):
+            log.info("log", msg=f"exec.timeout {config.exec.timeout}s passed: the {trigger} session is over",
+                     step=trigger, status="ok")
+            cycles.stop_timer(self.agent, trigger, space, log)
+            return
+        if trigger == "think":
+            brief, state = self.think_briefing(cycles)
+            if brief.empty:
+                cycles.save_think(space, state, thought=False)
+                self.state.stages["think"] = ("skipped", 0.0)
+                log.info("think_skipped", msg="Empty briefing: no model called" + (
+                    " (first cycle: baseline recorded)" if brief.baseline else ""), step="think", status="skipped",
+                    baseline=brief.baseline)
+                return
+            log.info("think", msg=f"Briefing has {len(brief.items)} item(s): thinking", step="think",
+                     status="started", briefing=brief.items)
+            self.prompt, self.adhoc = cycles.think_prompt(space, config, brief), ("think", "think")
+        else:
+            number = cycles.next_tick(space)
+            log.info("tick", msg=f"Tick {number}", step="tick", status="started", tick=number)
+            self.prompt, self.adhoc = cycles.tick_prompt(space, config, number), ("tick", "tick")
+        self.max_tasks = 1
+        self.stages()
+        if trigger == "think":
+            _, after = cycles.briefing(space, config)  # the think's own changes are not news next time
+            # the bus sections keep the cursors read before the think: what others did meanwhile is news
+            after.update({key: state[key] for key in cycles.BUS_STATE if key in state})
+            cycles.save_think(space, after, thought=True)
+        elif self.tick_ended:
+            cycles.stop_timer(self.agent, "tick", space, log)
+
+    def think_briefing(self, cycles):
+        """The think cycle's briefing; with a coordination bus, its messages, watched shared keys and decided
+        approvals too (a bus that cannot be reached is a warning: the rest of the briefing still counts)."""
+        from keystone_agents.coordination.base import BusError
+
+        bus = None
+        if self.config.coordination.backend != "none":
+            from keystone_agents.coordination.factory import open_bus
+
+            try:
+                bus = open_bus(self.config.coordination)
+            except BusError as exc:
+                self.log.warning("log", msg=f"think: the coordination bus is unavailable ({exc.message}); "
+                                 "briefing without messages, shared keys and approvals", step="think", status="error")
+        try:
+            return cycles.briefing(self.space, self.config, bus=bus, log=self.log)
+        finally:
+            if bus is not None:
+                bus.close()
+
     def add_adhoc_task(self, tf) -> str:
-        """`loop --prompt TEXT`: the prompt becomes a task (so it is bookkept like any other) and runs now."""
-        base = "adhoc-" + utc_now().strftime("%Y%m%d-%H%M%S")
+        """`loop --prompt TEXT`: the prompt becomes a task (so it is bookkept like any other) and runs now.
+        A think cycle's or tick's prompt likewise becomes task think-…/tick-… (source think/tick)."""
+        prefix, source = self.adhoc
+        base = f"{prefix}-" + utc_now().strftime("%Y%m%d-%H%M%S")
         name, n = base, 2
         while tf.find(name) is not None:
             name, n = f"{base}-{n}", n + 1
-        tf.append({"name": name, "description": self.prompt, "status": "pending", "source": "manual",
-                   "source_ref": f"manual-{name}", "created_at": iso_z()})
+        tf.append({"name": name, "description": self.prompt, "status": "pending", "source": source,
+                   "source_ref": f"{source}-{name}", "created_at": iso_z()})
         if not self.dry_run:
             tf.save()
         self.log.info("log", msg=f"ad-hoc prompt added as task {name}", step="recover", task_name=name)
@@ -547,6 +633,23 @@ class Run:
             tf.set_fields(entry, {"status": "pending", "blocked_reason": None})
         return entry
 
+    def resolve_auto_provider(self) -> None:
+        """`provider: auto` → the first usable provider, once per run with work (providers/auto.py)."""
+        from keystone_agents.providers import auto
+
+        if not auto.uses_auto(self.config):
+            return
+        try:
+            found = auto.resolve(self.config, path=self.provider_env.get("PATH"))
+        except auto.ProviderError as exc:
+            self.log.error("provider_resolved", msg=str(exc), step="setup", status="error", provider="")
+            self.state.degrade()
+            return
+        self.config = auto.apply(self.config, found)
+        self.log.info("provider_resolved", msg=f"provider auto resolved to {found.provider}: {found.reason}",
+                      step="setup", status="ok", provider=found.provider, model=found.model or "",
+                      reason=found.reason, tried="; ".join(found.tried))
+
     def execute_tasks(self, tf, archived_names: set[str]):
         from keystone_agents.loop.execute import ExecContext, execute_one, next_runnable, unblock_ready
         from keystone_agents.providers.preflight import Preflight
@@ -554,7 +657,7 @@ class Run:
         log = self.log
         ctx = ExecContext(self.space, self.config, self.run_id, log, self.conn, self.provider_env, archived_names,
                           dry_run=self.dry_run, counters=self.state.counters, tasks_lock=self.tasks_lock,
-                          preflight=Preflight(self.config, self.provider_env, self.space))
+                          preflight=Preflight(self.config, self.provider_env, self.space), resume=self.resume)
         t0 = time.monotonic()
         log.info("stage_start", msg="Executing tasks", step="execute", stage_name="execute", max_tasks=self.max_tasks)
         unblock_ready(tf, archived_names, log)
@@ -579,6 +682,7 @@ class Run:
                 break
         if not self.dry_run:
             tf.save()
+        self.tick_ended = ctx.tick_ended
         ctx.counters.blocked += blocked_on_needs
         if ctx.counters.failed or ctx.rejected_files:
             self.state.degrade()
@@ -651,7 +755,40 @@ class Run:
                    (self.space.state_dir / "results",))
         except OSError:
             pass
+        if not self.dry_run:
+            self.prune_events()
         return exit_code
+
+    def prune_events(self) -> None:
+        """Events older than keepEventDays leave the event table (at most once an hour)."""
+        import sqlite3
+
+        from keystone_agents.timeutil import iso_z as stamp
+
+        marker = self.space.state_dir / "events-pruned"
+        try:
+            if marker.exists() and time.time() - marker.stat().st_mtime < 3600:
+                return
+            cutoff = stamp(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=self.config.keep_event_days))
+            with closing(history.connect(self.space.history_db)) as conn:
+                history.prune_events(conn, cutoff)
+            marker.touch()
+        except (OSError, sqlite3.Error):
+            pass
+        else:
+            if self.config.coordination.backend == "postgresql":  # the agent's rows of the fleet table too
+                from keystone_agents.coordination.base import BusError
+                from keystone_agents.coordination.factory import open_bus
+
+                try:
+                    bus = open_bus(self.config.coordination)
+                    try:
+                        bus.events_prune(self.config.keep_event_days)
+                    finally:
+                        bus.close()
+                except BusError as exc:
+                    self.log.warning("log", msg=f"cannot prune the bus's events: {exc.message}", step="finish",
+                                     status="error")
 
     def summary(self, exit_code: int) -> dict:
         """The run as `loop --json` prints it (the keys of `runs --json`)."""
@@ -664,7 +801,7 @@ class Run:
             "tasks_failed": c.failed, "tasks_blocked": c.blocked, "tasks_recovered": state.recovered,
             "tasks_archived": state.archived, "sources_failed": state.sources_failed, "token_total": c.tokens,
             "cost_usd": round(c.cost_usd, 6), "missed_runs": state.missed_runs, "run_log": str(self.run_log),
-            "tasks": list(c.tasks), "queue": state.queue,
+            "tasks": list(c.tasks), "queue": state.queue, "trigger": self.trigger or "schedule",
             "errors": self.error_messages(),
         }
 

@@ -14,10 +14,20 @@ NAMES = ("claude", "gemini", "codex", "command", "openai")
 
 
 def get(name: str, config) -> Provider:
+    provider = _get(name, config)
+    # maxIterations (or the deprecated maxTurns) limits tool calls; autonomous mode needs the session id:
+    # both read the CLI's event stream while it runs (providers/stream.py)
+    provider.max_turns = getattr(config, "max_iterations", getattr(config, "max_turns", None))
+    mode = getattr(getattr(config, "exec", None), "mode", "timer")
+    provider.stream = bool(provider.stream_kind) and (provider.max_turns is not None or mode == "autonomous")
+    return provider
+
+
+def _get(name: str, config) -> Provider:
     if name == "claude":
         from keystone_agents.providers.claude import ClaudeProvider
 
-        return ClaudeProvider(getattr(config, "max_turns", None))
+        return ClaudeProvider()
     if name == "gemini":
         from keystone_agents.providers.gemini import GeminiProvider
 
@@ -25,7 +35,8 @@ def get(name: str, config) -> Provider:
     if name == "codex":
         from keystone_agents.providers.codex import CodexProvider
 
-        return CodexProvider()
+        settings = getattr(config, "codex_provider", None)
+        return CodexProvider(settings.local_provider if settings else None)
     if name == "command":
         from keystone_agents.providers.command import CommandProvider
 

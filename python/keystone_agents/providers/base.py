@@ -76,6 +76,9 @@ class ProviderResult:
     turns: int | None = None  # agentic turns the provider reports (claude's num_turns)
     reason: str = ""  # why it failed, when the provider knows (e.g. max-turns)
     answer: str = ""  # the final answer text (claude's `result`, codex's last agent message, gemini's `response`)
+    session_id: str = ""  # the CLI session/thread the run used (for autonomous continuation)
+    tool_calls: int | None = None  # tool calls that ran, counted in the event stream (None: not counted)
+    stopped: str = ""  # why the runtime stopped the run (maxIterations), "" when it did not
 
     @property
     def succeeded(self) -> bool:
@@ -129,6 +132,9 @@ class Provider:
     name = "provider"
     supports_result_file = True  # whether the agent can write KEYSTONE_TASK_RESULT
     max_turns: int | None = None  # passed to CLIs that have a turn limit
+    stream_kind: str | None = None  # the JSONL event stream this CLI can print (providers/stream.py)
+    stream: bool = False  # print it (set when tool calls are limited or a session must be resumed)
+    resume_session: str | None = None  # continue this CLI session instead of starting one (modes/continuation.py)
     mcp: "McpPlan | None" = None  # the MCP servers of this run (providers/mcp.py); None: none configured
     # instructions added to the CLI's own system prompt (the coding subagent's rules): claude takes them as
     # `--append-system-prompt`; CLIs without such a flag get them in front of the prompt (`instructions`)
@@ -158,6 +164,11 @@ class Provider:
     def run(self, prompt: str, runtime: "Runtime", options: "RunOptions") -> ProviderResult:
         from keystone_agents.providers.process import run_process
 
+        events = None
+        if self.stream_kind and self.stream:
+            from keystone_agents.providers.stream import EventStream
+
+            events = EventStream(self.stream_kind, self.max_turns)
         try:
             inv = self.invocation(prompt, runtime)
             if options.cwd is not None and not options.watch:
@@ -165,6 +176,8 @@ class Provider:
                 options.watch = self.transcript_paths(Path(options.cwd), home)
             if inv.env:
                 options = dataclasses.replace(options, env={**(options.env or os.environ), **inv.env})
+            if events is not None:
+                options.on_stdout = events.feed
             proc: ProcessResult = run_process(inv.argv, inv.stdin, options)
         finally:
             if self.mcp is not None:
@@ -177,6 +190,15 @@ class Provider:
             stalled=proc.stalled,
         )
         self.parse(proc.stdout, proc.stderr, result)
+        if events is not None:
+            result.tool_calls = events.executed_tool_calls
+            result.session_id = result.session_id or events.session_id or ""
+            if proc.stopped:
+                result.stopped = proc.stopped
+                result.reason = "max-turns"
+                result.is_error = True
+                result.evidence = False
+                result.message = proc.stopped[:300]
         if not result.succeeded and not result.timed_out and not result.model_error:
             result.model_error = bool(MODEL_ERROR_RE.search(proc.stdout[-20000:] + proc.stderr[-20000:]))
         if not result.message:

@@ -1,12 +1,15 @@
-"""Claude Code: `claude --print --output-format json --dangerously-skip-permissions [--model=M]
-[--fallback-model=F] [--effort=E] [--max-turns=N] -- <prompt>` (the seed's argv, plus the turn limit when
-`maxTurns` is set) and the configured MCP servers, `--mcp-config=FILE --strict-mcp-config` right after
-`--output-format json` (providers/mcp.py; `--mcp-config` takes several values, so another flag always follows
-it), and `--append-system-prompt=TEXT` after `--dangerously-skip-permissions` when the run has a system prompt
-of its own (the coding subagent's; one too long for an argument goes in front of the prompt instead). Values are attached with `=` and the prompt follows `--` (Commander, the CLI's parser,
-reads `--opt=value` as that option's value and everything after `--` as positionals), so no model name or
-prompt can be read as an option. A prompt too long for one argument is written to stdin instead (the CLI
-reference's `cat file | claude -p`).
+"""Claude Code: `claude --print --output-format json --dangerously-skip-permissions [--resume=SESSION]
+[--model=M] [--fallback-model=F] [--effort=E] [--max-turns=N] -- <prompt>` (the seed's argv, plus the turn
+limit when `exec.maxIterations` (alias `maxTurns`) is set) and the configured MCP servers,
+`--mcp-config=FILE --strict-mcp-config` right after the output format (providers/mcp.py; `--mcp-config` takes
+several values, so another flag always follows it). Values are attached with `=` and the prompt follows `--`
+(Commander, the CLI's parser, reads `--opt=value` as that option's value and everything after `--` as
+positionals), so no model name or prompt can be read as an option. A prompt too long for one argument is
+written to stdin instead (the CLI reference's `cat file | claude -p`). With a tool-call limit, or in
+autonomous mode, `--output-format stream-json --verbose` replaces `json`: the runtime counts `tool_use`
+blocks as they stream (providers/stream.py) and the last line is the same result object; `--resume`
+continues a session (modes/continuation.py). `--append-system-prompt=TEXT` follows the permission flags when the run has a
+system prompt of its own (the coding subagent's; one too long for an argument goes in front of the prompt).
 
 Evidence that it ran the task: a parsable JSON result with `is_error: false` and non-zero
 `usage.output_tokens`. `num_turns` is the number of agentic turns; `subtype: error_max_turns` means the
@@ -51,18 +54,36 @@ def last_json_object(text: str) -> dict | None:
     return None
 
 
+def last_result_event(text: str) -> dict | None:
+    """The `{"type": "result", …}` line of a stream-json output (None: the stream ended without one)."""
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{") and '"result"' in line:
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict) and value.get("type") == "result":
+                return value
+    return None
+
+
 class ClaudeProvider(Provider):
     name = "claude"
+    stream_kind = "claude"
 
-    def __init__(self, max_turns: int | None = None):
+    def __init__(self, max_turns: int | None = None, stream: bool = False):
         self.max_turns = max_turns
+        self.stream = stream
 
     def transcript_paths(self, cwd: Path, home: Path) -> list[Path]:
         base = Path(os.environ.get("CLAUDE_CONFIG_DIR") or home / ".claude")
         return [base / "projects" / re.sub(r"[^A-Za-z0-9]", "-", str(cwd))]
 
     def invocation(self, prompt, runtime) -> Invocation:
-        argv = ["claude", "--print", "--output-format", "json"]
+        # stream-json needs --verbose with --print; its last line is the object `json` prints alone
+        output = ["--output-format", "stream-json", "--verbose"] if self.stream else ["--output-format", "json"]
+        argv = ["claude", "--print", *output]
         if self.mcp is not None:
             from keystone_agents.providers.mcp import claude_document
 
@@ -78,6 +99,8 @@ class ClaudeProvider(Provider):
                      attached("--permission-mode", "dontAsk")]
         else:
             argv += ["--dangerously-skip-permissions"]
+        if self.resume_session:
+            argv.append(attached("--resume", self.resume_session))
         if self.system_prompt:
             if fits_in_argument(self.system_prompt):
                 argv.append(attached("--append-system-prompt", self.system_prompt))
@@ -96,7 +119,7 @@ class ClaudeProvider(Provider):
         return Invocation(argv, stdin=prompt)  # `claude -p` reads the prompt from stdin when none is given
 
     def parse(self, stdout: str, stderr: str, result: ProviderResult) -> None:
-        data = last_json_object(stdout)
+        data = last_result_event(stdout) if self.stream else last_json_object(stdout)
         if data is None:
             super().parse(stdout, stderr, result)
             result.evidence = False  # --output-format json promised a result object: text proves nothing
@@ -120,6 +143,8 @@ class ClaudeProvider(Provider):
                            and (result.usage.output_tokens or 0) > 0)
         text = data.get("result") if isinstance(data.get("result"), str) else ""
         result.answer = text
+        if isinstance(data.get("session_id"), str):
+            result.session_id = data["session_id"]
         result.message = text.strip().splitlines()[-1][:300] if text.strip() else ""
         if result.is_error:
             result.message = (text or str(data.get("subtype") or "error"))[:300]

@@ -1,9 +1,11 @@
-"""Codex CLI: `codex exec --json --full-auto [--config=mcp_servers.…]… [--model=M] -- <prompt>` (the seed's argv
-plus `--json` and the configured MCP servers as `-c/--config` overrides, see providers/mcp.py; fallback model
-and effort are not passed). A run with a system prompt of its own (the coding subagent's) gets it in front of the
-prompt: codex has no flag that adds to its system prompt. The model is attached with `=` and the prompt follows `--` (clap reads
-`--model=value` as the value, and nothing after `--` as an option); a prompt too long for one argument goes
-to stdin with `-` as the PROMPT argument ("if `-` is used, instructions are read from stdin").
+"""Codex CLI: `codex exec --json --full-auto [--oss --local-provider=P] [--config=mcp_servers.…]… [--model=M]
+[resume THREAD_ID] -- <prompt>` (the seed's argv plus `--json`; `--oss` when codexProvider.localProvider names a
+local model server; the configured MCP servers as `-c/--config` overrides, see providers/mcp.py; fallback model
+and effort are not passed; `resume` continues a thread in autonomous mode). The model is attached with `=` and
+the prompt follows `--` (clap reads `--model=value` as the value, and nothing after `--` as an option); a prompt
+too long for one argument goes to stdin with `-` as the PROMPT argument ("if `-` is used, instructions are read
+from stdin"). A run with a system prompt of its own (the coding subagent's) gets it in front of the
+prompt: codex has no flag that adds to its system prompt.
 
 With `--json`, stdout is JSON Lines, one event per line: `thread.started`, `turn.started`, `item.started` /
 `item.updated` / `item.completed` (`item.type` `agent_message` carries the answer in `item.text`),
@@ -59,10 +61,16 @@ def _hook_program(policy_file: str) -> str:
 
 class CodexProvider(Provider):
     name = "codex"
+    stream_kind = "codex"
+
+    def __init__(self, local_provider: str | None = None):
+        self.local_provider = local_provider  # codexProvider.localProvider: --oss against ollama/lmstudio
 
     def invocation(self, prompt, runtime) -> Invocation:
         argv = ["codex", "exec", "--json", "--full-auto"]
         prompt = self.instructions(prompt)  # codex has no flag adding to its system prompt
+        if self.local_provider:
+            argv += ["--oss", attached("--local-provider", self.local_provider)]
         env: dict[str, str] = {}
         if self.mcp is not None:
             from keystone_agents.providers.mcp import codex_overrides
@@ -75,6 +83,8 @@ class CodexProvider(Provider):
             argv += policy_overrides(self.policy_file, _hook_program(self.policy_file))
         if runtime.model:
             argv.append(attached("--model", runtime.model))
+        if self.resume_session:  # "only the conversation context is preserved; you must still provide flags"
+            argv += ["resume", self.resume_session]
         if fits_in_argument(prompt):
             return Invocation(argv + ["--", prompt], env=env)  # after `--` nothing is an option (clap)
         return Invocation(argv + ["-"], stdin=prompt, env=env)  # `codex exec -`: the instructions are read from stdin
@@ -99,6 +109,8 @@ class CodexProvider(Provider):
         answer = ""
         for event in stream:
             kind = event["type"]
+            if kind == "thread.started" and isinstance(event.get("thread_id"), str):
+                result.session_id = event["thread_id"]
             if kind == "turn.completed":
                 turns += 1
                 usage = event.get("usage") if isinstance(event.get("usage"), dict) else {}

@@ -342,7 +342,9 @@ def run(
     run_id = f"{agent}-scheduler-{stamp}"
     space.ensure_state_dirs()
     log_file = None if dry_run else space.scheduler_log_file(stamp)
-    log = event_logger(agent=agent, unit=unit, run_id=run_id, log_file=log_file, stream=stream)
+    log = event_logger(agent=agent, unit=unit, run_id=run_id, log_file=log_file, stream=stream,
+                       event_db=None if dry_run else space.history_db,
+                       event_bus=None if dry_run else config.coordination)
     result = RunResult(run_id=run_id, status="success", exit_code=0, now=now, dry_run=dry_run)
 
     with try_lock(space.scheduler_lock_file) as locked:

@@ -1,5 +1,6 @@
 """The built-in sources, from the configuration: email (mail.imap), GitHub (github, through `gh api`) and
-Forgejo/Gitea (forgejo, its REST API). Each is on when its account is configured and its `fetch` is true.
+Forgejo/Gitea (forgejo, its REST API), and with a coordination bus its inbox (comms) and the shared keys
+changed under exec.watchPrefixes (shared). Each is on when its account is configured and its `fetch` is true.
 Calendar events never come through here: the scheduler owns them (one task per event, once)."""
 
 from __future__ import annotations
@@ -29,4 +30,8 @@ def builtin_sources(config: Config, state_dir: Path, env: dict, log=None) -> lis
         from keystone_agents.sources.comms import CommsSource
 
         sources.append(CommsSource(config.coordination, state_dir, config=config, log=log))
+        if config.exec.watch_prefixes and config.exec.mode != "proactive":
+            from keystone_agents.sources.shared_watch import SharedWatchSource
+
+            sources.append(SharedWatchSource(config, state_dir, log=log))
     return sources
