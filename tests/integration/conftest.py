@@ -133,3 +133,19 @@ def bus_env(request, bus_world):
 
     name, settings = fresh_pg_database(bus_world)
     yield BusEnv("postgresql", bus_world, settings, name)
+
+
+@pytest.fixture
+def fleet(bus_env):
+    """Agents on this test's bus, each a real Linux user with its own home under a fresh directory."""
+    import secrets
+
+    from tests.support.comms import CommsAgents
+
+    root = bus_env.users.root / "homes" / secrets.token_hex(4)
+    root.mkdir(parents=True)
+    for d in (root.parent, root):
+        d.chmod(0o755)
+    agents = CommsAgents(bus_env, root)
+    yield agents
+    agents.close()

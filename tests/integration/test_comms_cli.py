@@ -12,27 +12,9 @@ import time
 
 import pytest
 
-from tests.support.comms import CommsAgents, PathUnit, expected_answer, new_id
+from tests.support.comms import PathUnit, expected_answer, new_id, ok
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def fleet(bus_env):
-    import secrets
-
-    root = bus_env.users.root / "homes" / secrets.token_hex(4)
-    root.mkdir(parents=True)
-    for d in (root.parent, root):
-        d.chmod(0o755)
-    agents = CommsAgents(bus_env, root)
-    yield agents
-    agents.close()
-
-
-def ok(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 0, f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
-    return done.stdout
 
 
 def test_send_drain_once_and_inbox(fleet):

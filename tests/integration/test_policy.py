@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import time
@@ -25,17 +24,6 @@ REPO = Path(__file__).resolve().parents[2]
 RULES = [{"match": {"shell": "touch *blocked*"}, "tier": "blocked"},
          {"match": {"shell": "touch *notify*"}, "tier": "notify"},
          {"match": {"shell": "touch *approve*"}, "tier": "approval_required"}]
-
-
-@pytest.fixture
-def fleet(bus_env):
-    root = bus_env.users.root / "homes" / secrets.token_hex(4)
-    root.mkdir(parents=True)
-    for d in (root.parent, root):
-        d.chmod(0o755)
-    agents = CommsAgents(bus_env, root)
-    yield agents
-    agents.close()
 
 
 class PolicyAgent:

@@ -11,27 +11,9 @@ import subprocess
 
 import pytest
 
-from tests.support.comms import CommsAgents
+from tests.support.comms import ok
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def fleet(bus_env):
-    import secrets
-
-    root = bus_env.users.root / "homes" / secrets.token_hex(4)
-    root.mkdir(parents=True)
-    for d in (root.parent, root):
-        d.chmod(0o755)
-    agents = CommsAgents(bus_env, root)
-    yield agents
-    agents.close()
-
-
-def ok(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 0, f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
-    return done.stdout
 
 
 def test_shared_cli_conflict_exit_5_and_humans(fleet):

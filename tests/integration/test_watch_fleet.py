@@ -6,31 +6,12 @@ an id and commits late (the xmin horizon). Real users and a real PostgreSQL 15 c
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
-from tests.support.comms import CommsAgents
+from tests.support.comms import ok
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("bus_env", ["postgresql"], indirect=True)]
-
-
-@pytest.fixture
-def fleet(bus_env):
-    import secrets
-
-    root = bus_env.users.root / "homes" / secrets.token_hex(4)
-    root.mkdir(parents=True)
-    for d in (root.parent, root):
-        d.chmod(0o755)
-    agents = CommsAgents(bus_env, root)
-    yield agents
-    agents.close()
-
-
-def ok(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 0, f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
-    return done.stdout
 
 
 def lines(text: str) -> list[dict]:

@@ -14,29 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.comms import CommsAgents, PathUnit
+from tests.support.comms import PathUnit, ok
 
 pytestmark = pytest.mark.slow
 
 WATCH = {"watchPrefixes": ["watch/"]}
-
-
-@pytest.fixture
-def fleet(bus_env):
-    import secrets
-
-    root = bus_env.users.root / "homes" / secrets.token_hex(4)
-    root.mkdir(parents=True)
-    for d in (root.parent, root):
-        d.chmod(0o755)
-    agents = CommsAgents(bus_env, root)
-    yield agents
-    agents.close()
-
-
-def ok(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 0, f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
-    return done.stdout
 
 
 def shared_set(agent, key: str, value, expected: int) -> None:

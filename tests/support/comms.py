@@ -192,3 +192,9 @@ def new_id() -> str:
 
 
 __all__ = ["Agent", "CommsAgents", "PathUnit", "expected_answer", "new_id", "os", "textwrap"]
+
+
+def ok(done: subprocess.CompletedProcess) -> str:
+    """The stdout of a command that must have succeeded (else its exit code and both streams)."""
+    assert done.returncode == 0, f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
+    return done.stdout
