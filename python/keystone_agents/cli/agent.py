@@ -57,22 +57,9 @@ def timer_invocation(argv: list[str]) -> dict[str, str | None] | None:
     naming no file/directory click would refuse), else None: then click parses (and explains) it."""
     if not argv or argv[0] != "loop":
         return None
-    values: dict[str, str] = {}
-    rest = argv[1:]
-    index = 0
-    while index < len(rest):
-        name, eq, value = rest[index].partition("=")
-        if name not in TIMER_OPTIONS or name in values:
-            return None
-        if not eq:
-            if index + 1 >= len(rest):
-                return None
-            index += 1
-            value = rest[index]
-        if not value or value.startswith("-"):
-            return None
-        values[name] = value
-        index += 1
+    values = _plain_options(argv[1:], TIMER_OPTIONS, dash_values=False)
+    if values is None:
+        return None
     home = values.get("--home") or os.environ.get("KEYSTONE_AGENT_HOME") or None
     config = values.get("--config")
     if (home and os.path.isfile(home)) or (config and os.path.isdir(config)):
@@ -91,22 +78,29 @@ def hook_invocation(argv: list[str]) -> dict[str, str] | None:
     value), else None: the provider CLIs run the hook before every tool call, so it skips click's start-up."""
     if argv[:2] != ["policy", "check"]:
         return None
+    values = _plain_options(argv[2:], HOOK_OPTIONS, dash_values=True)
+    return values if values is not None and "--cli" in values else None
+
+
+def _plain_options(rest: list[str], allowed: tuple[str, ...], dash_values: bool) -> dict[str, str] | None:
+    """`--name value` / `--name=value` pairs of `allowed` names, each once with a non-empty value (one starting
+    with "-" only if `dash_values`), else None."""
     values: dict[str, str] = {}
-    rest, index = argv[2:], 0
+    index = 0
     while index < len(rest):
         name, eq, value = rest[index].partition("=")
-        if name not in HOOK_OPTIONS or name in values:
+        if name not in allowed or name in values:
             return None
         if not eq:
             if index + 1 >= len(rest):
                 return None
             index += 1
             value = rest[index]
-        if not value:
+        if not value or (value.startswith("-") and not dash_values):
             return None
         values[name] = value
         index += 1
-    return values if "--cli" in values else None
+    return values
 
 
 def main() -> None:
