@@ -30,7 +30,8 @@ written in the prompt (so one loop run can hold tasks that behave differently):
 Sessions: a run prints a session id (claude/gemini session_id, codex thread_id); a run that resumes one
 (claude --resume ID, codex exec resume ID, gemini --resume ID) continues that session: its directives are the
 first prompt's (the CLI keeps the context), whatever the continuation prompt says. Sessions are kept next to
-$FAKE_BIN_LOG (without it, every run is a session of its own).
+$FAKE_BIN_LOG (without it, every run is a session of its own). A resumed session whose prompt asks for no tool
+call retries the calls a hook refused earlier in that session (a model told its action was approved retries it).
 With $FAKE_RUN_COMMANDS set, the stand-in behaves like a model that does what it is told: every command line the
 prompt shows (a line that is, or ends in after a "Label: " prefix, `keystone-agent …` or `agentctl …`) is run in a
 real shell (`bash -c LINE`, stdin: a short reply body), and recorded as an `ran-command` event with its exit code.
@@ -228,7 +229,11 @@ def session(tool, resume_id, prompt):
         path = os.path.join(base, f"{tool}-{state['id']}.json")
     with open(path, "w") as handle:
         json.dump(state, handle)
+    _SESSION.update(path=path, state=state)
     return state["id"], state["prompt"], state["turn"]
+
+
+_SESSION = {}  # this run's session file and state (session() fills it in when sessions are kept)
 
 
 def continuation_report(prompt, turn):
@@ -305,11 +310,22 @@ def perform_tool_calls(cli, prompt, gate, spec):
     """Run the prompt's tool calls through `gate(tool_name, tool_input) -> (allowed, reason)`; → text the model
     saw (one line per call). `spec(kind, arg) -> (tool_name, tool_input)` names the CLI's own tool."""
     seen = []
-    for kind, arg in hooked_tool_calls(prompt):
+    calls = hooked_tool_calls(prompt)
+    state = _SESSION.get("state")
+    if not calls and state and state.get("turn"):  # resumed: retry what was refused earlier in the session
+        calls = [tuple(c) for c in state.get("refused") or []]
+    refused = []
+    for kind, arg in calls:
         name, tool_input = spec(kind, arg)
         allowed, reason = gate(name, tool_input)
         result = execute_tool(kind, arg) if allowed else ""
         record(cli, [], event="tool-call", name=name, input=tool_input, allowed=allowed, reason=reason,
                result=result[:300])
         seen.append(f"{name}: {'ran' if allowed else 'refused'}: {reason or result}"[:500])
+        if not allowed:
+            refused.append([kind, arg])
+    if state is not None:
+        state["refused"] = refused
+        with open(_SESSION["path"], "w") as handle:
+            json.dump(state, handle)
     return "\n".join(seen)
