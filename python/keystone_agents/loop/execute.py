@@ -19,7 +19,9 @@
   apart from the status.
 * With a policy (policy/outcome.py, docs/policy.md), what the CLI's pre-tool hook decided overrides all of
   that: an action waiting for a human's approval → outcome "blocked" with `blocked_reason: approval:<id>`;
-  every attempted action refused → outcome "policy" (the task blocked).
+  every attempted action refused → outcome "policy" (the task blocked). The CLI session of an execution blocked
+  on an approval is remembered; once a human approves, the retry resumes that session with a short prompt
+  saying so (policy/outcome.py: remember_session, approved_session, approval_prompt).
 * TASKS.yaml as the provider left it is kept when valid, rejected and restored when not (loop/guard.py).
 """
 
@@ -376,6 +378,14 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
             prompt = continuation.guidance(None, ctx.resume.get("prompt"))
         elif ctx.resume.get("prompt"):
             prompt = continuation.reprompt(prompt, "", continuation.guidance(None, ctx.resume["prompt"]))
+    approved = None if session else policy_outcome.approved_session(space, name)
+    if approved is not None and approved["provider"] == runtime.provider and _session_capable(config, entry,
+                                                                                              runtime.provider):
+        # a human approved the action this task waited for: resume the CLI session it waited in
+        session, prompt = approved["session_id"], policy_outcome.approval_prompt(approved)
+        log.info("approval_resumed", msg=f"task {name}: approval {approved['approval']} granted; resuming CLI "
+                 f"session {session}", status="started", approval_id=approved["approval"], session_id=session,
+                 **fields)
     killed = False
     while True:
         attempts = _invoke(ctx, entry, runtime, prompt, env, log_path, on_spawn, session, exit_journal,
@@ -433,6 +443,10 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
             verdict = policy_outcome.read(policy_run.log_path)
             policy_outcome.emit_events(verdict, log, name)
             outcome, updates, message, reason = verdict.override() or (outcome, updates, message, reason)
+            if verdict.pending:  # the retry after the approval resumes this CLI session (where there is one)
+                capable = result is not None and _session_capable(config, entry, final_runtime.provider)
+                policy_outcome.remember_session(space, name, verdict.pending[0], final_runtime.provider,
+                                                result.session_id if capable else None)
     if policy_run is not None:
         policy_run.cleanup()
     if outcome == "blocked" and (updates.get("blocked_reason") or "").startswith(continuation.MAX_AUTO_TURNS_REASON):
@@ -499,6 +513,15 @@ def execute_one(ctx: ExecContext, tf: TaskFile, entry: Entry) -> TaskFile:
              tool_calls=result.tool_calls if result and result.tool_calls is not None else "",
              auto_turn=turn, session_id=(result.session_id if result else "") or "")
     return tf
+
+
+def _session_capable(config, entry: Entry, provider: str) -> bool:
+    """Whether the task's executions run in a CLI session that can be resumed (not the coding route's)."""
+    from keystone_agents.modes import continuation
+
+    workflow = entry.get("workflow")
+    coding = bool(workflow) and workflow in (getattr(getattr(config, "coding", None), "workflows", None) or ())
+    return provider in continuation.SESSION_PROVIDERS and not coding
 
 
 def _killed(space, pgid) -> bool:

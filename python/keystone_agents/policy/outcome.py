@@ -135,13 +135,82 @@ def env(prepared: Prepared | None, entry_project: str | None) -> dict[str, str]:
     return found
 
 
-__all__ = ["prepare", "read", "Verdict", "Prepared", "emit_events", "env", "os"]
+__all__ = ["prepare", "read", "Verdict", "Prepared", "emit_events", "env", "os", "remember_session",
+           "approved_session", "approval_prompt"]
+
+
+# ---------------------------------------------------------------- resuming the CLI session after an approval
+# An execution blocked on `approval:<id>` leaves state/policy/sessions/<task>.json: {approval, provider,
+# session_id}. When a human approves, `resume_decided` adds the decision to it ("approved"); the retried
+# execution of the task takes it (once) and resumes that CLI session with `approval_prompt` only.
+
+SESSIONS_DIR = "sessions"
+
+
+def _session_file(space, task: str) -> Path:
+    from keystone_agents import sanitize
+
+    return sanitize.inside(space.state_dir / DECISIONS_DIR / SESSIONS_DIR, f"{task}.json", field="name")
+
+
+def remember_session(space, task: str, approval_id: str, provider: str, session_id: str | None) -> None:
+    """The CLI session an execution blocked on `approval_id` ran in (none: the retry re-runs the task)."""
+    from keystone_agents.loop.state import remove, write_json
+
+    path = _session_file(space, task)
+    if not session_id:
+        remove(path)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"approval": approval_id, "provider": provider, "session_id": session_id})
+
+
+def _mark_session(space, task: str, approval_id: str, approval: dict | None) -> None:
+    """Approved (`approval` given): the remembered session may be resumed; rejected: it is forgotten."""
+    from keystone_agents.loop.state import read_json, remove, write_json
+
+    path = _session_file(space, task)
+    stored = read_json(path)
+    if not isinstance(stored, dict) or stored.get("approval") != approval_id:
+        return
+    if approval is None:
+        remove(path)
+        return
+    stored["approved"] = {"by": approval.get("decided_by") or "a human", "note": approval.get("note") or "",
+                          "action": approval.get("action") or ""}
+    write_json(path, stored)
+
+
+def approved_session(space, task: str) -> dict | None:
+    """The approved session of `task` to resume ({approval, provider, session_id, approved}), taken once: the
+    record is removed, so a later retry re-runs the task (the approval noted in its description)."""
+    from keystone_agents.loop.state import read_json, remove
+
+    path = _session_file(space, task)
+    stored = read_json(path)
+    if not isinstance(stored, dict) or not isinstance(stored.get("approved"), dict):
+        return None
+    remove(path)
+    if not stored.get("session_id") or not stored.get("provider"):
+        return None
+    return stored
+
+
+def approval_prompt(stored: dict) -> str:
+    """The continuation prompt of an approved session: the decision, never the task again."""
+    approved = stored.get("approved") or {}
+    note = f" (their note: {str(approved['note']).strip()[:500]})" if str(approved.get("note") or "").strip() else ""
+    return (f"A human ({approved.get('by') or 'a human'}) approved the action you were waiting for: approval "
+            f"{stored.get('approval')} for {str(approved.get('action') or '')[:500]}{note}. It may now run once: "
+            "retry that action now, then continue where you left off in this session (do not start over), and "
+            'write your report to $KEYSTONE_TASK_RESULT as before ("status": "completed" or "blocked"). '
+            "Running the same action a second time needs a new approval.")
 
 
 def resume_decided(bus, space, log=None) -> list[str]:
     """Tasks blocked on an approval a human decided: approved → pending again (the retry runs that action once,
-    the approval is noted in its description, which the prompt carries); rejected → stays blocked, with the
-    decision in its blocked_reason. Run by `comms drain` (the approval woke the agent) and the loop's prefetch.
+    the approval is noted in its description, which the prompt carries, and the remembered CLI session is marked
+    approved so the retry resumes it); rejected → stays blocked, with the decision in its blocked_reason. Run by `comms drain` (the approval woke the agent) and the loop's prefetch.
     → the names of tasks made runnable."""
     from keystone_agents.coordination.base import BusError
     from keystone_agents.lock import hold
@@ -173,6 +242,7 @@ def resume_decided(bus, space, log=None) -> list[str]:
                 text = (f"{entry.get('description') or ''}\n\n(Approval {approval_id} granted by {who}{note}: "
                         f"{approval.get('action')} may now run once. Retry it.)").strip()
                 tf.set_fields(entry, {"status": "pending", "blocked_reason": None, "description": text})
+                _mark_session(space, entry.name, approval_id, approval)
                 resumed.append(entry.name)
                 changed = True
                 if log:
@@ -180,6 +250,7 @@ def resume_decided(bus, space, log=None) -> list[str]:
                              f"{who}", status="pending", task_name=entry.name, approval_id=approval_id)
             elif approval.get("state") == "rejected":
                 tf.set_fields(entry, {"blocked_reason": f"{reason} rejected by {who}{note}"[:500]})
+                _mark_session(space, entry.name, approval_id, None)
                 changed = True
                 if log:
                     log.warning("approval_rejected", msg=f"task {entry.name} stays blocked: approval {approval_id} "

@@ -19,8 +19,20 @@ def get(name: str, config) -> Provider:
     # both read the CLI's event stream while it runs (providers/stream.py)
     provider.max_turns = getattr(config, "max_iterations", getattr(config, "max_turns", None))
     mode = getattr(getattr(config, "exec", None), "mode", "timer")
-    provider.stream = bool(provider.stream_kind) and (provider.max_turns is not None or mode == "autonomous")
+    provider.stream = bool(provider.stream_kind) and (provider.max_turns is not None or mode == "autonomous"
+                                                      or (name == "gemini" and _policy(config)))
     return provider
+
+
+def _policy(config) -> bool:
+    """A policy is in effect: an execution blocked on an approval is resumed after it (policy/outcome.py), and
+    gemini names its session only in the stream (`init`), not in `--output-format json`."""
+    try:
+        from keystone_agents.policy.outcome import enabled
+
+        return enabled(config)
+    except AttributeError:  # a partial config (tests, dry runs) has no policy
+        return False
 
 
 def _get(name: str, config) -> Provider:
