@@ -260,3 +260,68 @@ def test_approval_wakes_the_agent_through_the_bus(fleet):
             listener.wait()
     assert len(unit.wakes) > woken_before
     assert marker.exists() and a.task("woken")["status"] == "completed"
+
+
+def _invocations(a: PolicyAgent, task: str) -> list[dict]:
+    """The stand-in CLI's invocations of `task` (not its events), oldest first."""
+    rows = [json.loads(line) for line in a.log.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("task") == task and not r.get("event") and r.get("tool") == a.cli]
+
+
+def _resumes(argv: list[str], cli: str, session: str) -> bool:
+    if cli == "codex":
+        return "resume" in argv and argv[argv.index("resume") + 1] == session
+    return f"--resume={session}" in argv or ("--resume" in argv and argv[argv.index("--resume") + 1] == session)
+
+
+@pytest.mark.parametrize("cli", ["claude", "codex", "gemini"])
+def test_an_approved_retry_resumes_the_same_cli_session(fleet, cli):
+    """After `approvals approve`, the retried task resumes the CLI session it waited in: the same session id on
+    the retry's argv, a prompt that says the action was approved and does not repeat the task; the approved
+    action runs once (the marker), and the session's second identical action needs a new approval."""
+    if fleet.bus_env.backend != "local":
+        pytest.skip("resuming is the execute stage's; the queue is tested on both backends above")
+    a = PolicyAgent(fleet, "alpha", cli)
+    marker, count = a.marker("approve-resumed"), a.markers / "count-resumed"
+    command = f"touch {marker} && echo x >> {count}"
+    description = f"Deploy the resumable thing. [fake:bash={command}] [fake:bash={command}]"
+    a.add_task("deploy", description)
+    a.run("loop")
+    approval_id = a.task("deploy")["blocked_reason"].split(":", 1)[1]
+    stored = json.loads((a.agent.state / "policy" / "sessions" / "deploy.json").read_text())
+    session = stored["session_id"]
+    assert (stored["approval"], stored["provider"]) == (approval_id, cli) and session
+    [first] = _invocations(a, "deploy")
+    assert not _resumes(first["argv"], cli, session)
+
+    assert fleet.agentctl("human", "approvals", "approve", approval_id, "--note", "go").returncode == 0
+    assert a.run("comms", "drain").returncode == 0
+    done = a.run("loop")
+    first_run, retry = _invocations(a, "deploy")
+    assert _resumes(retry["argv"], cli, session), retry["argv"]
+    [resumed] = [e for e in map(json.loads, a.log.read_text().splitlines()) if e.get("event") == "resumed"]
+    assert resumed["session_id"] == session
+    prompt = resumed["prompt"]
+    assert f"approved the action you were waiting for: approval {approval_id}" in prompt and "go" in prompt
+    assert "Deploy the resumable thing" not in prompt and "[fake:" not in prompt  # the task is not repeated
+    assert marker.exists() and count.read_text() == "x\n", done.stderr[-2000:]  # the approved action ran once
+    second = a.task("deploy")["blocked_reason"].split(":", 1)[1]  # the same action again: a new approval
+    assert second != approval_id
+    states = {i["id"]: i["state"] for i in json.loads(fleet.agentctl("human", "approvals", "list", "--state", "all",
+                                                                        "--json").stdout)}
+    assert states[approval_id] == "consumed" and states[second] == "pending"
+
+    if cli != "claude":
+        return
+    # no session to resume (its record lost, as with a provider that has none): the task is re-run, the
+    # approval noted in its prompt; the grant still allows the action once
+    (a.agent.state / "policy" / "sessions" / "deploy.json").unlink()
+    assert fleet.agentctl("human", "approvals", "approve", second).returncode == 0
+    assert a.run("comms", "drain").returncode == 0
+    a.run("loop")
+    rerun = _invocations(a, "deploy")[-1]
+    assert not any(arg.startswith("--resume") for arg in rerun["argv"])
+    assert "Deploy the resumable thing" in rerun["parsed"]["prompt"]
+    assert f"Approval {second} granted" in rerun["parsed"]["prompt"]
+    assert count.read_text() == "x\nx\n"
+    assert a.task("deploy")["blocked_reason"].split(":", 1)[1] not in (approval_id, second)

@@ -447,3 +447,32 @@ def test_runtime_acts_are_decided_like_tool_calls(tmp_path, monkeypatch):
     assert tiers == [("git.push", "notify", True), ("pr.create", "blocked", False)]
     path.chmod(0o000) if os.geteuid() != 0 else path.write_text("{ broken")
     assert acts.check("git.push", "x")[0] is False  # fails closed
+
+
+# ---------------------------------------------------------------- the session an approved retry resumes
+
+
+def test_an_approved_session_is_resumed_once_and_its_prompt_does_not_repeat_the_task(tmp_path):
+    import types
+
+    from keystone_agents.policy import outcome
+
+    space = types.SimpleNamespace(state_dir=tmp_path)
+    outcome.remember_session(space, "deploy", "a-1", "claude", "sess-9")
+    assert outcome.approved_session(space, "deploy") is None  # not decided yet: nothing to resume
+    outcome._mark_session(space, "deploy", "other-id", {"decided_by": "alice"})  # another approval: ignored
+    assert outcome.approved_session(space, "deploy") is None
+    outcome._mark_session(space, "deploy", "a-1", {"decided_by": "alice", "note": "once", "action": "shell:make"})
+    stored = outcome.approved_session(space, "deploy")
+    assert (stored["session_id"], stored["provider"], stored["approval"]) == ("sess-9", "claude", "a-1")
+    assert outcome.approved_session(space, "deploy") is None  # taken once
+    prompt = outcome.approval_prompt(stored)
+    assert "approval a-1 for shell:make" in prompt and "alice" in prompt and "once" in prompt
+    assert "Task:" not in prompt and "Description:" not in prompt
+
+    outcome.remember_session(space, "deploy", "a-2", "claude", "sess-9")
+    outcome._mark_session(space, "deploy", "a-2", None)  # rejected: forgotten
+    assert not (tmp_path / "policy" / "sessions" / "deploy.json").exists()
+    outcome.remember_session(space, "deploy", "a-3", "claude", None)  # no session id: the retry re-runs
+    outcome._mark_session(space, "deploy", "a-3", {"decided_by": "alice"})
+    assert outcome.approved_session(space, "deploy") is None
