@@ -25,6 +25,9 @@ let
     if co.backend == "local" then "/run/keystone-bus/wake/${name}" else "${stateDir name}/comms-wake";
   bin = "${rt.package}/bin/keystone-agent";
   pgHost = if pg.createLocally && pg.host == null then "/run/postgresql" else pg.host;
+  # who reads the whole bus for the host's timers (audit anchor, approvals metrics): an admin of the bus
+  busAdminUser = if co.auditAnchor.user != null then co.auditAnchor.user
+                 else if co.backend == "local" || rt.admins == [ ] then "root" else lib.head rt.admins;
 
   userService = name: unit: attrs: nameValuePair unit (lib.recursiveUpdate {
     unitConfig.ConditionUser = userOf name;
@@ -173,8 +176,7 @@ in
         after = optionals (co.backend == "postgresql" && pg.createLocally) [ "keystone-db-migrate.service" ];
         serviceConfig = L.hardening.base // {
           Type = "oneshot";
-          User = if co.auditAnchor.user != null then co.auditAnchor.user
-                 else if co.backend == "local" || rt.admins == [ ] then "root" else lib.head rt.admins;
+          User = busAdminUser;
           ExecStart = "${bin} audit anchor --host-config ${L.hostConfigPath} --textfile-dir ${L.textfileDir}";
           SyslogIdentifier = "keystone-audit-anchor";
           ReadWritePaths = [ L.textfileDir ];
@@ -191,8 +193,7 @@ in
         after = optionals (co.backend == "postgresql" && pg.createLocally) [ "keystone-db-migrate.service" ];
         serviceConfig = L.hardening.base // {
           Type = "oneshot";
-          User = if co.auditAnchor.user != null then co.auditAnchor.user
-                 else if co.backend == "local" || rt.admins == [ ] then "root" else lib.head rt.admins;
+          User = busAdminUser;
           ExecStart = "${rt.package}/bin/agentctl --config ${L.hostConfigPath} approvals metrics --textfile ${L.textfileDir}/keystone-approvals.prom";
           SyslogIdentifier = "keystone-approvals-metrics";
           ReadWritePaths = [ L.textfileDir ];
